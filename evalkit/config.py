@@ -1,0 +1,247 @@
+"""Project settings: ``evalkit.toml`` + ``EVALKIT_*`` environment, merged over built-in defaults.
+
+Precedence (highest first): command-line options (applied by the caller) > environment > evalkit.toml >
+defaults. Relative paths in evalkit.toml are relative to the directory that holds it, so a run behaves the
+same from any working directory inside the project.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from evalkit.errors import ConfigError, PricingError
+
+SETTINGS_FILE = "evalkit.toml"
+_DATED_SUFFIX = re.compile(r"-\d{8}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TokenPrices(_Strict):
+    """USD per million tokens for each token category."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_write_5m: float = Field(ge=0)
+    cache_write_1h: float = Field(ge=0)
+    cache_read: float = Field(ge=0)
+
+
+class LongContextPrices(TokenPrices):
+    threshold_tokens: int = Field(gt=0)
+
+
+class ModelPrice(TokenPrices):
+    long_context: LongContextPrices | None = None
+    note: str | None = None
+
+    def for_prompt(self, total_input_tokens: int) -> TokenPrices:
+        """The rates that apply to a request with this many input tokens (long-context tiers)."""
+        if self.long_context is not None and total_input_tokens > self.long_context.threshold_tokens:
+            return self.long_context
+        return self
+
+
+class PricingTable(_Strict):
+    as_of: str
+    source: str = ""
+    batch_discount: float = Field(default=0.5, gt=0, le=1)
+    aliases: dict[str, str] = Field(default_factory=dict)
+    models: dict[str, ModelPrice] = Field(default_factory=dict)
+
+    def canonical_id(self, model: str) -> str:
+        return self.aliases.get(model, model)
+
+    def price_for(self, model: str) -> ModelPrice:
+        """Price of ``model``; raises :class:`PricingError` rather than ever pricing it at $0."""
+        candidates = [model, self.canonical_id(model), _DATED_SUFFIX.sub("", model)]
+        for candidate in candidates:
+            if candidate in self.models:
+                return self.models[candidate]
+        known = ", ".join(sorted(self.models))
+        raise PricingError(
+            f"no price for model '{model}' in the pricing table (as of {self.as_of})",
+            hint=(
+                f'add it to evalkit.toml:\n      [pricing.models."{model}"]\n'
+                "      input = …  output = …  cache_write_5m = …  cache_write_1h = …  cache_read = …\n"
+                f"    (USD per million tokens). Known models: {known}"
+            ),
+        )
+
+
+class SimCorpus(_Strict):
+    """Labelled text the simulator's models learn from (never the rows being evaluated)."""
+
+    path: str
+    text_column: str = "text"
+    label_column: str = "label"
+    where: dict[str, str | int | bool] = Field(default_factory=dict)
+
+
+SimTier = Literal["small", "medium", "large"]
+
+
+class SimulatorSettings(_Strict):
+    seed: int = 0
+    latency_ms: float = Field(default=0.0, ge=0)
+    # Model-id glob -> capability tier. First match wins.
+    tiers: dict[str, SimTier] = Field(
+        default_factory=lambda: {
+            "claude-haiku-*": "small",
+            "claude-sonnet-*": "large",
+            "claude-opus-*": "large",
+            "claude-fable-*": "large",
+            "claude-mythos-*": "large",
+        }
+    )
+    corpora: list[SimCorpus] = Field(default_factory=list)
+
+    def tier_for(self, model: str) -> SimTier | None:
+        for pattern, tier in self.tiers.items():
+            if fnmatch.fnmatchcase(model, pattern):
+                return tier
+        return None
+
+
+class Settings(_Strict):
+    """Resolved settings. Paths are absolute."""
+
+    root: Path
+    settings_file: Path | None = None
+    cache_dir: Path
+    reports_dir: Path
+    concurrency: int = Field(default=8, ge=1, le=256)
+    max_retries: int = Field(default=4, ge=0, le=20)
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    pricing: PricingTable
+    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+
+    @field_validator("cache_dir", "reports_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.resolve()
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from evalkit.toml, made absolute against the project root."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else (self.root / candidate).resolve()
+
+
+class _EvalkitSection(_Strict):
+    cache_dir: str = ".evalkit/cache"
+    reports_dir: str = "reports"
+    concurrency: int = 8
+    max_retries: int = 4
+    request_timeout_s: float = 120.0
+
+
+class _PricingOverrides(_Strict):
+    as_of: str | None = None
+    source: str | None = None
+    batch_discount: float | None = None
+    aliases: dict[str, str] = Field(default_factory=dict)
+    models: dict[str, ModelPrice] = Field(default_factory=dict)
+
+
+class _SettingsFile(_Strict):
+    evalkit: _EvalkitSection = Field(default_factory=_EvalkitSection)
+    pricing: _PricingOverrides = Field(default_factory=_PricingOverrides)
+    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+
+
+def builtin_pricing() -> PricingTable:
+    text = resources.files("evalkit").joinpath("data/pricing.toml").read_text(encoding="utf-8")
+    return PricingTable.model_validate(tomllib.loads(text))
+
+
+def find_settings_file(start: Path) -> Path | None:
+    """The nearest evalkit.toml at or above ``start``."""
+    start = start.resolve()
+    for directory in (start, *start.parents):
+        candidate = directory / SETTINGS_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _format_validation(file: Path, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(part) for part in item["loc"])
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see the evalkit.toml in the project for valid keys)"
+        lines.append(f"  {file}: {loc}: {message}")
+    return "\n".join(lines)
+
+
+def _env_overrides() -> dict[str, Any]:
+    mapping = {
+        "EVALKIT_CACHE_DIR": "cache_dir",
+        "EVALKIT_REPORTS_DIR": "reports_dir",
+        "EVALKIT_CONCURRENCY": "concurrency",
+        "EVALKIT_MAX_RETRIES": "max_retries",
+    }
+    return {field: os.environ[var] for var, field in mapping.items() if os.environ.get(var)}
+
+
+def load_settings(start: Path | None = None, *, settings_file: Path | None = None) -> Settings:
+    """Find and load evalkit.toml (searching upward from ``start``), apply env overrides."""
+    start = (start or Path.cwd()).resolve()
+    file = settings_file or find_settings_file(start)
+    raw: dict[str, Any] = {}
+    if file is not None:
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read settings file: {exc.strerror}") from None
+    try:
+        parsed = _SettingsFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings in {file}:\n{_format_validation(file or start, exc)}") from None
+
+    root = file.parent if file is not None else start
+    section = parsed.evalkit.model_dump()
+    section.update(_env_overrides())
+
+    pricing = builtin_pricing()
+    overrides = parsed.pricing
+    pricing = PricingTable(
+        as_of=overrides.as_of or pricing.as_of,
+        source=overrides.source or pricing.source,
+        batch_discount=overrides.batch_discount or pricing.batch_discount,
+        aliases={**pricing.aliases, **overrides.aliases},
+        models={**pricing.models, **overrides.models},
+    )
+
+    def absolute(path: str) -> Path:
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else root / candidate
+
+    try:
+        return Settings(
+            root=root,
+            settings_file=file,
+            cache_dir=absolute(section["cache_dir"]),
+            reports_dir=absolute(section["reports_dir"]),
+            concurrency=section["concurrency"],
+            max_retries=section["max_retries"],
+            request_timeout_s=section["request_timeout_s"],
+            pricing=pricing,
+            simulator=parsed.simulator,
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings (evalkit.toml or EVALKIT_* environment):\n"
+                          f"{_format_validation(file or start, exc)}") from None

@@ -1,0 +1,109 @@
+"""Runs model requests through the cached provider with bounded concurrency.
+
+Each answer is written to the response cache the moment it arrives, so a crash or Ctrl-C loses nothing:
+the next run reads what was already paid for and sends only the rest. Identical requests are sent once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from evalkit.cache import ResponseCache, request_key
+from evalkit.errors import AuthError, CacheError, ModelNotFoundError, ProviderError
+from evalkit.progress import NullProgress, Progress
+from evalkit.prompts import ModelRequest
+from evalkit.providers.base import ModelResponse, Provider
+
+#: Errors that will fail every other request the same way: stop the run instead of recording each.
+FATAL_ERRORS = (AuthError, ModelNotFoundError)
+
+
+@dataclass(frozen=True)
+class CallResult:
+    request: ModelRequest
+    response: ModelResponse | None
+    error: ProviderError | None
+    from_cache: bool
+
+
+@dataclass
+class ExecutionStats:
+    requests_sent: int = 0
+    cache_hits: int = 0
+    errors: int = 0
+    deduplicated: int = 0
+    by_model: dict[str, int] = field(default_factory=dict)
+
+
+async def execute_realtime(
+    requests: list[ModelRequest],
+    provider: Provider,
+    cache: ResponseCache,
+    *,
+    concurrency: int,
+    progress: Progress | None = None,
+    label: str = "requests",
+) -> tuple[list[CallResult], ExecutionStats]:
+    """Answer every request, from the cache where possible, else from the provider."""
+    progress = progress or NullProgress()
+    stats = ExecutionStats()
+    keys = [request_key(provider.endpoint, request) for request in requests]
+    answers: dict[str, tuple[ModelResponse | None, ProviderError | None, bool]] = {}
+
+    pending: dict[str, ModelRequest] = {}
+    for key, request in zip(keys, requests, strict=True):
+        if key in answers or key in pending:
+            stats.deduplicated += 1
+            continue
+        cached = cache.get(provider.endpoint, request)
+        if cached is not None:
+            answers[key] = (cached, None, True)
+            stats.cache_hits += 1
+        else:
+            pending[key] = request
+
+    if pending and cache.mode == "read-only":
+        raise CacheError(
+            f"{len(pending)} of {len(answers) + len(pending)} distinct requests are not in the response cache, "
+            "and this session may only read cached responses (zero API requests)",
+            hint="run `evalkit run` for this task first (same prompt, models and sample) to fill the cache",
+        )
+
+    progress.start(label, total=len(pending))
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def call(key: str, request: ModelRequest) -> None:
+        async with semaphore:
+            try:
+                response = await provider.generate(request)
+            except FATAL_ERRORS:
+                raise
+            except ProviderError as error:
+                answers[key] = (None, error, False)
+                stats.errors += 1
+            else:
+                cache.put(provider.endpoint, request, response)
+                answers[key] = (response, None, False)
+            finally:
+                stats.requests_sent += 1
+                stats.by_model[request.model] = stats.by_model.get(request.model, 0) + 1
+                progress.advance()
+
+    tasks = [asyncio.create_task(call(key, request)) for key, request in pending.items()]
+    try:
+        if tasks:
+            await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    finally:
+        progress.stop()
+
+    results = []
+    for key, request in zip(keys, requests, strict=True):
+        response, error, from_cache = answers[key]
+        results.append(CallResult(request=request, response=response, error=error, from_cache=from_cache))
+    return results, stats

@@ -1,0 +1,121 @@
+"""Turns a model's reply into a typed answer, or an explicit ``invalid`` outcome with the reason.
+
+Model output is untrusted input. Nothing here raises on bad output: truncation, refusals, invalid JSON,
+off-schema values and NaN confidences are all recorded as ``invalid`` so they can be counted and shown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from evalkit.errors import ProviderError
+from evalkit.providers.base import ModelResponse
+from evalkit.spec import OutputSpec
+
+Outcome = Literal["ok", "invalid", "error"]
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Answer:
+    outcome: Outcome
+    label: str | None = None
+    confidence: float | None = None
+    escalate: bool | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None  # why it is invalid / what the error was
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "label": self.label, "confidence": self.confidence,
+                "escalate": self.escalate, "fields": self.fields, "reason": self.reason}
+
+
+def _invalid(reason: str, **known: Any) -> Answer:
+    return Answer(outcome="invalid", reason=reason, **known)
+
+
+def _type_ok(value: Any, kind: str) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return False
+
+
+def parse_answer(response: ModelResponse | None, error: ProviderError | None, spec: OutputSpec) -> Answer:
+    """Classify one call's result as ok / invalid / error and extract the answer fields."""
+    if error is not None or response is None:
+        return Answer(outcome="error", reason=str(error.message if error else "no response"))
+    stop = response.stop_reason
+    text = response.text
+    if stop == "refusal":
+        return _invalid("the model refused (stop_reason=refusal)")
+    if stop == "max_tokens":
+        return _invalid("output truncated by max_tokens; raise models.max_tokens in the task")
+    if stop == "model_context_window_exceeded":
+        return _invalid("the prompt exceeded the model's context window")
+    if not text.strip():
+        return _invalid(f"empty reply (stop_reason={stop})")
+    body = text.strip()
+    fenced = _FENCE.match(body)
+    if fenced:
+        body = fenced.group(1)
+    try:
+        data = json.loads(body, parse_constant=lambda name: float("nan"))
+    except json.JSONDecodeError as exc:
+        return _invalid(f"reply is not valid JSON ({exc.msg} at char {exc.pos})")
+    if not isinstance(data, dict):
+        return _invalid(f"reply is JSON {type(data).__name__}, expected an object")
+
+    raw_label = data.get(spec.label_field)
+    if not isinstance(raw_label, str):
+        return _invalid(f"'{spec.label_field}' is missing or not a string")
+    # Structured outputs do not guarantee enum capitalisation; accept a case-insensitive match.
+    by_folded = {name.casefold(): name for name in spec.label_names}
+    label = by_folded.get(raw_label.strip().casefold())
+    if label is None:
+        return _invalid(f"label {raw_label[:60]!r} is not one of the task's labels")
+
+    confidence = None
+    if spec.confidence_field:
+        raw_conf = data.get(spec.confidence_field)
+        if isinstance(raw_conf, bool) or not isinstance(raw_conf, int | float):
+            return _invalid(f"'{spec.confidence_field}' is missing or not a number", label=label)
+        if not math.isfinite(raw_conf):
+            return _invalid(f"'{spec.confidence_field}' is not a finite number", label=label)
+        if not 0.0 <= raw_conf <= 1.0:
+            return _invalid(f"'{spec.confidence_field}' = {raw_conf} is outside [0, 1]", label=label)
+        confidence = float(raw_conf)
+
+    escalate = None
+    if spec.escalate_field:
+        raw_escalate = data.get(spec.escalate_field)
+        if not isinstance(raw_escalate, bool):
+            return _invalid(f"'{spec.escalate_field}' is missing or not true/false", label=label,
+                            confidence=confidence)
+        escalate = raw_escalate
+
+    extra: dict[str, Any] = {}
+    for name, kind in spec.fields.items():
+        value = data.get(name)
+        if not _type_ok(value, kind):
+            return _invalid(f"'{name}' is missing or not a {kind}", label=label, confidence=confidence,
+                            escalate=escalate)
+        extra[name] = value
+    unexpected = sorted(set(data) - {spec.label_field, spec.confidence_field, spec.escalate_field, *spec.fields})
+    if unexpected and spec.structured:
+        return _invalid(f"unexpected keys in reply: {', '.join(unexpected[:5])}", label=label,
+                        confidence=confidence, escalate=escalate)
+    return Answer(outcome="ok", label=label, confidence=confidence, escalate=escalate, fields=extra)

@@ -1,0 +1,164 @@
+"""Prompt rendering: task templates + a sample -> the exact Messages API request body.
+
+Templates run in jinja2's immutable sandbox with ``StrictUndefined``: a template cannot call unsafe
+methods or mutate data, and a missing variable is an error instead of an empty string. The system part
+is rendered once from static variables only, because it is the cacheable prefix shared by every request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from evalkit.datasets import Sample
+from evalkit.errors import TemplateError
+from evalkit.spec import OutputSpec, TaskSpec
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    system: str
+    user: str
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One Messages API call, as the exact JSON body sent (no stream flag, no secrets)."""
+
+    sample_id: str
+    role: str  # "candidate" | "reference"
+    params: dict[str, Any]
+    #: Repeat index: 0 for the normal call; 1, 2, … to deliberately ask the same request again
+    #: (e.g. to measure the reference's self-agreement). Part of the cache key.
+    replicate: int = 0
+
+    @property
+    def model(self) -> str:
+        return str(self.params["model"])
+
+
+def output_schema(output: OutputSpec) -> dict[str, Any]:
+    """JSON Schema for the answer; used for structured outputs and to validate replies.
+
+    No numeric bounds (minimum/maximum): structured outputs do not support them, so the confidence
+    range is checked when the answer is parsed.
+    """
+    properties: dict[str, Any] = {output.label_field: {"type": "string", "enum": output.label_names}}
+    if output.confidence_field:
+        properties[output.confidence_field] = {
+            "type": "number",
+            "description": "Probability from 0 to 1 that the label is correct.",
+        }
+    if output.escalate_field:
+        properties[output.escalate_field] = {
+            "type": "boolean",
+            "description": "True if a stronger model or a human should handle this.",
+        }
+    for name, kind in output.fields.items():
+        properties[name] = {"type": kind}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+class PromptRenderer:
+    """Compiles a task's templates once and renders them per sample."""
+
+    def __init__(self, task: TaskSpec) -> None:
+        self.task = task
+        self._env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
+                                                  keep_trailing_newline=False)
+        self._static: dict[str, Any] = {
+            "labels": task.output.label_names,
+            "label_descriptions": task.output.label_descriptions,
+            "output_schema": output_schema(task.output),
+            **task.prompt.variables,
+        }
+        self._system_template = self._compile("prompt.system", task.prompt.system)
+        self._user_template = self._compile("prompt.user", task.prompt.user)
+        self.system = self._render_system()
+
+    def _file_line(self, key: str, template_line: int | None) -> str:
+        source = self.task.source
+        if source is None:
+            return str(self.task.task_file or "<task>")
+        start = source.first_content_line(key)
+        if start is None or template_line is None:
+            return f"{source.path}:{source.line_of(key) or '?'}"
+        return f"{source.path}:{start + template_line - 1}"
+
+    def _compile(self, key: str, text: str) -> jinja2.Template:
+        try:
+            return self._env.from_string(text)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"{self._file_line(key, exc.lineno)}: {key}: template syntax error: {exc.message}",
+                hint="jinja2 syntax: {{ variable }}, {% if … %}…{% endif %}, {% for x in xs %}…{% endfor %}",
+            ) from None
+
+    def _render_system(self) -> str:
+        try:
+            return self._system_template.render(**self._static).strip()
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(
+                f"{self._file_line('prompt.system', _error_line(exc))}: prompt.system: {exc.message}",
+                hint=(
+                    "the system prompt is the static, cached prefix: it can use labels, label_descriptions, "
+                    "output_schema and prompt.variables, not per-sample columns; move per-sample fields to prompt.user"
+                ),
+            ) from None
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"{self._file_line('prompt.system', _error_line(exc))}: prompt.system: {exc}") from None
+
+    def render(self, sample: Sample) -> RenderedPrompt:
+        context = {**self._static, **sample.fields, "sample": sample.fields, "text": sample.text}
+        try:
+            user = self._user_template.render(**context).strip()
+        except jinja2.UndefinedError as exc:
+            columns = ", ".join(sorted(sample.fields))
+            raise TemplateError(
+                f"{self._file_line('prompt.user', _error_line(exc))}: prompt.user: {exc.message} "
+                f"(sample id={sample.id})",
+                hint=f"per-sample variables are the dataset columns: {columns}",
+            ) from None
+        except jinja2.TemplateError as exc:
+            raise TemplateError(
+                f"{self._file_line('prompt.user', _error_line(exc))}: prompt.user: {exc} (sample id={sample.id})"
+            ) from None
+        if not user:
+            raise TemplateError(f"prompt.user rendered to an empty message for sample id={sample.id}",
+                                hint="the API rejects empty user messages; include {{ text }}")
+        return RenderedPrompt(system=self.system, user=user)
+
+
+def _error_line(exc: Exception) -> int | None:
+    """Line inside the template where rendering failed, from the traceback jinja2 rewrites."""
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def build_request(task: TaskSpec, role: str, sample: Sample, prompt: RenderedPrompt) -> ModelRequest:
+    """The Messages API body for one model and one sample."""
+    model = task.models.candidate if role == "candidate" else task.models.reference
+    params: dict[str, Any] = {
+        "model": model,
+        "max_tokens": task.models.max_tokens,
+        "system": [{"type": "text", "text": prompt.system}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": prompt.user}]}],
+    }
+    if task.output.structured:
+        params["output_config"] = {"format": {"type": "json_schema", "schema": output_schema(task.output)}}
+    if task.models.thinking != "default":
+        params["thinking"] = {"type": task.models.thinking}
+    return ModelRequest(sample_id=sample.id, role=role, params=params)

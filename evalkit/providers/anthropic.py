@@ -1,0 +1,117 @@
+"""The Anthropic Messages API adapter: the only module that talks to the ``anthropic`` SDK.
+
+It uses the official ``AsyncAnthropic`` client unchanged, for the real API and for evalkit's simulator
+alike (the simulator is reached either over HTTP or in-process through an ASGI transport). SDK
+exceptions become :class:`evalkit.errors.ProviderError` subclasses whose messages never include secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+import httpx2
+
+from evalkit.errors import AuthError, ModelNotFoundError, ProviderError
+from evalkit.prompts import ModelRequest
+from evalkit.providers.base import SIMULATOR_HEADER, ModelResponse, Provider
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+
+
+class AnthropicProvider(Provider):
+    def __init__(self, client: anthropic.AsyncAnthropic, *, endpoint: str, simulated: bool = False) -> None:
+        self._client = client
+        self.endpoint = endpoint
+        self.simulated = simulated
+
+    @property
+    def client(self) -> anthropic.AsyncAnthropic:
+        return self._client
+
+    async def generate(self, request: ModelRequest) -> ModelResponse:
+        try:
+            raw = await self._client.messages.with_raw_response.create(**request.params)
+            await raw.parse()  # validate the body against the SDK's own types
+            body: dict[str, Any] = raw.http_response.json()
+        except anthropic.APIError as exc:
+            raise map_sdk_error(exc, model=request.model) from None
+        simulated = self.simulated or SIMULATOR_HEADER in raw.headers
+        if simulated:
+            self.simulated = True
+        return ModelResponse(message=body, request_id=raw.request_id, simulated=simulated)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _api_message(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+    return exc.message
+
+
+def map_sdk_error(exc: anthropic.APIError, *, model: str) -> ProviderError:
+    """Translate an SDK exception into an evalkit error a user can act on."""
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        message = _api_message(exc)
+        error_type = None
+        if isinstance(exc.body, dict) and isinstance(exc.body.get("error"), dict):
+            error_type = exc.body["error"].get("type")
+        request_id = exc.request_id
+        suffix = f" (request id {request_id})" if request_id else ""
+        if status == 401:
+            return AuthError(
+                f"the API rejected the credentials (401 {error_type or 'authentication_error'}): {message}{suffix}",
+                status=status, error_type=error_type, request_id=request_id,
+                hint="check ANTHROPIC_API_KEY, or run offline on the simulator with --offline",
+            )
+        if status == 403:
+            return AuthError(
+                f"the API key may not do this (403 {error_type or 'permission_error'}): {message}{suffix}",
+                status=status, error_type=error_type, request_id=request_id,
+            )
+        if status == 404:
+            return ModelNotFoundError(
+                f"the API does not know model '{model}' (404 {error_type or 'not_found_error'}: {message}){suffix}",
+                status=status, error_type=error_type, request_id=request_id,
+                hint="fix models.candidate / models.reference in the task file; current ids include "
+                "claude-haiku-5-5, claude-sonnet-5-5, claude-opus-5-5",
+            )
+        retryable = status in (408, 409, 429) or status >= 500
+        return ProviderError(
+            f"API error {status} {error_type or ''} for model '{model}': {message}{suffix}".replace("  ", " "),
+            status=status, error_type=error_type, request_id=request_id, retryable=retryable,
+        )
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ProviderError(f"request to model '{model}' timed out after the SDK's retries", retryable=True,
+                             hint="raise request_timeout_s in evalkit.toml or lower the concurrency")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return ProviderError(f"cannot reach the API for model '{model}': {exc.message}", retryable=True,
+                             hint="check the network or ANTHROPIC_BASE_URL")
+    return ProviderError(f"API call for model '{model}' failed: {exc.message}")
+
+
+def make_client(
+    *,
+    api_key: str,
+    base_url: str | None,
+    max_retries: int,
+    timeout_s: float,
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> anthropic.AsyncAnthropic:
+    """An ``AsyncAnthropic`` client; ``transport`` routes it in-process (to the simulator)."""
+    http_client = None
+    if transport is not None:
+        http_client = anthropic.DefaultAsyncHttpxClient(transport=transport)
+    return anthropic.AsyncAnthropic(
+        api_key=api_key,
+        base_url=base_url,
+        max_retries=max_retries,
+        timeout=timeout_s,
+        http_client=http_client,
+    )

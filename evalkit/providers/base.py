@@ -1,0 +1,130 @@
+"""The provider contract: one request in, one response (or a ProviderError) out.
+
+Scoring never knows how a response was obtained (real time, batch, or cache); it only sees
+:class:`ModelResponse`, which keeps the Message JSON exactly as the API returned it.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+from evalkit.prompts import ModelRequest
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one call, as billed. ``input_tokens`` excludes cached-prefix tokens (API semantics)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+
+    @property
+    def cache_creation_input_tokens(self) -> int:
+        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+    @property
+    def total_input_tokens(self) -> int:
+        """Everything the model read: uncached + cache writes + cache reads."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+    @classmethod
+    def from_wire(cls, usage: dict[str, Any] | None) -> Usage:
+        usage = usage or {}
+        creation = usage.get("cache_creation") or {}
+        write_5m = int(creation.get("ephemeral_5m_input_tokens") or 0)
+        write_1h = int(creation.get("ephemeral_1h_input_tokens") or 0)
+        total_creation = int(usage.get("cache_creation_input_tokens") or 0)
+        if write_5m + write_1h != total_creation:
+            # Older responses carry only the total; the API's default TTL is 5 minutes.
+            write_5m = total_creation - write_1h
+        return cls(
+            input_tokens=int(usage.get("input_tokens") or 0),
+            output_tokens=int(usage.get("output_tokens") or 0),
+            cache_read_input_tokens=int(usage.get("cache_read_input_tokens") or 0),
+            cache_write_5m_tokens=write_5m,
+            cache_write_1h_tokens=write_1h,
+        )
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_input_tokens=self.cache_read_input_tokens + other.cache_read_input_tokens,
+            cache_write_5m_tokens=self.cache_write_5m_tokens + other.cache_write_5m_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_write_5m_tokens": self.cache_write_5m_tokens,
+            "cache_write_1h_tokens": self.cache_write_1h_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class ModelResponse:
+    """A successful API response (HTTP 200), whatever its content."""
+
+    message: dict[str, Any]
+    request_id: str | None = None
+    simulated: bool = False
+    mode: str = "realtime"  # "realtime" | "batch"
+    batch_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The concatenated text blocks; thinking and other block types are skipped."""
+        blocks = self.message.get("content") or []
+        return "".join(block.get("text", "") for block in blocks if block.get("type") == "text")
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.message.get("stop_reason")
+
+    @property
+    def usage(self) -> Usage:
+        return Usage.from_wire(self.message.get("usage"))
+
+    @property
+    def model(self) -> str | None:
+        return self.message.get("model")
+
+    def to_cache(self) -> dict[str, Any]:
+        return {"message": self.message, "request_id": self.request_id, "simulated": self.simulated,
+                "mode": self.mode, "batch_id": self.batch_id}
+
+    @classmethod
+    def from_cache(cls, value: dict[str, Any]) -> ModelResponse:
+        return cls(message=value["message"], request_id=value.get("request_id"),
+                   simulated=bool(value.get("simulated")), mode=value.get("mode", "realtime"),
+                   batch_id=value.get("batch_id"))
+
+
+class Provider(abc.ABC):
+    """Sends Messages API requests. Implementations map their SDK's errors to ``ProviderError``."""
+
+    #: Identity of the endpoint for cache keys: different endpoints never share cached answers.
+    endpoint: str
+    #: True when the endpoint is known to be evalkit's simulator.
+    simulated: bool = False
+
+    @abc.abstractmethod
+    async def generate(self, request: ModelRequest) -> ModelResponse:
+        """Send one request in real time."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+#: Response header by which evalkit's simulator identifies itself, however it is reached.
+SIMULATOR_HEADER = "x-evalkit-simulator"

@@ -1,0 +1,185 @@
+"""Scoring: per-sample comparisons and the task's metrics.
+
+Two modes, chosen by the data: with gold labels every model is scored against gold ("gold"); without
+them the reference's answer is the truth and the candidate is scored on agreement ("reference").
+Invalid answers count as wrong. Unanswered calls (API errors after retries) are excluded and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score
+
+from evalkit.datasets import Sample
+from evalkit.outputs import Answer
+from evalkit.spec import TaskSpec
+
+INVALID = "__invalid__"
+Mode = Literal["gold", "reference"]
+
+
+@dataclass(frozen=True)
+class ScoredSample:
+    sample: Sample
+    candidate: Answer
+    reference: Answer
+
+    @property
+    def agree(self) -> bool | None:
+        """Candidate matches reference; None when the reference gave no valid answer or a call failed."""
+        if not self.reference.ok or self.candidate.outcome == "error":
+            return None
+        return self.candidate.ok and self.candidate.label == self.reference.label
+
+    def correct(self, role: str) -> bool | None:
+        """Correct against gold; None without gold or when the call failed."""
+        answer = self.candidate if role == "candidate" else self.reference
+        if self.sample.label is None or answer.outcome == "error":
+            return None
+        return answer.ok and answer.label == self.sample.label
+
+    def scores(self) -> dict[str, Any]:
+        return {"agree": self.agree, "candidate_correct": self.correct("candidate"),
+                "reference_correct": self.correct("reference")}
+
+
+def _prediction(answer: Answer) -> str:
+    return answer.label if answer.ok and answer.label is not None else INVALID
+
+
+def _rate(values: Sequence[bool | None]) -> dict[str, Any]:
+    kept = [bool(v) for v in values if v is not None]
+    return {"value": float(np.mean(kept)) if kept else None, "successes": int(sum(kept)), "n": len(kept)}
+
+
+def _kappa(a: list[str], b: list[str]) -> float | None:
+    if len(a) < 2:
+        return None
+    value = cohen_kappa_score(a, b, replace_undefined_by=np.nan)
+    return None if np.isnan(value) else float(value)
+
+
+def _macro_f1(truth: list[str], predicted: list[str], labels: list[str]) -> float | None:
+    if not truth:
+        return None
+    return float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0))
+
+
+def metric_agreement(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any]:
+    return _rate([row.agree for row in rows])
+
+
+def metric_accuracy(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any] | None:
+    if not rows or rows[0].sample.label is None:
+        return None
+    return {role: _rate([row.correct(role) for row in rows]) for role in ("candidate", "reference")}
+
+
+def _pairs(rows: list[ScoredSample], truth: str, role: str) -> tuple[list[str], list[str]]:
+    y_true, y_pred = [], []
+    for row in rows:
+        answer = row.candidate if role == "candidate" else row.reference
+        if answer.outcome == "error":
+            continue
+        if truth == "gold":
+            if row.sample.label is None:
+                continue
+            y_true.append(row.sample.label)
+        else:
+            if not row.reference.ok or row.candidate.outcome == "error":
+                continue
+            y_true.append(_prediction(row.reference))
+        y_pred.append(_prediction(answer))
+    return y_true, y_pred
+
+
+def metric_macro_f1(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any]:
+    labels = task.output.label_names
+    result: dict[str, Any] = {"candidate_vs_reference": _macro_f1(*_pairs(rows, "reference", "candidate"), labels)}
+    if rows and rows[0].sample.label is not None:
+        result["candidate_vs_gold"] = _macro_f1(*_pairs(rows, "gold", "candidate"), labels)
+        result["reference_vs_gold"] = _macro_f1(*_pairs(rows, "gold", "reference"), labels)
+    return result
+
+
+def metric_kappa(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any]:
+    result: dict[str, Any] = {"candidate_vs_reference": _kappa(*_pairs(rows, "reference", "candidate"))}
+    if rows and rows[0].sample.label is not None:
+        result["candidate_vs_gold"] = _kappa(*_pairs(rows, "gold", "candidate"))
+        result["reference_vs_gold"] = _kappa(*_pairs(rows, "gold", "reference"))
+    return result
+
+
+def metric_confusion_matrix(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any]:
+    """Rows = truth (gold when present, else the reference); columns = candidate labels + invalid."""
+    truth = "gold" if rows and rows[0].sample.label is not None else "reference"
+    y_true, y_pred = _pairs(rows, truth, "candidate")
+    labels = task.output.label_names
+    matrix = confusion_matrix(y_true, y_pred, labels=[*labels, INVALID]) if y_true else np.zeros((0, 0), int)
+    return {"truth": truth, "labels": labels, "columns": [*labels, "invalid"],
+            "matrix": [[int(v) for v in row] for row in matrix[: len(labels)]]}
+
+
+def metric_per_label(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any]:
+    """Agreement (and accuracy vs gold) per true label."""
+    gold = bool(rows) and rows[0].sample.label is not None
+    out: dict[str, Any] = {}
+    for label in task.output.label_names:
+        if gold:
+            members = [row for row in rows if row.sample.label == label]
+        else:
+            members = [row for row in rows if row.reference.ok and row.reference.label == label]
+        entry: dict[str, Any] = {"n": len(members), "agreement": _rate([row.agree for row in members])}
+        if gold:
+            entry["candidate_accuracy"] = _rate([row.correct("candidate") for row in members])
+            entry["reference_accuracy"] = _rate([row.correct("reference") for row in members])
+        out[label] = entry
+    return out
+
+
+MetricFn = Callable[[list[ScoredSample], TaskSpec], Any]
+
+#: Metrics a task can name in ``metrics:``. per_label is always computed (the decision needs it).
+METRICS: dict[str, MetricFn] = {
+    "agreement": metric_agreement,
+    "accuracy": metric_accuracy,
+    "macro_f1": metric_macro_f1,
+    "kappa": metric_kappa,
+    "confusion_matrix": metric_confusion_matrix,
+    "per_label": metric_per_label,
+}
+
+
+def check_metric_names(task: TaskSpec) -> None:
+    for index, name in enumerate(task.metrics):
+        if name not in METRICS:
+            import difflib  # noqa: PLC0415
+
+            close = difflib.get_close_matches(name, list(METRICS), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise task.error(f"metrics[{index}]", f"unknown metric '{name}'",
+                             hint=f"{hint}available: {', '.join(METRICS)}")
+
+
+def compute_metrics(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any]:
+    names = list(dict.fromkeys([*task.metrics, "agreement", "per_label"]))
+    return {name: METRICS[name](rows, task) for name in names}
+
+
+def outcome_counts(rows: list[ScoredSample]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for role in ("candidate", "reference"):
+        tally = {"ok": 0, "invalid": 0, "error": 0}
+        for row in rows:
+            answer = row.candidate if role == "candidate" else row.reference
+            tally[answer.outcome] += 1
+        counts[role] = tally
+    return counts
+
+
+def scoring_mode(rows: list[ScoredSample]) -> Mode:
+    return "gold" if rows and all(row.sample.label is not None for row in rows) else "reference"

@@ -1,0 +1,339 @@
+"""Task files (``tasks/*.yaml``): typed, strict, and every problem located by file, line and key path.
+
+A task names its dataset, how to sample it, the prompt (a static system part and a per-sample user part),
+the answer schema, the two models, the metrics and the decision margin. YAML is loaded with PyYAML's
+safe loader only; no tags, no code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from evalkit._hashing import digest
+from evalkit.errors import SpecError, SpecIssue
+
+Scalar = str | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    """Where the samples come from and which columns mean what."""
+
+    path: str | None = Field(default=None, description="Local .jsonl/.json/.csv/.parquet file, relative to the task file.")
+    hub: str | None = Field(default=None, description="Hugging Face hub dataset id (needs network).")
+    hub_config: str | None = None
+    split: str = "train"
+    where: dict[str, Scalar | list[Scalar]] = Field(
+        default_factory=dict, description="Keep only rows whose column equals the value (or is one of the list)."
+    )
+    id_column: str = "id"
+    text_column: str = "text"
+    label_column: str | None = Field(default=None, description="Gold labels; omit to score against the reference.")
+    segment_columns: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetSpec:
+        if (self.path is None) == (self.hub is None):
+            raise ValueError("give exactly one of 'path' (a local file) or 'hub' (a Hugging Face dataset id)")
+        return self
+
+
+class SampleSpec(_Strict):
+    size: int = Field(default=300, ge=1, description="Samples to evaluate; 200–500 is the useful range.")
+    seed: int = 0
+    stratify: bool = True
+
+
+class PromptSpec(_Strict):
+    system: str = Field(description="Static instructions (jinja2); the cacheable prefix. No per-sample fields.")
+    user: str = Field(description="Per-sample message (jinja2); sample columns are available by name.")
+    variables: dict[str, Any] = Field(default_factory=dict, description="Extra static template variables.")
+
+
+FieldType = Literal["string", "number", "integer", "boolean"]
+
+
+class OutputSpec(_Strict):
+    """The JSON answer each model must give."""
+
+    label_field: str = "label"
+    labels: list[str] | dict[str, str] = Field(description="Allowed labels, or label -> description.")
+    confidence_field: str | None = "confidence"
+    escalate_field: str | None = "escalate"
+    fields: dict[str, FieldType] = Field(default_factory=dict, description="Extra answer fields, e.g. reason: string.")
+    structured: bool = Field(default=True, description="Enforce the schema with structured outputs (output_config).")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_ok(cls, value: list[str] | dict[str, str]) -> list[str] | dict[str, str]:
+        names = list(value)
+        if len(names) < 2:
+            raise ValueError("need at least two labels")
+        if len(set(names)) != len(names):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"duplicate labels: {', '.join(dupes)}")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_fields(self) -> OutputSpec:
+        used = [self.label_field, self.confidence_field, self.escalate_field, *self.fields]
+        used = [name for name in used if name]
+        if len(set(used)) != len(used):
+            raise ValueError("label_field, confidence_field, escalate_field and fields must all be different names")
+        return self
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.labels)
+
+    @property
+    def label_descriptions(self) -> dict[str, str]:
+        if isinstance(self.labels, dict):
+            return dict(self.labels)
+        return {name: "" for name in self.labels}
+
+
+class ModelsSpec(_Strict):
+    candidate: str = Field(description="The cheap model being considered, e.g. claude-haiku-5-5.")
+    reference: str = Field(description="The model it must match, e.g. claude-sonnet-5-5.")
+    max_tokens: int = Field(default=256, ge=1, le=128_000)
+    thinking: Literal["default", "disabled", "adaptive"] = Field(
+        default="default", description="'default' sends nothing and lets each model use its own default."
+    )
+
+
+class DecisionSpec(_Strict):
+    margin: float = Field(default=0.05, gt=0, lt=0.5, description="Accepted quality loss, absolute (0.05 = 5 points).")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+
+    @field_validator("margin", mode="before")
+    @classmethod
+    def _not_points(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool) and 1 <= value < 50:
+            raise ValueError(f"margin is a fraction: write {value / 100:g} for {value:g} points")
+        return value
+
+
+DEFAULT_METRICS = ["agreement", "accuracy", "macro_f1", "kappa", "confusion_matrix"]
+
+
+class TaskSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="Short id; names the report folder.")
+    description: str = ""
+    dataset: DatasetSpec
+    sample: SampleSpec = Field(default_factory=SampleSpec)
+    prompt: PromptSpec
+    output: OutputSpec
+    models: ModelsSpec
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    decision: DecisionSpec = Field(default_factory=DecisionSpec)
+
+    _source: TaskSource | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> TaskSource | None:
+        return self._source
+
+    @property
+    def task_file(self) -> Path | None:
+        return self._source.path if self._source else None
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory that relative paths in the task are resolved against."""
+        return self._source.path.resolve().parent if self._source else Path.cwd()
+
+    def spec_hash(self) -> str:
+        return digest(self.model_dump(mode="json"))
+
+    def error(self, path: str, message: str, *, hint: str | None = None) -> SpecError:
+        """A located :class:`SpecError` for a problem found after loading (e.g. a dataset column)."""
+        line = self._source.line_of(path) if self._source else None
+        return SpecError(self.task_file, [SpecIssue(path=path, message=message, line=line, hint=hint)])
+
+
+@dataclass
+class TaskSource:
+    """The text a task was loaded from, with a map from key paths to line numbers."""
+
+    path: Path
+    text: str
+    lines: dict[tuple[str | int, ...], int] = field(default_factory=dict)
+    value_lines: dict[tuple[str | int, ...], int] = field(default_factory=dict)
+
+    def line_of(self, dotted: str | tuple[str | int, ...]) -> int | None:
+        """Line of the key at ``dotted`` or of its nearest ancestor that exists in the file."""
+        parts = _split_path(dotted) if isinstance(dotted, str) else tuple(dotted)
+        while parts:
+            if parts in self.lines:
+                return self.lines[parts]
+            parts = parts[:-1]
+        return None
+
+    def first_content_line(self, dotted: str) -> int | None:
+        """First line of a block-scalar value's text (for template line numbers)."""
+        return self.value_lines.get(_split_path(dotted))
+
+
+def _split_path(dotted: str) -> tuple[str | int, ...]:
+    parts: list[str | int] = []
+    for piece in dotted.split("."):
+        if not piece:
+            continue
+        match = re.fullmatch(r"(.*?)\[(\d+)\]", piece)
+        if match:
+            parts.append(match.group(1))
+            parts.append(int(match.group(2)))
+        else:
+            parts.append(int(piece) if piece.isdigit() else piece)
+    return tuple(parts)
+
+
+def _join_path(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text
+
+
+def _index_nodes(
+    node: yaml.Node,
+    prefix: tuple[str | int, ...],
+    lines: dict[tuple[str | int, ...], int],
+    value_lines: dict[tuple[str | int, ...], int],
+    issues: list[SpecIssue],
+) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            path = (*prefix, key)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                issues.append(SpecIssue(_join_path(path), "duplicate key (YAML keeps only the last one)", line,
+                                        "remove one of the two entries"))
+            seen.add(key)
+            lines[path] = line
+            start = value_node.start_mark.line + 1
+            if isinstance(value_node, yaml.ScalarNode) and value_node.style in ("|", ">"):
+                start += 1  # the text begins on the line after the block indicator
+            value_lines[path] = start
+            _index_nodes(value_node, path, lines, value_lines, issues)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            path = (*prefix, index)
+            lines[path] = item.start_mark.line + 1
+            value_lines[path] = item.start_mark.line + 1
+            _index_nodes(item, path, lines, value_lines, issues)
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the keys at ``loc`` (for did-you-mean hints)."""
+    model: Any = TaskSpec
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        info = model.model_fields.get(str(part))
+        if info is None:
+            return None
+        annotation = info.annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _issue_from_pydantic(item: dict[str, Any], source: TaskSource) -> SpecIssue:
+    loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and part.startswith("function-")))
+    # pydantic adds union-branch names ("list[str]", "dict[str,str]") into loc; drop them.
+    loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in {"str", "int", "float", "bool"})))
+    path = _join_path(loc)
+    line = source.line_of(loc)
+    kind = item["type"]
+    message = item["msg"]
+    hint = None
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        allowed = sorted(parent.model_fields) if parent else []
+        message = f"unknown key '{loc[-1]}'"
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        if close:
+            hint = f"did you mean '{close[0]}'? Valid keys here: {', '.join(allowed)}"
+        elif allowed:
+            hint = f"valid keys here: {', '.join(allowed)}"
+    elif kind == "missing":
+        message = "required key is missing"
+        hint = f"add '{loc[-1]}:' under '{_join_path(loc[:-1]) or 'the top level'}'"
+    elif kind.startswith("value_error"):
+        message = message.removeprefix("Value error, ")
+    else:
+        got = item.get("input")
+        if got is not None and not isinstance(got, dict | list):
+            message = f"{message} (got {got!r})"
+    return SpecIssue(path=path, message=message, line=line, hint=hint)
+
+
+def parse_task(text: str, path: Path) -> TaskSpec:
+    """Parse task YAML text; raise :class:`SpecError` with every located problem."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        message = f"not valid YAML: {problem}" + (f" ({context})" if context else "")
+        raise SpecError(path, [SpecIssue("", message, mark.line + 1 if mark else None,
+                                         "check indentation and quoting around this line")]) from None
+    if root is None:
+        raise SpecError(path, [SpecIssue("", "the file is empty", 1, "start from tasks/triage.yaml")])
+    source = TaskSource(path=path, text=text)
+    issues: list[SpecIssue] = []
+    _index_nodes(root, (), source.lines, source.value_lines, issues)
+    try:
+        data = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader is the safe loader
+    except yaml.YAMLError as exc:  # e.g. an unsafe tag that compose accepted but construct refuses
+        mark = getattr(exc, "problem_mark", None)
+        raise SpecError(path, [SpecIssue("", f"not valid YAML: {exc}", mark.line + 1 if mark else None)]) from None
+    if not isinstance(data, dict):
+        raise SpecError(path, [SpecIssue("", f"expected a mapping of keys at the top level, got {type(data).__name__}",
+                                         1, "start from tasks/triage.yaml")])
+    try:
+        spec = TaskSpec.model_validate(data)
+    except ValidationError as exc:
+        issues.extend(_issue_from_pydantic(item, source) for item in exc.errors())
+    if issues:
+        issues.sort(key=lambda issue: (issue.line or 0, issue.path))
+        raise SpecError(path, issues)
+    spec._source = source
+    return spec
+
+
+def load_task(path: str | Path) -> TaskSpec:
+    """Load and validate a task file."""
+    file = Path(path)
+    if not file.is_file():
+        hint = "task files live in tasks/, e.g. tasks/triage.yaml"
+        if file.with_suffix(".yaml").is_file():
+            hint = f"did you mean {file.with_suffix('.yaml')}?"
+        raise SpecError(file, [SpecIssue("", "task file not found", None, hint)])
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(file, [SpecIssue("", "task file is not UTF-8 text", None)]) from None
+    return parse_task(text, file)
+
+
+def task_json_schema() -> dict[str, Any]:
+    """JSON Schema of the task format, for editor autocompletion."""
+    return TaskSpec.model_json_schema()

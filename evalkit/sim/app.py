@@ -1,0 +1,348 @@
+"""An offline Anthropic Messages API: a Starlette app speaking the real wire format.
+
+The official ``anthropic`` SDK talks to it unchanged, over HTTP (``evalkit sim serve``) or in-process
+through an ASGI transport. It validates requests the way API version 2026-10-21 does (unknown keys and
+the removed sampling parameters are 400s, unknown models 404), answers with :mod:`evalkit.sim.brain`,
+and bills every successful request to a ledger (``billing.jsonl``) so tests can count exactly what a
+run would have paid for. Every response carries the ``x-evalkit-simulator`` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import secrets
+import string
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from evalkit._hashing import digest
+from evalkit.config import SimulatorSettings
+from evalkit.providers.base import SIMULATOR_HEADER
+from evalkit.sim import catalog
+from evalkit.sim.brain import Brain, compose_answer
+from evalkit.sim.tokens import count_tokens, request_input_tokens
+
+SIMULATOR_VERSION = "1"
+API_VERSIONS = ("2023-06-01", "2026-10-21")
+
+#: Top-level keys of a Messages request (API 2026-10-21). Anything else is "Extra inputs are not permitted".
+MESSAGE_KEYS = frozenset({
+    "model", "messages", "max_tokens", "cache_control", "container", "diagnostics", "inference_geo",
+    "metadata", "output_config", "service_tier", "speed", "stop_sequences", "stream", "system", "thinking",
+    "tool_choice", "tools", "user_profile_id", "workspace_id",
+})
+COUNT_TOKENS_KEYS = frozenset({
+    "model", "messages", "cache_control", "output_config", "output_format", "speed", "system", "thinking",
+    "tool_choice", "tools",
+})
+_BASE62 = string.digits + string.ascii_letters
+
+
+def _api_id(prefix: str) -> str:
+    return prefix + "011C" + "".join(secrets.choice(_BASE62) for _ in range(20))
+
+
+class ApiError(Exception):
+    """An API error response, raised inside handlers."""
+
+    def __init__(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.error_type, self.message = status, error_type, message
+        self.headers = headers or {}
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, "invalid_request_error", message)
+
+
+@dataclass
+class Ledger:
+    """What the simulated API billed: one JSON line per successful (billable) request."""
+
+    path: Path | None
+    counts: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def bill(self, *, request_id: str, model: str, mode: str, usage: dict[str, Any], body: dict[str, Any],
+             batch_id: str | None = None, custom_id: str | None = None) -> None:
+        entry = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "request_id": request_id, "model": model, "mode": mode, "batch_id": batch_id,
+            "custom_id": custom_id, "usage": usage, "body_sha256": digest(body),
+        }
+        line = json.dumps(entry, sort_keys=True) + "\n"
+        with self._lock:
+            self.counts[f"{mode}:{model}"] += 1
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # One write() of one line in append mode: lines from concurrent writers never interleave.
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, line.encode())
+                finally:
+                    os.close(fd)
+
+    @staticmethod
+    def read(path: Path) -> list[dict[str, Any]]:
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class SimulatorState:
+    """Everything the simulated API knows: settings, models, ledger."""
+
+    def __init__(self, settings: SimulatorSettings, *, root: Path, state_dir: Path | None) -> None:
+        self.settings = settings
+        self.root = root
+        self.state_dir = state_dir
+        self.ledger = Ledger(state_dir / "billing.jsonl" if state_dir else None)
+        self._brain: Brain | None = None
+        self._brain_lock = threading.Lock()
+        self.started = time.time()
+
+    @property
+    def brain(self) -> Brain:
+        with self._brain_lock:
+            if self._brain is None:
+                self._brain = Brain.from_settings(self.settings.corpora, self.root, self.settings.seed)
+            return self._brain
+
+    def fingerprint(self) -> str:
+        """Identity of this simulator's behaviour: same fingerprint, same answers (for cache keys)."""
+        corpora = []
+        for corpus in self.settings.corpora:
+            path = Path(corpus.path)
+            path = path if path.is_absolute() else self.root / path
+            data = path.read_bytes() if path.exists() else b""
+            corpora.append(hashlib.sha256(data).hexdigest())
+        settings = self.settings.model_dump(exclude={"latency_ms"})
+        return digest({"version": SIMULATOR_VERSION, "settings": settings, "corpora": corpora})[:16]
+
+    # -- messages ---------------------------------------------------------------------------------
+    def validate_message_body(self, body: Any, *, keys: frozenset[str] = MESSAGE_KEYS,
+                              needs_max_tokens: bool = True) -> str:
+        """Checks a Messages body; returns the resolved model id or raises :class:`ApiError`."""
+        if not isinstance(body, dict):
+            raise _invalid("body: Input should be a valid dictionary")
+        for key in ("temperature", "top_p", "top_k"):
+            if key in body:
+                raise _invalid(f"{key}: Extra inputs are not permitted")
+        for key in body:
+            if key not in keys:
+                raise _invalid(f"{key}: Extra inputs are not permitted")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise _invalid("model: Field required")
+        if needs_max_tokens:
+            max_tokens = body.get("max_tokens")
+            if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+                raise _invalid("max_tokens: Field required" if max_tokens is None
+                               else "max_tokens: Input should be a valid integer")
+            if max_tokens < 0:
+                raise _invalid("max_tokens: Input should be greater than or equal to 0")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise _invalid("messages: at least one message is required")
+        for index, message in enumerate(messages):
+            if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+                raise _invalid(f"messages.{index}.role: Input should be 'user' or 'assistant'")
+            content = message.get("content")
+            if isinstance(content, str):
+                if not content and index == len(messages) - 1 and message["role"] == "user":
+                    raise _invalid(f"messages.{index}: user messages must have non-empty content")
+            elif not isinstance(content, list):
+                raise _invalid(f"messages.{index}.content: Input should be a valid string or list")
+        if body.get("stream"):
+            raise _invalid("stream: the evalkit simulator does not implement streaming; send stream=false")
+        thinking = body.get("thinking")
+        if thinking is not None and (not isinstance(thinking, dict)
+                                     or thinking.get("type") not in ("enabled", "disabled", "adaptive")):
+            raise _invalid("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'")
+        breakpoints = _count_cache_breakpoints(body)
+        if breakpoints > 4:
+            raise _invalid(f"A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}.")
+        resolved = catalog.resolve(model)
+        if resolved is None:
+            raise ApiError(404, "not_found_error", f"model: {model}")
+        if self.settings.tier_for(model) is None:
+            raise _invalid(f"model: {model} has no simulator tier; add it to [simulator.tiers] in evalkit.toml")
+        return resolved
+
+    def create_message(self, body: dict[str, Any], *, mode: str = "realtime", batch_id: str | None = None,
+                       custom_id: str | None = None) -> dict[str, Any]:
+        """Answers a validated Messages body and bills it. Returns the Message JSON."""
+        model = body["model"]
+        resolved = catalog.resolve(model) or model
+        tier = self.settings.tier_for(model) or "small"
+        answer, thinking_text = compose_answer(self.brain, body, model=resolved, tier=tier)
+        thinks = (body.get("thinking") or {}).get("type") != "disabled" and (
+            resolved in catalog.ADAPTIVE_THINKING_BY_DEFAULT
+            or (body.get("thinking") or {}).get("type") in ("enabled", "adaptive"))
+        budget = int(body["max_tokens"])
+        content: list[dict[str, Any]] = []
+        used = 0
+        stop_reason = "end_turn"
+        if thinks and budget > 0:
+            thinking_used = min(count_tokens(thinking_text), budget)
+            thinking_text = _truncate_tokens(thinking_text, thinking_used)
+            content.append({"type": "thinking", "thinking": thinking_text,
+                            "signature": hashlib.sha256(thinking_text.encode()).hexdigest()})
+            used += thinking_used
+        remaining = budget - used
+        answer_tokens = count_tokens(answer)
+        if answer_tokens > remaining:
+            answer = _truncate_tokens(answer, max(remaining, 0))
+            answer_tokens = max(remaining, 0)
+            stop_reason = "max_tokens"
+        if answer:
+            content.append({"type": "text", "text": answer})
+        used += answer_tokens
+        usage = {
+            "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0},
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "inference_geo": "not_available",
+            "input_tokens": request_input_tokens(body),
+            "output_tokens": used,
+            "service_tier": "batch" if mode == "batch" else "standard",
+        }
+        message = {
+            "id": _api_id("msg_"),
+            "type": "message",
+            "role": "assistant",
+            "model": resolved,
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "stop_details": None,
+            "container": None,
+            "diagnostics": None,
+            "usage": usage,
+        }
+        request_id = _api_id("req_")
+        self.ledger.bill(request_id=request_id, model=resolved, mode=mode, usage=usage, body=body,
+                         batch_id=batch_id, custom_id=custom_id)
+        message["_request_id"] = request_id
+        return message
+
+
+def _count_cache_breakpoints(body: dict[str, Any]) -> int:
+    count = 1 if body.get("cache_control") else 0
+    blocks: list[Any] = list(body.get("tools") or [])
+    if isinstance(body.get("system"), list):
+        blocks += body["system"]
+    for message in body.get("messages") or []:
+        if isinstance(message, dict) and isinstance(message.get("content"), list):
+            blocks += message["content"]
+    return count + sum(1 for block in blocks if isinstance(block, dict) and block.get("cache_control"))
+
+
+def _truncate_tokens(text: str, tokens: int) -> str:
+    """The longest prefix of ``text`` that counts as at most ``tokens`` tokens."""
+    if tokens <= 0:
+        return ""
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if count_tokens(text[:middle]) <= tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low]
+
+
+def _headers(request_id: str) -> dict[str, str]:
+    reset = (datetime.now(UTC) + timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "request-id": request_id,
+        SIMULATOR_HEADER: SIMULATOR_VERSION,
+        "anthropic-organization-id": "00000000-0000-4000-8000-000000000000",
+        "anthropic-ratelimit-requests-limit": "4000",
+        "anthropic-ratelimit-requests-remaining": "3999",
+        "anthropic-ratelimit-requests-reset": reset,
+    }
+
+
+def _error_response(error: ApiError) -> JSONResponse:
+    request_id = _api_id("req_")
+    body = {"type": "error", "error": {"type": error.error_type, "message": error.message},
+            "request_id": request_id}
+    return JSONResponse(body, status_code=error.status, headers={**_headers(request_id), **error.headers})
+
+
+def _check_headers(request: Request) -> None:
+    key = request.headers.get("x-api-key")
+    auth = request.headers.get("authorization", "")
+    if not key and auth.lower().startswith("bearer "):
+        key = auth[7:].strip()
+    if not key:
+        raise ApiError(401, "authentication_error", "x-api-key header is required")
+    version = request.headers.get("anthropic-version")
+    if not version:
+        raise _invalid("anthropic-version: header is required")
+    if version not in API_VERSIONS:
+        raise _invalid(f"anthropic-version: unsupported version '{version}'")
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if len(raw) > 32 * 1024 * 1024:
+        raise ApiError(413, "request_too_large", "Request exceeds the maximum allowed number of bytes.")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise _invalid("There was an error parsing the body as JSON") from None
+
+
+def create_app(state: SimulatorState) -> Starlette:
+    """The ASGI app for one simulator state."""
+
+    async def messages(request: Request) -> Response:
+        try:
+            _check_headers(request)
+            body = await _json_body(request)
+            state.validate_message_body(body)
+            if state.settings.latency_ms:
+                await asyncio.sleep(state.settings.latency_ms / 1000)
+            message = await asyncio.to_thread(state.create_message, body)
+        except ApiError as error:
+            return _error_response(error)
+        request_id = message.pop("_request_id")
+        return JSONResponse(message, headers=_headers(request_id))
+
+    async def count_tokens_endpoint(request: Request) -> Response:
+        try:
+            _check_headers(request)
+            body = await _json_body(request)
+            state.validate_message_body(body, keys=COUNT_TOKENS_KEYS, needs_max_tokens=False)
+        except ApiError as error:
+            return _error_response(error)
+        return JSONResponse({"input_tokens": request_input_tokens(body)}, headers=_headers(_api_id("req_")))
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse({
+            "simulator": SIMULATOR_VERSION,
+            "fingerprint": state.fingerprint(),
+            "billed": dict(state.ledger.counts),
+            "billed_total": sum(state.ledger.counts.values()),
+        }, headers={SIMULATOR_HEADER: SIMULATOR_VERSION})
+
+    return Starlette(routes=[
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens_endpoint, methods=["POST"]),
+        Route("/_simulator/stats", stats, methods=["GET"]),
+    ])

@@ -70,7 +70,8 @@ async def execute_realtime(
             hint="run `evalkit run` for this task first (same prompt, models and sample) to fill the cache",
         )
 
-    progress.start(label, total=len(pending))
+    if pending:
+        progress.start(label, total=len(pending))
     semaphore = asyncio.Semaphore(concurrency)
 
     async def call(key: str, request: ModelRequest) -> None:

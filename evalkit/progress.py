@@ -88,4 +88,4 @@ class RichProgress:
             self._task = None
 
     def note(self, message: str) -> None:
-        self._console.print(message, highlight=False)
+        self._console.print(message, highlight=False, soft_wrap=True)

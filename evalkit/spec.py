@@ -153,6 +153,7 @@ class TaskSpec(_Strict):
         """Directory that relative paths in the task are resolved against."""
         return self._source.path.resolve().parent if self._source else Path.cwd()
 
+    @property
     def spec_hash(self) -> str:
         return digest(self.model_dump(mode="json"))
 

@@ -1,0 +1,158 @@
+"""The ``evalkit`` command. Thin: it parses arguments, calls :mod:`evalkit.api`, prints the outcome.
+
+Heavy imports (SDK, scikit-learn, datasets) happen inside commands so ``evalkit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from evalkit import __version__
+from evalkit.errors import EvalkitError
+
+TASK = click.argument("task_file", type=click.Path(dir_okay=False, path_type=Path), metavar="TASK.yaml")
+
+
+def _fail(error: EvalkitError) -> None:
+    click.secho(f"error: {error.message}", fg="red", err=True)
+    if error.hint:
+        click.echo(f"  hint: {error.hint}", err=True)
+    sys.exit(error.exit_code)
+
+
+class _Group(click.Group):
+    """Turns every EvalkitError into a message and its exit code (no traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EvalkitError as error:
+            _fail(error)
+        except KeyboardInterrupt:
+            click.secho("interrupted: every answer received so far is in the response cache; "
+                        "run the same command again to continue.", fg="yellow", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="evalkit")
+def main() -> None:
+    """Can this task move from the big model to the small one?
+
+    evalkit runs a sample of your task through a cheap candidate model (e.g. Claude Haiku) and a
+    reference model (e.g. Claude Sonnet), scores the candidate, decides GO / NO-GO / INCONCLUSIVE at a
+    quality margin with sound statistics, and writes an HTML report with the evidence and the cost.
+
+    \b
+    Start here:
+      evalkit validate tasks/triage.yaml     check the task file, dataset and prompts (no requests)
+      evalkit run tasks/triage.yaml          evaluate; offline on the simulator without ANTHROPIC_API_KEY
+
+    Every answer is kept in a response cache, so re-running costs nothing.
+    """
+
+
+@main.command()
+@TASK
+@click.option("--offline/--online", default=None,
+              help="--offline: use the built-in simulator. --online: use the Anthropic API (needs "
+                   "ANTHROPIC_API_KEY). Default: online when ANTHROPIC_API_KEY is set, else offline.")
+@click.option("--sample-size", "-n", type=int, default=None,
+              help="Samples to evaluate (default: the task's sample.size, usually 300).")
+@click.option("--cache", "cache_mode", type=click.Choice(["use", "read-only", "refresh", "off"]), default="use",
+              show_default=True,
+              help="use: read and write the response cache. read-only: never call the API (fails on a miss). "
+                   "refresh: call again and overwrite. off: neither read nor write.")
+@click.option("--concurrency", "-j", type=click.IntRange(1, 256), default=None,
+              help="Parallel requests (default: evalkit.toml's concurrency).")
+@click.option("--run-id", default=None, help="Name of the report folder (default: timestamp + hash).")
+@click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where report folders go (default: evalkit.toml's reports_dir).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def run(task_file: Path, offline: bool | None, sample_size: int | None, cache_mode: str,
+        concurrency: int | None, run_id: str | None, reports_dir: Path | None, quiet: bool) -> None:
+    """Evaluate TASK.yaml and write reports/<task>/<run-id>/ (report.html, summary.json, results.jsonl).
+
+    \b
+    Examples:
+      evalkit run tasks/triage.yaml
+      evalkit run tasks/triage.yaml -n 100 --offline
+      evalkit run tasks/triage.yaml --cache read-only     # prove it costs nothing
+    """
+    from evalkit.api import RunOptions, run_task  # noqa: PLC0415
+    from evalkit.progress import NullProgress, RichProgress  # noqa: PLC0415
+
+    progress = NullProgress() if quiet else RichProgress()
+    options = RunOptions(offline=offline, sample_size=sample_size, cache_mode=cache_mode,  # type: ignore[arg-type]
+                         concurrency=concurrency, run_id=run_id, reports_dir=reports_dir)
+    result = run_task(task_file, options, progress=progress)
+    _print_result(result.summary, result.folder)
+
+
+def _print_result(summary: dict[str, Any], folder: Path) -> None:
+    decision = summary["decision"]
+    colour = {"GO": "green", "NO-GO": "red"}.get(decision["verdict"], "yellow")
+    if summary["simulated"]:
+        click.secho("SIMULATED — answers came from evalkit's offline simulator, not from Claude.",
+                    fg="yellow", bold=True)
+    models = summary["models"]
+    click.echo(f"{summary['task']['name']}: can {models['candidate']} replace {models['reference']}?")
+    click.secho(f"  {decision['verdict']}", fg=colour, bold=True, nl=False)
+    click.echo(f" — {decision['reason']}")
+    execution = summary["execution"]
+    click.echo(f"  requests sent: {execution['requests_sent']}, answered from cache: {execution['cache_hits']}, "
+               f"failed: {execution['errors']}")
+    click.echo(f"  cost of these answers: ${summary['cost_usd']['answers']:.4f} "
+               f"(paid this run: ${summary['cost_usd']['this_run']:.4f})")
+    click.echo(f"  report: {folder / 'report.html'}")
+
+
+@main.command()
+@TASK
+@click.option("--sample-size", "-n", type=int, default=None, help="Check this many samples.")
+def validate(task_file: Path, sample_size: int | None) -> None:
+    """Check TASK.yaml, its dataset and its prompts without calling any model."""
+    from evalkit.api import prepare  # noqa: PLC0415
+
+    prepared = prepare(task_file, sample_size=sample_size, offline=True)
+    task = prepared.task
+    click.echo(f"{task_file}: OK")
+    click.echo(f"  task {task.name}: {task.models.candidate} vs {task.models.reference}, "
+               f"{len(task.output.label_names)} labels, margin {100 * task.decision.margin:g} points")
+    click.echo(f"  dataset {prepared.samples.dataset_source}: {prepared.samples.rows_available} rows, "
+               f"sample of {len(prepared.samples.samples)} (seed {task.sample.seed})")
+    click.echo(f"  {len(prepared.requests)} requests would be sent; system prompt "
+               f"{len(prepared.renderer.system)} characters")
+    for note in prepared.samples.notes:
+        click.echo(f"  note: {note}")
+
+
+@main.group()
+def sim() -> None:
+    """The offline simulator of the Anthropic API."""
+
+
+@sim.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the billing ledger goes (default: .evalkit/simulator-server under the project).")
+def sim_serve(host: str, port: int, state_dir: Path | None) -> None:
+    """Serve the simulator over HTTP. Point any client at it:
+
+    \b
+      export ANTHROPIC_BASE_URL=http://127.0.0.1:8765 ANTHROPIC_API_KEY=anything
+      evalkit run tasks/triage.yaml --online
+    """
+    from evalkit.config import load_settings  # noqa: PLC0415
+    from evalkit.sim.server import serve  # noqa: PLC0415
+
+    settings = load_settings()
+    state_dir = state_dir or settings.cache_dir.parent / "simulator-server"
+    click.echo(f"evalkit simulator on http://{host}:{port} (ledger: {state_dir / 'billing.jsonl'}); "
+               "answers are SIMULATED", err=True)
+    serve(settings, host=host, port=port, state_dir=state_dir)

@@ -1,0 +1,113 @@
+"""Per-sample results and per-model totals: what ``results.jsonl`` holds and the report reads.
+
+This is the join of the pipeline's stages for one sample: its inputs, both calls (from the API or the
+cache), the parsed answers, the scores and what each call cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from evalkit.config import PricingTable
+from evalkit.cost import Cost, call_cost
+from evalkit.datasets import Sample
+from evalkit.execute import CallResult
+from evalkit.outputs import Answer
+from evalkit.providers.base import Usage
+from evalkit.scoring import ScoredSample
+
+ROLES = ("candidate", "reference")
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    sample: Sample
+    calls: dict[str, CallResult]
+    answers: dict[str, Answer]
+
+    @property
+    def scored(self) -> ScoredSample:
+        return ScoredSample(sample=self.sample, candidate=self.answers["candidate"],
+                            reference=self.answers["reference"])
+
+    def usage(self, role: str) -> Usage:
+        response = self.calls[role].response
+        return response.usage if response is not None else Usage()
+
+    def cost(self, role: str, pricing: PricingTable) -> Cost:
+        call = self.calls[role]
+        if call.response is None:
+            return Cost()  # failed calls are not billed
+        return call_cost(pricing, call.request.model, call.response.usage, batch=call.response.mode == "batch")
+
+    def to_row(self, pricing: PricingTable) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "id": self.sample.id,
+            "input_hash": self.sample.input_hash,
+            "text": self.sample.text,
+            "gold": self.sample.label,
+            "segments": self.sample.segments,
+        }
+        for role in ROLES:
+            call, answer = self.calls[role], self.answers[role]
+            response = call.response
+            row[role] = {
+                "model": call.request.model,
+                "output": response.text if response is not None else None,
+                "stop_reason": response.stop_reason if response is not None else None,
+                "answer": answer.to_dict(),
+                "usage": self.usage(role).to_dict(),
+                "cost_usd": round(self.cost(role, pricing).total, 8),
+                "mode": response.mode if response is not None else None,
+                "batch_id": response.batch_id if response is not None else None,
+                "request_id": response.request_id if response is not None else None,
+                "from_cache": call.from_cache,
+                "error": call.error.message if call.error is not None else None,
+            }
+        row["scores"] = self.scored.scores()
+        return row
+
+
+@dataclass
+class ModelTotals:
+    """Usage and cost of one role over a run."""
+
+    model: str
+    calls: int = 0
+    answered: int = 0
+    from_cache: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost: Cost = field(default_factory=Cost)
+    cost_this_run: Cost = field(default_factory=Cost)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "calls": self.calls, "answered": self.answered, "from_cache": self.from_cache,
+            "usage": self.usage.to_dict(), "cost_usd": self.cost.to_dict(),
+            "cost_this_run_usd": self.cost_this_run.to_dict(),
+        }
+
+
+def totals(results: list[SampleResult], pricing: PricingTable) -> dict[str, ModelTotals]:
+    """Per-role totals. ``cost`` is the price of every answer used; ``cost_this_run`` only what was
+    paid for now (cache hits were paid for by an earlier run)."""
+    out: dict[str, ModelTotals] = {}
+    for role in ROLES:
+        model = results[0].calls[role].request.model if results else ""
+        total = ModelTotals(model=model)
+        for result in results:
+            call = result.calls[role]
+            total.calls += 1
+            if call.response is None:
+                continue
+            total.answered += 1
+            cost = result.cost(role, pricing)
+            total.usage = total.usage + call.response.usage
+            total.cost = total.cost + cost
+            if call.from_cache:
+                total.from_cache += 1
+            else:
+                total.cost_this_run = total.cost_this_run + cost
+        out[role] = total
+    return out

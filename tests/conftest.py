@@ -1,0 +1,31 @@
+"""Shared fixtures: an isolated copy of the project (task, dataset, settings) per test."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+
+
+@pytest.fixture(autouse=True)
+def _no_real_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never reach a real API: no key, no base URL, unless a test sets them."""
+    for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "EVALKIT_CACHE_DIR",
+                "EVALKIT_REPORTS_DIR", "EVALKIT_CONCURRENCY", "EVALKIT_MAX_RETRIES"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A throwaway copy of the project's task, dataset and settings (own cache and reports)."""
+    root = tmp_path / "project"
+    (root / "tasks").mkdir(parents=True)
+    (root / "datasets").mkdir()
+    shutil.copy(REPO / "evalkit.toml", root / "evalkit.toml")
+    shutil.copy(REPO / "tasks" / "triage.yaml", root / "tasks" / "triage.yaml")
+    shutil.copy(REPO / "datasets" / "triage.jsonl", root / "datasets" / "triage.jsonl")
+    return root

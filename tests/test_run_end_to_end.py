@@ -1,0 +1,152 @@
+"""`evalkit run` end to end on the simulator, through the real SDK path."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from evalkit.cli import main
+from evalkit.sim.app import Ledger
+
+
+def _run(project: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    result = CliRunner().invoke(main, ["run", str(project / "tasks" / "triage.yaml"), "--quiet", *args],
+                                env=env, catch_exceptions=False)
+    return result
+
+
+def _summary(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "summary.json").read_text())
+
+
+def _ledger(project: Path) -> list[dict[str, Any]]:
+    return Ledger.read(project / ".evalkit" / "simulator" / "billing.jsonl")
+
+
+def test_run_writes_report_folder_and_rerun_costs_nothing(project: Path) -> None:
+    first = _run(project, "-n", "40", "--run-id", "first")
+    assert first.exit_code == 0, first.output
+    assert "SIMULATED" in first.output
+    folder = project / "reports" / "triage" / "first"
+    assert {p.name for p in folder.iterdir()} == {"report.html", "summary.json", "results.jsonl"}
+
+    summary = _summary(folder)
+    assert summary["simulated"] is True and summary["backend"]["kind"] == "simulator"
+    assert summary["execution"]["requests_sent"] == 80 and summary["execution"]["cache_hits"] == 0
+    assert summary["dataset"]["sample_size"] == 40
+    assert summary["decision"]["verdict"] in {"GO", "NO-GO", "INCONCLUSIVE"}
+    assert summary["cost_usd"]["this_run"] == summary["cost_usd"]["answers"] > 0
+    assert len(_ledger(project)) == 80  # the simulated API billed one request per sample per model
+
+    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 40 and len({row["id"] for row in rows}) == 40
+    for row in rows:
+        assert row["input_hash"] and row["gold"]
+        for role in ("candidate", "reference"):
+            side = row[role]
+            assert side["output"] and side["answer"]["outcome"] in {"ok", "invalid"}
+            assert side["usage"]["input_tokens"] > 0 and side["usage"]["output_tokens"] > 0
+            assert side["cost_usd"] > 0
+        assert set(row["scores"]) == {"agree", "candidate_correct", "reference_correct"}
+    html = (folder / "report.html").read_text()
+    assert "SIMULATED" in html and summary["decision"]["verdict"] in html
+
+    second = _run(project, "-n", "40", "--run-id", "second")
+    assert second.exit_code == 0, second.output
+    again = _summary(project / "reports" / "triage" / "second")
+    assert again["execution"]["requests_sent"] == 0 and again["execution"]["cache_hits"] == 80
+    assert again["cost_usd"]["this_run"] == 0
+    assert len(_ledger(project)) == 80  # not one more request reached the API
+    assert again["metrics"] == summary["metrics"] and again["decision"] == summary["decision"]
+    rows_again = [json.loads(line) for line in
+                  (project / "reports" / "triage" / "second" / "results.jsonl").read_text().splitlines()]
+    assert [r["candidate"]["output"] for r in rows_again] == [r["candidate"]["output"] for r in rows]
+
+
+def test_read_only_cache_refuses_to_spend(project: Path) -> None:
+    assert _run(project, "-n", "10", "--run-id", "warm").exit_code == 0
+    result = CliRunner().invoke(main, ["run", str(project / "tasks" / "triage.yaml"), "-q", "-n", "20",
+                                       "--cache", "read-only"])
+    assert result.exit_code == 2
+    assert "not in the response cache" in result.output
+    assert len(_ledger(project)) == 20
+
+
+def test_online_without_a_key_is_a_clear_error(project: Path) -> None:
+    result = CliRunner().invoke(main, ["run", str(project / "tasks" / "triage.yaml"), "-q", "--online"])
+    assert result.exit_code == 4
+    assert "ANTHROPIC_API_KEY is not set" in result.output
+
+
+def test_unknown_model_gets_the_apis_404_as_an_actionable_error(project: Path) -> None:
+    task = project / "tasks" / "triage.yaml"
+    task.write_text(task.read_text().replace("candidate: claude-haiku-5-5", "candidate: claude-haiku-9-9"))
+    with (project / "evalkit.toml").open("a") as handle:
+        handle.write('\n[pricing.models."claude-haiku-9-9"]\ninput = 1\noutput = 1\ncache_write_5m = 1\n'
+                     "cache_write_1h = 1\ncache_read = 1\n")
+    result = CliRunner().invoke(main, ["run", str(task), "-q", "-n", "5"])
+    assert result.exit_code == 4
+    assert "does not know model 'claude-haiku-9-9'" in result.output
+
+
+def test_model_without_a_price_never_runs_at_zero_dollars(project: Path) -> None:
+    task = project / "tasks" / "triage.yaml"
+    task.write_text(task.read_text().replace("reference: claude-sonnet-5-5", "reference: claude-opus-4-1"))
+    result = CliRunner().invoke(main, ["run", str(task), "-q", "-n", "5"])
+    assert result.exit_code == 2
+    assert "no price for model 'claude-opus-4-1'" in result.output
+    assert _ledger(project) == []
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_served_simulator_over_http_is_detected_as_simulated(project: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    state = tmp_path / "server-state"
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "evalkit", "sim", "serve", "--port", str(port), "--state-dir", str(state)],
+        cwd=project, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail("simulator server did not start")
+                time.sleep(0.2)
+        secret = "sk-ant-test-secret-0123456789"
+        env = {**os.environ, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}", "ANTHROPIC_API_KEY": secret}
+        result = subprocess.run(
+            [sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-q", "-n", "15", "--run-id", "http"],
+            cwd=project, env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr + result.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    summary = _summary(project / "reports" / "triage" / "http")
+    assert summary["backend"]["kind"] == "api"
+    assert summary["simulated"] is True  # identified by the simulator's response header
+    assert len(Ledger.read(state / "billing.jsonl")) == 30
+    for path in [*project.rglob("*"), *state.rglob("*")]:
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path

@@ -149,6 +149,15 @@ def _check_columns(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> N
             )
 
 
+def _row_place(source: str, index: int) -> str:
+    """``file:line`` of a row in a local file (csv has a header line), else the row number."""
+    if source.endswith(".csv"):
+        return f"{source}:{index + 2}"
+    if source.endswith(".jsonl"):
+        return f"{source}:{index + 1}"
+    return f"{source} row {index + 1}"
+
+
 def build_samples(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> tuple[list[Sample], list[str]]:
     """Filter, validate and convert rows to samples (all of them, before sampling)."""
     spec = task.dataset
@@ -156,7 +165,8 @@ def build_samples(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> tu
     if not rows:
         raise DatasetError(f"dataset {source} has no rows", hint="check the file or the hub split")
     _check_columns(task, rows, source)
-    kept = [row for row in rows if _matches(row, spec.where)]
+    kept_at = [(index, row) for index, row in enumerate(rows) if _matches(row, spec.where)]
+    kept = [row for _, row in kept_at]
     if not kept:
         raise task.error("dataset.where", f"no rows of {source} match {spec.where}",
                          hint="check the column values; filters compare exactly (case and type)")
@@ -171,29 +181,33 @@ def build_samples(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> tu
     allowed = set(task.output.label_names)
     samples: list[Sample] = []
     unknown_labels: Counter[str] = Counter()
-    for row, sample_id in zip(kept, ids, strict=True):
+    first_seen: dict[str, str] = {}
+    for (index, row), sample_id in zip(kept_at, ids, strict=True):
         text = row.get(spec.text_column)
         if not isinstance(text, str) or not text.strip():
             raise DatasetError(
-                f"row id={sample_id} of {source} has an empty or non-text '{spec.text_column}'",
+                f"{_row_place(source, index)}: row id={sample_id} has an empty or non-text '{spec.text_column}'",
                 hint="remove the row or fill in the text",
             )
         label = None
         if spec.label_column:
             raw = row.get(spec.label_column)
             if raw is None or raw == "":
-                raise DatasetError(f"row id={sample_id} of {source} has no gold label in '{spec.label_column}'",
+                raise DatasetError(f"{_row_place(source, index)}: row id={sample_id} has no gold label in "
+                                   f"'{spec.label_column}'",
                                    hint="label every row, or remove dataset.label_column to score against the reference")
             label = str(raw)
             if label not in allowed:
                 unknown_labels[label] += 1
+                first_seen.setdefault(label, _row_place(source, index))
         segments = {column: str(row.get(column)) for column in spec.segment_columns}
         samples.append(
             Sample(id=sample_id, text=text, label=label, fields=row,
                    input_hash=digest(row), segments=segments)
         )
     if unknown_labels:
-        listed = ", ".join(f"'{label}' ({count} rows)" for label, count in unknown_labels.most_common())
+        listed = ", ".join(f"'{label}' ({count} rows, first at {first_seen[label]})"
+                           for label, count in unknown_labels.most_common())
         raise task.error(
             "output.labels",
             f"the dataset's '{spec.label_column}' column has labels that are not in output.labels: {listed}",

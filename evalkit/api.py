@@ -14,10 +14,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from evalkit import __version__
 from evalkit._hashing import digest
+from evalkit.batching import BatchLedger, BatchReport, Fallback, execute_batch
 from evalkit.cache import CacheMode, ResponseCache
 from evalkit.config import Settings, load_settings
 from evalkit.datasets import SampleSet, load_samples
@@ -39,6 +40,9 @@ SUMMARY_SCHEMA = 1
 @dataclass(frozen=True)
 class RunOptions:
     offline: bool | None = None  # None: simulator unless ANTHROPIC_API_KEY is set
+    mode: Literal["batch", "realtime"] = "batch"
+    max_wait_s: float | None = None  # batch mode: stop waiting (resumably) after this long
+    fallback: Fallback = "none"  # batch mode: finish items that keep failing in real time
     sample_size: int | None = None
     cache_mode: CacheMode = "use"
     concurrency: int | None = None
@@ -94,13 +98,36 @@ def _run_id(prepared: Prepared, now: datetime) -> str:
     return f"{stamp}-{digest([prepared.task.spec_hash, prepared.samples.sample_hash])[:6]}"
 
 
-async def _execute(prepared: Prepared, backend: Backend, cache: ResponseCache, concurrency: int,
-                   progress: Progress) -> tuple[list[CallResult], ExecutionStats]:
+def batch_ledger_dir(settings: Settings) -> Path:
+    """Where batch submissions are recorded (beside the response cache)."""
+    return settings.cache_dir.parent / "batches"
+
+
+async def _execute(prepared: Prepared, backend: Backend, cache: ResponseCache, options: RunOptions,
+                   concurrency: int, progress: Progress
+                   ) -> tuple[list[CallResult], ExecutionStats, BatchReport | None]:
     try:
-        return await execute_realtime(prepared.requests, backend.provider, cache, concurrency=concurrency,
-                                      progress=progress, label="requests")
+        if options.mode == "realtime":
+            calls, stats = await execute_realtime(prepared.requests, backend.provider, cache,
+                                                  concurrency=concurrency, progress=progress, label="requests")
+            return calls, stats, None
+        ledger = BatchLedger(batch_ledger_dir(prepared.settings))
+        return await execute_batch(prepared.requests, backend.provider, cache, ledger, prepared.settings.batch,
+                                   max_wait_s=options.max_wait_s, fallback=options.fallback,
+                                   concurrency=concurrency, progress=progress)
     finally:
         await backend.provider.aclose()
+
+
+def _batch_summary(report: BatchReport | None, calls: list[CallResult]) -> dict[str, Any]:
+    """Batch ids behind every answer used (including cached ones) and what this run did."""
+    answered_by = sorted({c.response.batch_id for c in calls if c.response is not None and c.response.batch_id})
+    data: dict[str, Any] = {"answer_batch_ids": answered_by,
+                            "answers_from_batches": sum(1 for c in calls if c.response is not None
+                                                        and c.response.mode == "batch")}
+    if report is not None:
+        data.update(report.to_dict())
+    return data
 
 
 def run_task(task_path: str | Path, options: RunOptions | None = None, *,
@@ -120,7 +147,7 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
 
     concurrency = options.concurrency or settings.concurrency
     with ResponseCache(settings.cache_dir, options.cache_mode) as cache:
-        calls, stats = asyncio.run(_execute(prepared, backend, cache, concurrency, progress))
+        calls, stats, batch_report = asyncio.run(_execute(prepared, backend, cache, options, concurrency, progress))
 
     by_sample: dict[str, dict[str, CallResult]] = {}
     for call in calls:
@@ -149,7 +176,8 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
         "simulated": simulated,
         "backend": {"kind": backend.kind, "endpoint": backend.provider.endpoint,
                     "description": backend.description},
-        "mode": "realtime",
+        "mode": options.mode,
+        "batch": _batch_summary(batch_report, calls),
         "task": {"name": task.name, "file": str(task.task_file), "spec_hash": task.spec_hash},
         "models": {"candidate": task.models.candidate, "reference": task.models.reference},
         "dataset": {
@@ -170,6 +198,8 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
         "models_usage": {role: model_totals[role].to_dict() for role in ROLES},
         "cost_usd": {
             "answers": round(sum(t.cost.total for t in model_totals.values()), 6),
+            "answers_without_batch_discount": round(sum(t.cost_standard.total for t in model_totals.values()), 6),
+            "batch_savings": round(sum(t.cost_standard.total - t.cost.total for t in model_totals.values()), 6),
             "this_run": round(sum(t.cost_this_run.total for t in model_totals.values()), 6),
         },
         "pricing": {"as_of": settings.pricing.as_of, "source": settings.pricing.source,

@@ -64,6 +64,11 @@ class ResponseCache:
         if self.writable:
             self._store.set(request_key(endpoint, request), response.to_cache())
 
+    def put_key(self, key: str, response: ModelResponse) -> None:
+        """Store under a key computed earlier (batch results arrive with only their custom_id)."""
+        if self.writable:
+            self._store.set(key, response.to_cache())
+
     def __len__(self) -> int:
         return len(self._store)
 

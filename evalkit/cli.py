@@ -61,6 +61,13 @@ def main() -> None:
 @click.option("--offline/--online", default=None,
               help="--offline: use the built-in simulator. --online: use the Anthropic API (needs "
                    "ANTHROPIC_API_KEY). Default: online when ANTHROPIC_API_KEY is set, else offline.")
+@click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True,
+              help="batch: Message Batches API, 50% cheaper, minutes to hours. realtime: immediate, full price.")
+@click.option("--max-wait", "max_wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Batch mode: stop waiting after this long; re-run the same command to resume (nothing is "
+                   "resubmitted). Default: wait until done.")
+@click.option("--fallback", type=click.Choice(["none", "realtime"]), default="none", show_default=True,
+              help="Batch mode: what to do with items still errored/expired after every resubmission.")
 @click.option("--sample-size", "-n", type=int, default=None,
               help="Samples to evaluate (default: the task's sample.size, usually 300).")
 @click.option("--cache", "cache_mode", type=click.Choice(["use", "read-only", "refresh", "off"]), default="use",
@@ -73,21 +80,24 @@ def main() -> None:
 @click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where report folders go (default: evalkit.toml's reports_dir).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def run(task_file: Path, offline: bool | None, sample_size: int | None, cache_mode: str,
-        concurrency: int | None, run_id: str | None, reports_dir: Path | None, quiet: bool) -> None:
+def run(task_file: Path, offline: bool | None, mode: str, max_wait: float | None, fallback: str,
+        sample_size: int | None, cache_mode: str, concurrency: int | None, run_id: str | None,
+        reports_dir: Path | None, quiet: bool) -> None:
     """Evaluate TASK.yaml and write reports/<task>/<run-id>/ (report.html, summary.json, results.jsonl).
 
     \b
     Examples:
       evalkit run tasks/triage.yaml
-      evalkit run tasks/triage.yaml -n 100 --offline
+      evalkit run tasks/triage.yaml -n 100 --offline --mode realtime
+      evalkit run tasks/triage.yaml --max-wait 600         # come back later; it resumes the batch
       evalkit run tasks/triage.yaml --cache read-only     # prove it costs nothing
     """
     from evalkit.api import RunOptions, run_task  # noqa: PLC0415
     from evalkit.progress import NullProgress, RichProgress  # noqa: PLC0415
 
     progress = NullProgress() if quiet else RichProgress()
-    options = RunOptions(offline=offline, sample_size=sample_size, cache_mode=cache_mode,  # type: ignore[arg-type]
+    options = RunOptions(offline=offline, mode=mode, max_wait_s=max_wait, fallback=fallback,  # type: ignore[arg-type]
+                         sample_size=sample_size, cache_mode=cache_mode,  # type: ignore[arg-type]
                          concurrency=concurrency, run_id=run_id, reports_dir=reports_dir)
     result = run_task(task_file, options, progress=progress)
     _print_result(result.summary, result.folder)
@@ -106,8 +116,12 @@ def _print_result(summary: dict[str, Any], folder: Path) -> None:
     execution = summary["execution"]
     click.echo(f"  requests sent: {execution['requests_sent']}, answered from cache: {execution['cache_hits']}, "
                f"failed: {execution['errors']}")
-    click.echo(f"  cost of these answers: ${summary['cost_usd']['answers']:.4f} "
-               f"(paid this run: ${summary['cost_usd']['this_run']:.4f})")
+    cost = summary["cost_usd"]
+    saved = f", batch discount saved ${cost['batch_savings']:.4f}" if cost["batch_savings"] > 0 else ""
+    click.echo(f"  cost of these answers: ${cost['answers']:.4f} (paid this run: ${cost['this_run']:.4f}{saved})")
+    batch = summary.get("batch") or {}
+    if batch.get("answer_batch_ids"):
+        click.echo(f"  batches: {', '.join(batch['answer_batch_ids'])}")
     click.echo(f"  report: {folder / 'report.html'}")
 
 

@@ -94,6 +94,12 @@ SimTier = Literal["small", "medium", "large"]
 class SimulatorSettings(_Strict):
     seed: int = 0
     latency_ms: float = Field(default=0.0, ge=0)
+    #: Seconds from batch creation until the simulated batch has ended (real batches: minutes to hours).
+    batch_delay_s: float = Field(default=1.0, ge=0)
+    #: Fractions of batch items that come back errored (api_error) or expired, chosen per item by hash:
+    #: to exercise reconciliation. Resubmitted items get a new draw.
+    batch_errored_fraction: float = Field(default=0.0, ge=0, le=1)
+    batch_expired_fraction: float = Field(default=0.0, ge=0, le=1)
     # Model-id glob -> capability tier. First match wins.
     tiers: dict[str, SimTier] = Field(
         default_factory=lambda: {
@@ -113,6 +119,18 @@ class SimulatorSettings(_Strict):
         return None
 
 
+class BatchSettings(_Strict):
+    """How evalkit uses the Message Batches API."""
+
+    max_requests: int = Field(default=100_000, ge=1, le=100_000, description="Requests per batch (API limit 100,000).")
+    max_bytes: int = Field(default=250_000_000, ge=1_000, le=256_000_000,
+                           description="Bytes per batch request body (API limit 256 MB).")
+    poll_initial_s: float = Field(default=2.0, gt=0, description="First wait between status checks.")
+    poll_max_s: float = Field(default=60.0, gt=0, description="Longest wait between status checks.")
+    max_attempts: int = Field(default=3, ge=1, le=10,
+                              description="Submissions per item before an errored/expired item is given up.")
+
+
 class Settings(_Strict):
     """Resolved settings. Paths are absolute."""
 
@@ -125,6 +143,7 @@ class Settings(_Strict):
     request_timeout_s: float = Field(default=120.0, gt=0)
     pricing: PricingTable
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
 
     @field_validator("cache_dir", "reports_dir")
     @classmethod
@@ -157,6 +176,7 @@ class _SettingsFile(_Strict):
     evalkit: _EvalkitSection = Field(default_factory=_EvalkitSection)
     pricing: _PricingOverrides = Field(default_factory=_PricingOverrides)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
 
 
 def builtin_pricing() -> PricingTable:
@@ -241,6 +261,7 @@ def load_settings(start: Path | None = None, *, settings_file: Path | None = Non
             request_timeout_s=section["request_timeout_s"],
             pricing=pricing,
             simulator=parsed.simulator,
+            batch=parsed.batch,
         )
     except ValidationError as exc:
         raise ConfigError(f"invalid settings (evalkit.toml or EVALKIT_* environment):\n"

@@ -11,6 +11,7 @@ and exits with its ``exit_code``.
     ├── DatasetError          dataset missing, empty, bad columns/labels   (exit 2)
     ├── TemplateError         prompt template does not compile or render   (exit 2)
     ├── CacheError            response cache unusable / entry missing      (exit 2)
+    ├── BatchPendingError     batches still processing at --max-wait; re-run to resume (exit 5)
     └── ProviderError         the model API failed at run time             (exit 4)
         ├── AuthError         missing or rejected API key
         └── ModelNotFoundError  the API does not know the model id (404)
@@ -92,6 +93,16 @@ class DatasetError(EvalkitError):
 
 class TemplateError(EvalkitError):
     """A prompt template failed to compile or render."""
+
+
+class BatchPendingError(EvalkitError):
+    """Batches are still processing when the run had to stop waiting (``--max-wait``). Resumable."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, *, batch_ids: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.batch_ids = batch_ids
 
 
 class CacheError(EvalkitError):

@@ -59,9 +59,11 @@ class RichProgress:
         self._label = ""
         self._total = 0
         self._done = 0
+        self._start_label = ""
 
     def start(self, label: str, total: int) -> None:
         self._label, self._total, self._done = label, total, 0
+        self._start_label = label
         if self._interactive:
             self._progress.start()
             self._task = self._progress.add_task(label, total=total)
@@ -73,7 +75,7 @@ class RichProgress:
         if self._task is not None:
             self._progress.advance(self._task, n)
         elif self._total and self._done in {self._total} | {self._total * k // 4 for k in (1, 2, 3)}:
-            print(f"{self._label}: {self._done}/{self._total}", file=sys.stderr, flush=True)
+            print(f"{self._start_label}: {self._done}/{self._total}", file=sys.stderr, flush=True)
 
     def update(self, label: str) -> None:
         self._label = label

@@ -80,12 +80,15 @@ class ModelTotals:
     usage: Usage = field(default_factory=Usage)
     cost: Cost = field(default_factory=Cost)
     cost_this_run: Cost = field(default_factory=Cost)
+    #: The same answers at standard (non-batch) rates: what the batch discount saved.
+    cost_standard: Cost = field(default_factory=Cost)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "calls": self.calls, "answered": self.answered, "from_cache": self.from_cache,
             "usage": self.usage.to_dict(), "cost_usd": self.cost.to_dict(),
             "cost_this_run_usd": self.cost_this_run.to_dict(),
+            "cost_without_batch_discount_usd": self.cost_standard.to_dict(),
         }
 
 
@@ -105,6 +108,7 @@ def totals(results: list[SampleResult], pricing: PricingTable) -> dict[str, Mode
             cost = result.cost(role, pricing)
             total.usage = total.usage + call.response.usage
             total.cost = total.cost + cost
+            total.cost_standard = total.cost_standard + call_cost(pricing, call.request.model, call.response.usage)
             if call.from_cache:
                 total.from_cache += 1
             else:

@@ -119,7 +119,8 @@ def metric_confusion_matrix(rows: list[ScoredSample], task: TaskSpec) -> dict[st
     truth = "gold" if rows and rows[0].sample.label is not None else "reference"
     y_true, y_pred = _pairs(rows, truth, "candidate")
     labels = task.output.label_names
-    matrix = confusion_matrix(y_true, y_pred, labels=[*labels, INVALID]) if y_true else np.zeros((0, 0), int)
+    size = len(labels) + 1
+    matrix = confusion_matrix(y_true, y_pred, labels=[*labels, INVALID]) if y_true else np.zeros((size, size), int)
     return {"truth": truth, "labels": labels, "columns": [*labels, "invalid"],
             "matrix": [[int(v) for v in row] for row in matrix[: len(labels)]]}
 

@@ -7,6 +7,7 @@ exceptions become :class:`evalkit.errors.ProviderError` subclasses whose message
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
@@ -14,12 +15,17 @@ import httpx2
 
 from evalkit.errors import AuthError, ModelNotFoundError, ProviderError
 from evalkit.prompts import ModelRequest
-from evalkit.providers.base import SIMULATOR_HEADER, ModelResponse, Provider
+from evalkit.providers.base import SIMULATOR_HEADER, BatchInfo, BatchItemResult, ModelResponse, Provider
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
+#: Messages parameters that count_tokens accepts (it has no max_tokens, metadata, stop_sequences…).
+_COUNT_TOKENS_PARAMS = frozenset({"model", "messages", "system", "thinking", "tools", "tool_choice",
+                                  "output_config", "cache_control", "speed"})
 
 
 class AnthropicProvider(Provider):
+    supports_batch = True
+
     def __init__(self, client: anthropic.AsyncAnthropic, *, endpoint: str, simulated: bool = False) -> None:
         self._client = client
         self.endpoint = endpoint
@@ -41,8 +47,71 @@ class AnthropicProvider(Provider):
             self.simulated = True
         return ModelResponse(message=body, request_id=raw.request_id, simulated=simulated)
 
+    async def count_tokens(self, request: ModelRequest) -> int:
+        params = {k: v for k, v in request.params.items() if k in _COUNT_TOKENS_PARAMS}
+        try:
+            counted = await self._client.messages.count_tokens(**params)
+        except anthropic.APIError as exc:
+            raise map_sdk_error(exc, model=request.model) from None
+        return int(counted.input_tokens)
+
+    # -- Message Batches (client.messages.batches) -------------------------------------------------
+    async def submit_batch(self, items: list[tuple[str, dict[str, Any]]]) -> BatchInfo:
+        requests = [{"custom_id": custom_id, "params": params} for custom_id, params in items]
+        try:
+            raw = await self._client.messages.batches.with_raw_response.create(requests=requests)  # type: ignore[arg-type]
+            batch = await raw.parse()
+        except anthropic.APIError as exc:
+            raise map_sdk_error(exc, model=_models_of(items)) from None
+        if SIMULATOR_HEADER in raw.headers:
+            self.simulated = True
+        return _batch_info(batch)
+
+    async def get_batch(self, batch_id: str) -> BatchInfo:
+        try:
+            return _batch_info(await self._client.messages.batches.retrieve(batch_id))
+        except anthropic.APIError as exc:
+            raise map_sdk_error(exc, model="(batch)", batch_id=batch_id) from None
+
+    async def list_batches(self, limit: int = 100) -> list[BatchInfo]:
+        try:
+            page = await self._client.messages.batches.list(limit=limit)
+        except anthropic.APIError as exc:
+            raise map_sdk_error(exc, model="(batch)") from None
+        return [_batch_info(batch) for batch in page.data]
+
+    async def batch_results(self, batch_id: str) -> AsyncIterator[BatchItemResult]:  # type: ignore[override]
+        try:
+            decoder = await self._client.messages.batches.results(batch_id)
+            async for line in decoder:
+                result = line.result
+                if result.type == "succeeded":
+                    yield BatchItemResult(line.custom_id, "succeeded",
+                                          message=result.message.to_dict(mode="json"))
+                elif result.type == "errored":
+                    error = result.error.error
+                    yield BatchItemResult(line.custom_id, "errored", error_type=error.type,
+                                          error_message=error.message, request_id=result.error.request_id)
+                else:
+                    yield BatchItemResult(line.custom_id, result.type)
+        except anthropic.APIError as exc:
+            raise map_sdk_error(exc, model="(batch)", batch_id=batch_id) from None
+
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _models_of(items: list[tuple[str, dict[str, Any]]]) -> str:
+    return ", ".join(sorted({str(params.get("model")) for _, params in items}))
+
+
+def _batch_info(batch: Any) -> BatchInfo:
+    counts = batch.request_counts
+    return BatchInfo(
+        id=batch.id, status=batch.processing_status, created_at=batch.created_at,
+        counts={"processing": counts.processing, "succeeded": counts.succeeded, "errored": counts.errored,
+                "canceled": counts.canceled, "expired": counts.expired},
+    )
 
 
 def _api_message(exc: anthropic.APIStatusError) -> str:
@@ -54,8 +123,11 @@ def _api_message(exc: anthropic.APIStatusError) -> str:
     return exc.message
 
 
-def map_sdk_error(exc: anthropic.APIError, *, model: str) -> ProviderError:
+def map_sdk_error(exc: anthropic.APIError, *, model: str, batch_id: str | None = None) -> ProviderError:
     """Translate an SDK exception into an evalkit error a user can act on."""
+    if batch_id is not None and isinstance(exc, anthropic.NotFoundError):
+        return ProviderError(f"the API does not know batch {batch_id} (404): {_api_message(exc)}",
+                             status=404, hint="it may have been deleted, or belong to another workspace or key")
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
         message = _api_message(exc)

@@ -7,7 +7,9 @@ Scoring never knows how a response was obtained (real time, batch, or cache); it
 from __future__ import annotations
 
 import abc
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from evalkit.prompts import ModelRequest
@@ -110,17 +112,68 @@ class ModelResponse:
                    batch_id=value.get("batch_id"))
 
 
+@dataclass(frozen=True)
+class BatchInfo:
+    """The state of one submitted batch."""
+
+    id: str
+    status: str  # "in_progress" | "canceling" | "ended"
+    counts: dict[str, int]
+    created_at: datetime | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.status == "ended"
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class BatchItemResult:
+    """One line of a batch's results."""
+
+    custom_id: str
+    outcome: str  # "succeeded" | "errored" | "expired" | "canceled"
+    message: dict[str, Any] | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    request_id: str | None = None
+
+
 class Provider(abc.ABC):
-    """Sends Messages API requests. Implementations map their SDK's errors to ``ProviderError``."""
+    """Sends Messages API requests. Implementations map their SDK's errors to ``ProviderError``.
+
+    Batch support is optional (``supports_batch``): submit, check, fetch results, list.
+    """
 
     #: Identity of the endpoint for cache keys: different endpoints never share cached answers.
     endpoint: str
     #: True when the endpoint is known to be evalkit's simulator.
     simulated: bool = False
+    supports_batch: bool = False
 
     @abc.abstractmethod
     async def generate(self, request: ModelRequest) -> ModelResponse:
         """Send one request in real time."""
+
+    async def count_tokens(self, request: ModelRequest) -> int:
+        """Input tokens of a request, without running it (free on the Anthropic API)."""
+        raise NotImplementedError
+
+    async def submit_batch(self, items: list[tuple[str, dict[str, Any]]]) -> BatchInfo:
+        """Submit ``(custom_id, params)`` pairs as one batch."""
+        raise NotImplementedError
+
+    async def get_batch(self, batch_id: str) -> BatchInfo:
+        raise NotImplementedError
+
+    async def list_batches(self, limit: int = 100) -> list[BatchInfo]:
+        raise NotImplementedError
+
+    def batch_results(self, batch_id: str) -> AsyncIterator[BatchItemResult]:
+        raise NotImplementedError
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

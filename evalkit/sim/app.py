@@ -13,8 +13,7 @@ import asyncio
 import hashlib
 import json
 import os
-import secrets
-import string
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -34,6 +33,7 @@ from evalkit.providers.base import SIMULATOR_HEADER
 from evalkit.sim import catalog
 from evalkit.sim.brain import Brain, compose_answer
 from evalkit.sim.tokens import count_tokens, request_input_tokens
+from evalkit.sim.wire import ApiError, api_id, invalid
 
 SIMULATOR_VERSION = "1"
 API_VERSIONS = ("2023-06-01", "2026-10-21")
@@ -48,26 +48,6 @@ COUNT_TOKENS_KEYS = frozenset({
     "model", "messages", "cache_control", "output_config", "output_format", "speed", "system", "thinking",
     "tool_choice", "tools",
 })
-_BASE62 = string.digits + string.ascii_letters
-
-
-def _api_id(prefix: str) -> str:
-    return prefix + "011C" + "".join(secrets.choice(_BASE62) for _ in range(20))
-
-
-class ApiError(Exception):
-    """An API error response, raised inside handlers."""
-
-    def __init__(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.error_type, self.message = status, error_type, message
-        self.headers = headers or {}
-
-
-def _invalid(message: str) -> ApiError:
-    return ApiError(400, "invalid_request_error", message)
-
-
 @dataclass
 class Ledger:
     """What the simulated API billed: one JSON line per successful (billable) request."""
@@ -110,6 +90,10 @@ class SimulatorState:
         self.root = root
         self.state_dir = state_dir
         self.ledger = Ledger(state_dir / "billing.jsonl" if state_dir else None)
+        from evalkit.sim.batches import BatchStore  # noqa: PLC0415 - circular: the store answers through us
+
+        batch_dir = state_dir / "batches" if state_dir else Path(tempfile.mkdtemp(prefix="evalkit-sim-batches-"))
+        self.batches = BatchStore(self, batch_dir)
         self._brain: Brain | None = None
         self._brain_lock = threading.Lock()
         self.started = time.time()
@@ -137,54 +121,55 @@ class SimulatorState:
                               needs_max_tokens: bool = True) -> str:
         """Checks a Messages body; returns the resolved model id or raises :class:`ApiError`."""
         if not isinstance(body, dict):
-            raise _invalid("body: Input should be a valid dictionary")
+            raise invalid("body: Input should be a valid dictionary")
         for key in ("temperature", "top_p", "top_k"):
             if key in body:
-                raise _invalid(f"{key}: Extra inputs are not permitted")
+                raise invalid(f"{key}: Extra inputs are not permitted")
         for key in body:
             if key not in keys:
-                raise _invalid(f"{key}: Extra inputs are not permitted")
+                raise invalid(f"{key}: Extra inputs are not permitted")
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            raise _invalid("model: Field required")
+            raise invalid("model: Field required")
         if needs_max_tokens:
             max_tokens = body.get("max_tokens")
             if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
-                raise _invalid("max_tokens: Field required" if max_tokens is None
+                raise invalid("max_tokens: Field required" if max_tokens is None
                                else "max_tokens: Input should be a valid integer")
             if max_tokens < 0:
-                raise _invalid("max_tokens: Input should be greater than or equal to 0")
+                raise invalid("max_tokens: Input should be greater than or equal to 0")
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
-            raise _invalid("messages: at least one message is required")
+            raise invalid("messages: at least one message is required")
         for index, message in enumerate(messages):
             if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-                raise _invalid(f"messages.{index}.role: Input should be 'user' or 'assistant'")
+                raise invalid(f"messages.{index}.role: Input should be 'user' or 'assistant'")
             content = message.get("content")
             if isinstance(content, str):
                 if not content and index == len(messages) - 1 and message["role"] == "user":
-                    raise _invalid(f"messages.{index}: user messages must have non-empty content")
+                    raise invalid(f"messages.{index}: user messages must have non-empty content")
             elif not isinstance(content, list):
-                raise _invalid(f"messages.{index}.content: Input should be a valid string or list")
+                raise invalid(f"messages.{index}.content: Input should be a valid string or list")
         if body.get("stream"):
-            raise _invalid("stream: the evalkit simulator does not implement streaming; send stream=false")
+            raise invalid("stream: the evalkit simulator does not implement streaming; send stream=false")
         thinking = body.get("thinking")
         if thinking is not None and (not isinstance(thinking, dict)
                                      or thinking.get("type") not in ("enabled", "disabled", "adaptive")):
-            raise _invalid("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'")
+            raise invalid("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'")
         breakpoints = _count_cache_breakpoints(body)
         if breakpoints > 4:
-            raise _invalid(f"A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}.")
+            raise invalid(f"A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}.")
         resolved = catalog.resolve(model)
         if resolved is None:
             raise ApiError(404, "not_found_error", f"model: {model}")
         if self.settings.tier_for(model) is None:
-            raise _invalid(f"model: {model} has no simulator tier; add it to [simulator.tiers] in evalkit.toml")
+            raise invalid(f"model: {model} has no simulator tier; add it to [simulator.tiers] in evalkit.toml")
         return resolved
 
     def create_message(self, body: dict[str, Any], *, mode: str = "realtime", batch_id: str | None = None,
-                       custom_id: str | None = None) -> dict[str, Any]:
-        """Answers a validated Messages body and bills it. Returns the Message JSON."""
+                       custom_id: str | None = None, bill: bool = True) -> dict[str, Any]:
+        """Answers a validated Messages body and (unless ``bill=False``) bills it. Returns the Message JSON
+        with the request id under ``_request_id``."""
         model = body["model"]
         resolved = catalog.resolve(model) or model
         tier = self.settings.tier_for(model) or "small"
@@ -221,7 +206,7 @@ class SimulatorState:
             "service_tier": "batch" if mode == "batch" else "standard",
         }
         message = {
-            "id": _api_id("msg_"),
+            "id": api_id("msg_"),
             "type": "message",
             "role": "assistant",
             "model": resolved,
@@ -233,9 +218,10 @@ class SimulatorState:
             "diagnostics": None,
             "usage": usage,
         }
-        request_id = _api_id("req_")
-        self.ledger.bill(request_id=request_id, model=resolved, mode=mode, usage=usage, body=body,
-                         batch_id=batch_id, custom_id=custom_id)
+        request_id = api_id("req_")
+        if bill:
+            self.ledger.bill(request_id=request_id, model=resolved, mode=mode, usage=usage, body=body,
+                             batch_id=batch_id, custom_id=custom_id)
         message["_request_id"] = request_id
         return message
 
@@ -278,7 +264,7 @@ def _headers(request_id: str) -> dict[str, str]:
 
 
 def _error_response(error: ApiError) -> JSONResponse:
-    request_id = _api_id("req_")
+    request_id = api_id("req_")
     body = {"type": "error", "error": {"type": error.error_type, "message": error.message},
             "request_id": request_id}
     return JSONResponse(body, status_code=error.status, headers={**_headers(request_id), **error.headers})
@@ -293,19 +279,19 @@ def _check_headers(request: Request) -> None:
         raise ApiError(401, "authentication_error", "x-api-key header is required")
     version = request.headers.get("anthropic-version")
     if not version:
-        raise _invalid("anthropic-version: header is required")
+        raise invalid("anthropic-version: header is required")
     if version not in API_VERSIONS:
-        raise _invalid(f"anthropic-version: unsupported version '{version}'")
+        raise invalid(f"anthropic-version: unsupported version '{version}'")
 
 
-async def _json_body(request: Request) -> Any:
+async def _json_body(request: Request, limit: int = 32 * 1024 * 1024) -> tuple[Any, int]:
     raw = await request.body()
-    if len(raw) > 32 * 1024 * 1024:
+    if len(raw) > limit:
         raise ApiError(413, "request_too_large", "Request exceeds the maximum allowed number of bytes.")
     try:
-        return json.loads(raw)
+        return json.loads(raw), len(raw)
     except ValueError:
-        raise _invalid("There was an error parsing the body as JSON") from None
+        raise invalid("There was an error parsing the body as JSON") from None
 
 
 def create_app(state: SimulatorState) -> Starlette:
@@ -314,7 +300,7 @@ def create_app(state: SimulatorState) -> Starlette:
     async def messages(request: Request) -> Response:
         try:
             _check_headers(request)
-            body = await _json_body(request)
+            body, _ = await _json_body(request)
             state.validate_message_body(body)
             if state.settings.latency_ms:
                 await asyncio.sleep(state.settings.latency_ms / 1000)
@@ -327,11 +313,11 @@ def create_app(state: SimulatorState) -> Starlette:
     async def count_tokens_endpoint(request: Request) -> Response:
         try:
             _check_headers(request)
-            body = await _json_body(request)
+            body, _ = await _json_body(request)
             state.validate_message_body(body, keys=COUNT_TOKENS_KEYS, needs_max_tokens=False)
         except ApiError as error:
             return _error_response(error)
-        return JSONResponse({"input_tokens": request_input_tokens(body)}, headers=_headers(_api_id("req_")))
+        return JSONResponse({"input_tokens": request_input_tokens(body)}, headers=_headers(api_id("req_")))
 
     async def stats(request: Request) -> Response:
         return JSONResponse({
@@ -341,8 +327,76 @@ def create_app(state: SimulatorState) -> Starlette:
             "billed_total": sum(state.ledger.counts.values()),
         }, headers={SIMULATOR_HEADER: SIMULATOR_VERSION})
 
+    def base_url(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    async def batch_create(request: Request) -> Response:
+        try:
+            _check_headers(request)
+            body, size = await _json_body(request, limit=2**31)
+            meta = state.batches.create(body, size, api_id("msgbatch_"))
+        except ApiError as error:
+            return _error_response(error)
+        return JSONResponse(state.batches.public(meta, base_url(request)), headers=_headers(api_id("req_")))
+
+    async def batch_list(request: Request) -> Response:
+        try:
+            _check_headers(request)
+            try:
+                limit = int(request.query_params.get("limit", "20"))
+            except ValueError:
+                raise invalid("limit: Input should be a valid integer") from None
+            if not 1 <= limit <= 1000:
+                raise invalid("limit: Input should be between 1 and 1000")
+            page = await asyncio.to_thread(
+                state.batches.list, limit=limit, after_id=request.query_params.get("after_id"),
+                before_id=request.query_params.get("before_id"), base_url=base_url(request))
+        except ApiError as error:
+            return _error_response(error)
+        return JSONResponse(page, headers=_headers(api_id("req_")))
+
+    async def batch_retrieve(request: Request) -> Response:
+        try:
+            _check_headers(request)
+            meta = await asyncio.to_thread(state.batches.retrieve, request.path_params["batch_id"],
+                                           base_url(request))
+        except ApiError as error:
+            return _error_response(error)
+        return JSONResponse(meta, headers=_headers(api_id("req_")))
+
+    async def batch_cancel(request: Request) -> Response:
+        try:
+            _check_headers(request)
+            meta = await asyncio.to_thread(state.batches.cancel, request.path_params["batch_id"],
+                                           base_url(request))
+        except ApiError as error:
+            return _error_response(error)
+        return JSONResponse(meta, headers=_headers(api_id("req_")))
+
+    async def batch_delete(request: Request) -> Response:
+        try:
+            _check_headers(request)
+            deleted = state.batches.delete(request.path_params["batch_id"])
+        except ApiError as error:
+            return _error_response(error)
+        return JSONResponse(deleted, headers=_headers(api_id("req_")))
+
+    async def batch_results(request: Request) -> Response:
+        try:
+            _check_headers(request)
+            content = await asyncio.to_thread(state.batches.results, request.path_params["batch_id"])
+        except ApiError as error:
+            return _error_response(error)
+        return Response(content, media_type="application/binary", headers=_headers(api_id("req_")))
+
     return Starlette(routes=[
         Route("/v1/messages", messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens_endpoint, methods=["POST"]),
+        Route("/v1/messages/batches", batch_create, methods=["POST"]),
+        Route("/v1/messages/batches", batch_list, methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", batch_retrieve, methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", batch_delete, methods=["DELETE"]),
+        Route("/v1/messages/batches/{batch_id}/cancel", batch_cancel, methods=["POST"]),
+        Route("/v1/messages/batches/{batch_id}/results", batch_results, methods=["GET"]),
         Route("/_simulator/stats", stats, methods=["GET"]),
     ])

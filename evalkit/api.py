@@ -20,13 +20,15 @@ from evalkit import __version__
 from evalkit._hashing import digest
 from evalkit.batching import BatchLedger, BatchReport, Fallback, execute_batch
 from evalkit.cache import CacheMode, ResponseCache
+from evalkit.caching import CachePlan, plan_caching
 from evalkit.config import Settings, load_settings
 from evalkit.datasets import SampleSet, load_samples
 from evalkit.errors import UsageError
+from evalkit.lint import Finding, lint_templates
 from evalkit.execute import CallResult, ExecutionStats, execute_realtime
 from evalkit.outputs import parse_answer
 from evalkit.progress import NullProgress, Progress
-from evalkit.prompts import ModelRequest, PromptRenderer, build_request
+from evalkit.prompts import ModelRequest, PromptRenderer, build_request, output_schema
 from evalkit.providers import Backend, connect
 from evalkit.records import ROLES, SampleResult, totals
 from evalkit.report import write_run_folder
@@ -59,6 +61,8 @@ class Prepared:
     samples: SampleSet
     renderer: PromptRenderer
     requests: list[ModelRequest]
+    cache_plans: dict[str, CachePlan]
+    findings: list[Finding]
 
 
 @dataclass
@@ -74,7 +78,7 @@ class RunResult:
 
 
 def prepare(task: str | Path | TaskSpec, *, sample_size: int | None = None, offline: bool = True,
-            settings: Settings | None = None) -> Prepared:
+            settings: Settings | None = None, mode: str = "batch") -> Prepared:
     """Load and check everything that can be checked without calling a model."""
     if not isinstance(task, TaskSpec):
         task = load_task(task)
@@ -85,12 +89,16 @@ def prepare(task: str | Path | TaskSpec, *, sample_size: int | None = None, offl
     if sample_size is not None and sample_size < 1:
         raise UsageError(f"--sample-size must be at least 1, got {sample_size}")
     samples = load_samples(task, cache_dir=settings.cache_dir, offline=offline, size=sample_size)
+    findings = lint_templates(task)
     renderer = PromptRenderer(task)
+    schema = output_schema(task.output) if task.output.structured else None
+    plans = plan_caching(task, renderer.system, schema, mode=mode)
     requests = []
     for sample in samples.samples:
         prompt = renderer.render(sample)
-        requests.extend(build_request(task, role, sample, prompt) for role in ROLES)
-    return Prepared(task=task, settings=settings, samples=samples, renderer=renderer, requests=requests)
+        requests.extend(build_request(task, role, sample, prompt, cache_ttl=plans[role].ttl) for role in ROLES)
+    return Prepared(task=task, settings=settings, samples=samples, renderer=renderer, requests=requests,
+                    cache_plans=plans, findings=findings)
 
 
 def _run_id(prepared: Prepared, now: datetime) -> str:
@@ -106,15 +114,19 @@ def batch_ledger_dir(settings: Settings) -> Path:
 async def _execute(prepared: Prepared, backend: Backend, cache: ResponseCache, options: RunOptions,
                    concurrency: int, progress: Progress
                    ) -> tuple[list[CallResult], ExecutionStats, BatchReport | None]:
+    # Caching pays only if one request writes the prefix before the others read it.
+    warmup = any(plan.enabled for plan in prepared.cache_plans.values())
     try:
         if options.mode == "realtime":
             calls, stats = await execute_realtime(prepared.requests, backend.provider, cache,
-                                                  concurrency=concurrency, progress=progress, label="requests")
+                                                  concurrency=concurrency, progress=progress, label="requests",
+                                                  warmup=warmup)
             return calls, stats, None
         ledger = BatchLedger(batch_ledger_dir(prepared.settings))
         return await execute_batch(prepared.requests, backend.provider, cache, ledger, prepared.settings.batch,
                                    max_wait_s=options.max_wait_s, fallback=options.fallback,
-                                   concurrency=concurrency, progress=progress)
+                                   concurrency=concurrency, progress=progress,
+                                   warmup=warmup and prepared.settings.batch.warmup)
     finally:
         await backend.provider.aclose()
 
@@ -141,9 +153,14 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
     backend = backend or connect(settings, offline=options.offline)
     progress.note(("SIMULATED RUN: " if backend.kind == "simulator" else "") + f"using the {backend.description}")
     prepared = prepare(task, sample_size=options.sample_size, offline=backend.kind == "simulator",
-                       settings=settings)
+                       settings=settings, mode=options.mode)
     for note in prepared.samples.notes:
         progress.note(f"note: {note}")
+    for finding in prepared.findings:
+        progress.note(finding.render())
+    for role, plan in prepared.cache_plans.items():
+        if not plan.enabled:
+            progress.note(f"prompt caching off for the {role} ({plan.model}): {plan.reason}")
 
     concurrency = options.concurrency or settings.concurrency
     with ResponseCache(settings.cache_dir, options.cache_mode) as cache:
@@ -196,10 +213,14 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
         "metrics": compute_metrics(scored, task),
         "decision": decision.to_dict(),
         "models_usage": {role: model_totals[role].to_dict() for role in ROLES},
+        "caching": {role: {"plan": prepared.cache_plans[role].to_dict(), **model_totals[role].caching()}
+                    for role in ROLES},
+        "lint": [finding.to_dict() for finding in prepared.findings],
         "cost_usd": {
             "answers": round(sum(t.cost.total for t in model_totals.values()), 6),
             "answers_without_batch_discount": round(sum(t.cost_standard.total for t in model_totals.values()), 6),
             "batch_savings": round(sum(t.cost_standard.total - t.cost.total for t in model_totals.values()), 6),
+            "cache_savings": round(sum(t.cost_uncached.total - t.cost.total for t in model_totals.values()), 6),
             "this_run": round(sum(t.cost_this_run.total for t in model_totals.values()), 6),
         },
         "pricing": {"as_of": settings.pricing.as_of, "source": settings.pricing.source,

@@ -50,6 +50,7 @@ def main() -> None:
     \b
     Start here:
       evalkit validate tasks/triage.yaml     check the task file, dataset and prompts (no requests)
+      evalkit lint tasks/triage.yaml         find what would stop prompt caching from paying
       evalkit run tasks/triage.yaml          evaluate; offline on the simulator without ANTHROPIC_API_KEY
 
     Every answer is kept in a response cache, so re-running costs nothing.
@@ -143,6 +144,30 @@ def validate(task_file: Path, sample_size: int | None) -> None:
                f"{len(prepared.renderer.system)} characters")
     for note in prepared.samples.notes:
         click.echo(f"  note: {note}")
+
+
+@main.command()
+@TASK
+@click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True,
+              help="Which run mode to judge the caching plan for (TTL differs).")
+def lint(task_file: Path, mode: str) -> None:
+    """Find what would stop prompt caching from paying in TASK.yaml.
+
+    Reports per-sample or volatile values ({{ now }}, dates, ids, random) inside the cached system prompt,
+    static text placed after per-sample content, and prefixes too short to cache, each with the task
+    file's line and a fix. Exit code 0 when clean, 1 when there are warnings or errors.
+    """
+    from evalkit.lint import lint_task  # noqa: PLC0415
+    from evalkit.spec import load_task  # noqa: PLC0415
+
+    findings = lint_task(load_task(task_file), mode=mode)
+    for finding in findings:
+        colour = {"error": "red", "warning": "yellow"}.get(finding.severity)
+        click.secho(finding.render(), fg=colour)
+    serious = [f for f in findings if f.severity in ("error", "warning")]
+    if not serious:
+        click.echo(f"{task_file}: no cache-busting problems found")
+    sys.exit(1 if serious else 0)
 
 
 @main.group()

@@ -129,6 +129,8 @@ class BatchSettings(_Strict):
     poll_max_s: float = Field(default=60.0, gt=0, description="Longest wait between status checks.")
     max_attempts: int = Field(default=3, ge=1, le=10,
                               description="Submissions per item before an errored/expired item is given up.")
+    warmup: bool = Field(default=True, description="Send one request per model first to write the 1 h prompt "
+                         "cache, then the rest (cache hits inside a batch are otherwise best-effort).")
 
 
 class Settings(_Strict):

@@ -44,8 +44,13 @@ async def execute_realtime(
     concurrency: int,
     progress: Progress | None = None,
     label: str = "requests",
+    warmup: bool = False,
 ) -> tuple[list[CallResult], ExecutionStats]:
-    """Answer every request, from the cache where possible, else from the provider."""
+    """Answer every request, from the cache where possible, else from the provider.
+
+    ``warmup``: send the first request of each model alone, so it writes the prompt cache before the
+    others are sent (requests sent in parallel with the writer all miss and would all pay to write).
+    """
     progress = progress or NullProgress()
     stats = ExecutionStats()
     keys = [request_key(provider.endpoint, request) for request in requests]
@@ -91,8 +96,17 @@ async def execute_realtime(
                 stats.by_model[request.model] = stats.by_model.get(request.model, 0) + 1
                 progress.advance()
 
-    tasks = [asyncio.create_task(call(key, request)) for key, request in pending.items()]
+    first_per_model: dict[str, str] = {}
+    if warmup:
+        for key, request in pending.items():
+            first_per_model.setdefault(request.model, key)
+    tasks: list[asyncio.Task[None]] = []
     try:
+        if first_per_model:
+            tasks = [asyncio.create_task(call(key, pending[key])) for key in first_per_model.values()]
+            await asyncio.gather(*tasks)
+        rest = [key for key in pending if key not in set(first_per_model.values())]
+        tasks = [asyncio.create_task(call(key, pending[key])) for key in rest]
         if tasks:
             await asyncio.gather(*tasks)
     except BaseException:

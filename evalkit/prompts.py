@@ -148,13 +148,19 @@ def _error_line(exc: Exception) -> int | None:
     return line
 
 
-def build_request(task: TaskSpec, role: str, sample: Sample, prompt: RenderedPrompt) -> ModelRequest:
-    """The Messages API body for one model and one sample."""
+def build_request(task: TaskSpec, role: str, sample: Sample, prompt: RenderedPrompt,
+                  *, cache_ttl: str | None = None) -> ModelRequest:
+    """The Messages API body for one model and one sample. ``cache_ttl`` puts a prompt-cache breakpoint
+    on the static system block (``"5m"`` or ``"1h"``)."""
     model = task.models.candidate if role == "candidate" else task.models.reference
+    system_block: dict[str, Any] = {"type": "text", "text": prompt.system}
+    if cache_ttl is not None:
+        system_block["cache_control"] = {"type": "ephemeral"} if cache_ttl == "5m" else \
+            {"type": "ephemeral", "ttl": cache_ttl}
     params: dict[str, Any] = {
         "model": model,
         "max_tokens": task.models.max_tokens,
-        "system": [{"type": "text", "text": prompt.system}],
+        "system": [system_block],
         "messages": [{"role": "user", "content": [{"type": "text", "text": prompt.user}]}],
     }
     if task.output.structured:

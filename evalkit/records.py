@@ -82,6 +82,23 @@ class ModelTotals:
     cost_this_run: Cost = field(default_factory=Cost)
     #: The same answers at standard (non-batch) rates: what the batch discount saved.
     cost_standard: Cost = field(default_factory=Cost)
+    #: The same answers with every input token billed as uncached input: what prompt caching saved.
+    cost_uncached: Cost = field(default_factory=Cost)
+    requests_with_cache_read: int = 0
+    requests_with_cache_write: int = 0
+
+    def caching(self) -> dict[str, Any]:
+        """Cache hit rate (share of cached-prefix tokens read rather than written) and dollars saved."""
+        read, written = self.usage.cache_read_input_tokens, self.usage.cache_creation_input_tokens
+        return {
+            "cache_read_tokens": read, "cache_write_tokens": written,
+            "cache_write_5m_tokens": self.usage.cache_write_5m_tokens,
+            "cache_write_1h_tokens": self.usage.cache_write_1h_tokens,
+            "hit_rate": round(read / (read + written), 6) if read + written else None,
+            "requests_with_cache_read": self.requests_with_cache_read,
+            "requests_with_cache_write": self.requests_with_cache_write,
+            "savings_usd": round(self.cost_uncached.total - self.cost.total, 8),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,7 +125,13 @@ def totals(results: list[SampleResult], pricing: PricingTable) -> dict[str, Mode
             cost = result.cost(role, pricing)
             total.usage = total.usage + call.response.usage
             total.cost = total.cost + cost
-            total.cost_standard = total.cost_standard + call_cost(pricing, call.request.model, call.response.usage)
+            usage = call.response.usage
+            total.cost_standard = total.cost_standard + call_cost(pricing, call.request.model, usage)
+            uncached = Usage(input_tokens=usage.total_input_tokens, output_tokens=usage.output_tokens)
+            total.cost_uncached = total.cost_uncached + call_cost(pricing, call.request.model, uncached,
+                                                                  batch=call.response.mode == "batch")
+            total.requests_with_cache_read += usage.cache_read_input_tokens > 0
+            total.requests_with_cache_write += usage.cache_creation_input_tokens > 0
             if call.from_cache:
                 total.from_cache += 1
             else:

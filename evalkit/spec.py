@@ -58,6 +58,10 @@ class PromptSpec(_Strict):
     system: str = Field(description="Static instructions (jinja2); the cacheable prefix. No per-sample fields.")
     user: str = Field(description="Per-sample message (jinja2); sample columns are available by name.")
     variables: dict[str, Any] = Field(default_factory=dict, description="Extra static template variables.")
+    cache: Literal["auto", "off"] = Field(
+        default="auto", description="auto: cache the static system prefix when it is long enough for the model.")
+    cache_ttl: Literal["auto", "5m", "1h"] = Field(
+        default="auto", description="auto: 1h for batches (warm-up recipe), 5m in real time.")
 
 
 FieldType = Literal["string", "number", "integer", "boolean"]

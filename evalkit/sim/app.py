@@ -32,6 +32,7 @@ from evalkit.config import SimulatorSettings
 from evalkit.providers.base import SIMULATOR_HEADER
 from evalkit.sim import catalog
 from evalkit.sim.brain import Brain, compose_answer
+from evalkit.sim.prompt_cache import PromptCache
 from evalkit.sim.tokens import count_tokens, request_input_tokens
 from evalkit.sim.wire import ApiError, api_id, invalid
 
@@ -94,6 +95,7 @@ class SimulatorState:
 
         batch_dir = state_dir / "batches" if state_dir else Path(tempfile.mkdtemp(prefix="evalkit-sim-batches-"))
         self.batches = BatchStore(self, batch_dir)
+        self.prompt_cache = PromptCache()
         self._brain: Brain | None = None
         self._brain_lock = threading.Lock()
         self.started = time.time()
@@ -167,7 +169,8 @@ class SimulatorState:
         return resolved
 
     def create_message(self, body: dict[str, Any], *, mode: str = "realtime", batch_id: str | None = None,
-                       custom_id: str | None = None, bill: bool = True) -> dict[str, Any]:
+                       custom_id: str | None = None, bill: bool = True, arrived_at: float | None = None,
+                       begins_at: float | None = None) -> dict[str, Any]:
         """Answers a validated Messages body and (unless ``bill=False``) bills it. Returns the Message JSON
         with the request id under ``_request_id``."""
         model = body["model"]
@@ -196,12 +199,17 @@ class SimulatorState:
         if answer:
             content.append({"type": "text", "text": answer})
         used += answer_tokens
+        now = time.monotonic()
+        cached = self.prompt_cache.apply(resolved, body, request_input_tokens(body),
+                                         arrived_at=arrived_at if arrived_at is not None else now,
+                                         begins_at=begins_at if begins_at is not None else now)
         usage = {
-            "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0},
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "cache_creation": {"ephemeral_1h_input_tokens": cached.cache_write_1h,
+                               "ephemeral_5m_input_tokens": cached.cache_write_5m},
+            "cache_creation_input_tokens": cached.cache_write_1h + cached.cache_write_5m,
+            "cache_read_input_tokens": cached.cache_read_input_tokens,
             "inference_geo": "not_available",
-            "input_tokens": request_input_tokens(body),
+            "input_tokens": cached.input_tokens,
             "output_tokens": used,
             "service_tier": "batch" if mode == "batch" else "standard",
         }
@@ -300,11 +308,12 @@ def create_app(state: SimulatorState) -> Starlette:
     async def messages(request: Request) -> Response:
         try:
             _check_headers(request)
+            arrived_at = time.monotonic()
             body, _ = await _json_body(request)
             state.validate_message_body(body)
             if state.settings.latency_ms:
                 await asyncio.sleep(state.settings.latency_ms / 1000)
-            message = await asyncio.to_thread(state.create_message, body)
+            message = await asyncio.to_thread(state.create_message, body, arrived_at=arrived_at)
         except ApiError as error:
             return _error_response(error)
         request_id = message.pop("_request_id")

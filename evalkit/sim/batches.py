@@ -13,6 +13,7 @@ import json
 import random
 import re
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from evalkit.sim.wire import ApiError, api_id, invalid
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_REQUESTS = 100_000
 MAX_BYTES = 256 * 1024 * 1024
-RETRYABLE_ERRORS = ("api_error", "overloaded_error")
+#: How many items of a batch the simulator runs side by side (they cannot read each other's cache writes).
+BATCH_PARALLELISM = 16
 
 
 def _now() -> datetime:
@@ -202,8 +204,11 @@ class BatchStore:
         lines: list[dict[str, Any]] = []
         billable = []
         counts = {"succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
-        for item in requests:
+        start = time.monotonic()
+        for position, item in enumerate(requests):
             custom_id, params = item["custom_id"], item["params"]
+            # Items run in parallel waves: a cache entry written in one wave is readable from the next.
+            wave_start = start + (position // BATCH_PARALLELISM) * 1e-3
             if canceled:
                 result: dict[str, Any] = {"type": "canceled"}
             else:
@@ -221,7 +226,8 @@ class BatchStore:
                         result = {"type": "expired"}
                     else:
                         message = self.state.create_message(params, mode="batch", batch_id=batch_id,
-                                                            custom_id=custom_id, bill=False)
+                                                            custom_id=custom_id, bill=False,
+                                                            arrived_at=wave_start, begins_at=wave_start + 5e-4)
                         billable.append((message, params, custom_id))
                         result = {"type": "succeeded",
                                   "message": {k: v for k, v in message.items() if k != "_request_id"}}

@@ -1,31 +1,16 @@
-"""A deterministic stand-in tokenizer.
-
-Real Claude tokenizers are not public; this one gives stable, plausible counts (about 4 characters per
-token for words, one token per digit and punctuation mark), which is all the simulator's usage fields
-and the cost model need.
-"""
+"""Token accounting of the simulated API, on evalkit's stand-in tokenizer (:mod:`evalkit.tokens`)."""
 
 from __future__ import annotations
 
 import json
-import math
-import re
 from typing import Any
 
-_PIECES = re.compile(r"[^\W\d_]+|\d|[^\w\s]|_", re.UNICODE)
+from evalkit.tokens import count_tokens
 
 #: Fixed costs the real API adds around content (role markers, structured-output grammar prompt).
 MESSAGE_OVERHEAD = 3
 REQUEST_OVERHEAD = 4
 SCHEMA_OVERHEAD = 40
-
-
-def count_tokens(text: str) -> int:
-    total = 0
-    for piece in _PIECES.findall(text):
-        total += math.ceil(len(piece) / 4) if piece[0].isalpha() else 1
-    return total
-
 
 def content_text(content: Any) -> list[str]:
     """Texts of a message's content (a string or a list of blocks)."""
@@ -54,12 +39,32 @@ def schema_tokens(body: dict[str, Any]) -> int:
     return SCHEMA_OVERHEAD + count_tokens(json.dumps(fmt.get("schema", {}), sort_keys=True))
 
 
+def prefix_blocks(body: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
+    """The request's blocks in prompt-cache order (tools, system, messages), each with its tokens."""
+    out: list[tuple[dict[str, Any], int]] = []
+    for tool in body.get("tools") or []:
+        clean = {k: v for k, v in tool.items() if k != "cache_control"}
+        out.append((tool, count_tokens(json.dumps(clean, sort_keys=True))))
+    system = body.get("system")
+    if isinstance(system, str):
+        system = [{"type": "text", "text": system}]
+    for block in system or []:
+        if isinstance(block, dict):
+            out.append((block, count_tokens(str(block.get("text", "")))))
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        blocks = [block for block in content or [] if isinstance(block, dict)]
+        if not blocks:
+            out.append(({"type": "text", "text": "", "_role": message.get("role")}, MESSAGE_OVERHEAD))
+        for index, block in enumerate(blocks):
+            text = "".join(content_text([block])) if block.get("type") != "text" else str(block.get("text", ""))
+            tokens = count_tokens(text) + (MESSAGE_OVERHEAD if index == 0 else 0)
+            out.append(({**block, "_role": message.get("role")}, tokens))
+    return out
+
+
 def request_input_tokens(body: dict[str, Any]) -> int:
     """Total input tokens of a Messages request (what count_tokens reports)."""
-    total = REQUEST_OVERHEAD + schema_tokens(body)
-    total += sum(count_tokens(text) for text in system_texts(body.get("system")))
-    for message in body.get("messages") or []:
-        total += MESSAGE_OVERHEAD + sum(count_tokens(text) for text in content_text(message.get("content")))
-    for tool in body.get("tools") or []:
-        total += count_tokens(json.dumps(tool, sort_keys=True))
-    return total
+    return REQUEST_OVERHEAD + schema_tokens(body) + sum(tokens for _, tokens in prefix_blocks(body))

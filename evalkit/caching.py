@@ -1,0 +1,63 @@
+"""Prompt caching plan: which requests get a ``cache_control`` breakpoint, with which TTL, and why.
+
+The breakpoint goes on the static system block (instructions, label descriptions, few-shot examples;
+the JSON schema comes with it), never on the per-sample user message. It is added only when the prefix
+reaches the model's documented minimum cacheable length (shorter prefixes are silently not cached), and
+evalkit says so when it does not. The length is estimated offline with evalkit's stand-in tokenizer so
+the request bodies, and therefore the response-cache keys, never depend on a network call.
+
+TTL: batches use the 1-hour cache (the documented recipe: a warm-up request writes it, the rest of the
+batch reads it); real-time runs use the default 5 minutes, refreshed by every hit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from evalkit.modelinfo import min_cacheable_tokens
+from evalkit.spec import TaskSpec
+from evalkit.tokens import count_tokens
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    model: str
+    prefix_tokens: int  # estimate of the static prefix (system + schema)
+    minimum: int
+    minimum_known: bool
+    enabled: bool
+    ttl: str | None  # "5m" | "1h" | None when disabled
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def estimate_prefix_tokens(system: str, schema: dict[str, Any] | None) -> int:
+    return count_tokens(system) + (count_tokens(json.dumps(schema, sort_keys=True)) if schema else 0)
+
+
+def plan_caching(task: TaskSpec, system: str, schema: dict[str, Any] | None, *, mode: str) -> dict[str, CachePlan]:
+    """The caching decision for each role's model."""
+    prefix = estimate_prefix_tokens(system, schema)
+    ttl = task.prompt.cache_ttl if task.prompt.cache_ttl != "auto" else ("1h" if mode == "batch" else "5m")
+    plans = {}
+    for role, model in (("candidate", task.models.candidate), ("reference", task.models.reference)):
+        minimum, known = min_cacheable_tokens(model)
+        qualifier = "" if known else " (assumed: evalkit does not know this model's minimum)"
+        if task.prompt.cache == "off":
+            plans[role] = CachePlan(model, prefix, minimum, known, False, None,
+                                    "prompt caching is turned off in the task (prompt.cache: off)")
+        elif prefix < minimum:
+            plans[role] = CachePlan(
+                model, prefix, minimum, known, False, None,
+                f"the static prefix is about {prefix} tokens, below {model}'s minimum cacheable length of "
+                f"{minimum}{qualifier}; the API would silently not cache it. Longer instructions or few-shot "
+                "examples in prompt.system would make it cacheable")
+        else:
+            plans[role] = CachePlan(model, prefix, minimum, known, True, ttl,
+                                    f"static prefix of about {prefix} tokens ≥ {minimum}{qualifier}: "
+                                    f"cached with a {ttl} TTL")
+    return plans

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -32,9 +32,10 @@ from evalkit.prompts import ModelRequest, PromptRenderer, build_request, output_
 from evalkit.providers import Backend, connect
 from evalkit.records import ROLES, SampleResult, totals
 from evalkit.report import write_run_folder
-from evalkit.scoring import check_metric_names, compute_metrics, outcome_counts, scoring_mode
+from evalkit.scoring import ScoredSample, check_metric_names, compute_metrics, outcome_counts, scoring_mode
+from evalkit.sequential import group_sequential_bounds, looks_every
 from evalkit.spec import TaskSpec, load_task
-from evalkit.stats import Decision, decide
+from evalkit.stats import Decision, decide, decide_groups, decide_sequential_look, wilson_interval
 
 SUMMARY_SCHEMA = 1
 
@@ -45,6 +46,7 @@ class RunOptions:
     mode: Literal["batch", "realtime"] = "batch"
     max_wait_s: float | None = None  # batch mode: stop waiting (resumably) after this long
     fallback: Fallback = "none"  # batch mode: finish items that keep failing in real time
+    sequential: bool = False  # group-sequential looks: stop early when the decision is already clear
     sample_size: int | None = None
     cache_mode: CacheMode = "use"
     concurrency: int | None = None
@@ -111,34 +113,180 @@ def batch_ledger_dir(settings: Settings) -> Path:
     return settings.cache_dir.parent / "batches"
 
 
-async def _execute(prepared: Prepared, backend: Backend, cache: ResponseCache, options: RunOptions,
-                   concurrency: int, progress: Progress
+async def _execute(requests: list[ModelRequest], prepared: Prepared, backend: Backend, cache: ResponseCache,
+                   options: RunOptions, concurrency: int, progress: Progress
                    ) -> tuple[list[CallResult], ExecutionStats, BatchReport | None]:
     # Caching pays only if one request writes the prefix before the others read it.
     warmup = any(plan.enabled for plan in prepared.cache_plans.values())
+    if options.mode == "realtime":
+        calls, stats = await execute_realtime(requests, backend.provider, cache, concurrency=concurrency,
+                                              progress=progress, label="requests", warmup=warmup)
+        return calls, stats, None
+    ledger = BatchLedger(batch_ledger_dir(prepared.settings))
+    return await execute_batch(requests, backend.provider, cache, ledger, prepared.settings.batch,
+                               max_wait_s=options.max_wait_s, fallback=options.fallback,
+                               concurrency=concurrency, progress=progress,
+                               warmup=warmup and prepared.settings.batch.warmup)
+
+
+def _sample_results(prepared: Prepared, calls: list[CallResult], upto: int) -> list[SampleResult]:
+    """Join calls to the first ``upto`` samples and parse their answers."""
+    by_sample: dict[str, dict[str, CallResult]] = {}
+    for call in calls:
+        if call.request.replicate == 0:
+            by_sample.setdefault(call.request.sample_id, {})[call.request.role] = call
+    results = []
+    for sample in prepared.samples.samples[:upto]:
+        sample_calls = by_sample[sample.id]
+        answers = {role: parse_answer(sample_calls[role].response, sample_calls[role].error, prepared.task.output)
+                   for role in ROLES}
+        results.append(SampleResult(sample=sample, calls=sample_calls, answers=answers))
+    return results
+
+
+@dataclass
+class _Session:
+    calls: list[CallResult]
+    stats: ExecutionStats
+    batch_reports: list[BatchReport]
+    sequential: dict[str, Any] | None = None
+    decision: Decision | None = None  # set when a sequential look decided
+
+
+def _merge_stats(total: ExecutionStats, part: ExecutionStats) -> None:
+    total.requests_sent += part.requests_sent
+    total.cache_hits += part.cache_hits
+    total.errors += part.errors
+    total.deduplicated += part.deduplicated
+    for model, count in part.by_model.items():
+        total.by_model[model] = total.by_model.get(model, 0) + count
+
+
+async def _session(prepared: Prepared, backend: Backend, cache: ResponseCache, options: RunOptions,
+                   concurrency: int, progress: Progress, noise: list[ModelRequest]) -> _Session:
+    """All model calls of a run: at once, or look by look with --sequential."""
+    task = prepared.task
+    session = _Session(calls=[], stats=ExecutionStats(), batch_reports=[])
     try:
-        if options.mode == "realtime":
-            calls, stats = await execute_realtime(prepared.requests, backend.provider, cache,
-                                                  concurrency=concurrency, progress=progress, label="requests",
-                                                  warmup=warmup)
-            return calls, stats, None
-        ledger = BatchLedger(batch_ledger_dir(prepared.settings))
-        return await execute_batch(prepared.requests, backend.provider, cache, ledger, prepared.settings.batch,
-                                   max_wait_s=options.max_wait_s, fallback=options.fallback,
-                                   concurrency=concurrency, progress=progress,
-                                   warmup=warmup and prepared.settings.batch.warmup)
+        if not options.sequential:
+            calls, stats, report = await _execute(prepared.requests + noise, prepared, backend, cache, options,
+                                                  concurrency, progress)
+            session.calls, session.stats = calls, stats
+            session.batch_reports = [report] if report else []
+            return session
+        n_max = len(prepared.samples.samples)
+        looks = looks_every(n_max, task.decision.sequential_every)
+        bounds = group_sequential_bounds([n / n_max for n in looks], task.decision.alpha)
+        per_sample = len(ROLES)
+        history = []
+        done = 0
+        for index, (n_k, c_k) in enumerate(zip(looks, bounds, strict=True)):
+            chunk = prepared.requests[done * per_sample:n_k * per_sample]
+            if index == 0:
+                chunk = chunk + noise
+            calls, stats, report = await _execute(chunk, prepared, backend, cache, options, concurrency, progress)
+            session.calls.extend(calls)
+            _merge_stats(session.stats, stats)
+            if report:
+                session.batch_reports.append(report)
+            done = n_k
+            scored = [r.scored for r in _sample_results(prepared, session.calls, n_k)]
+            look = decide_sequential_look(scored, margin=task.decision.margin, alpha=task.decision.alpha,
+                                          boundary=c_k, look=index + 1, looks=len(looks), n_max=n_max,
+                                          relative=task.decision.margin_type == "relative")
+            history.append({"n": n_k, "boundary": c_k, "verdict": look.verdict,
+                            "statistic": look.details.get("statistic")})
+            progress.note(f"look {index + 1}/{len(looks)} at n={n_k}: {look.verdict}")
+            if look.verdict in ("GO", "NO-GO") or index == len(looks) - 1:
+                session.decision = look
+                break
+        session.sequential = {"looks": looks, "boundaries": bounds, "history": history,
+                              "stopped_at": done, "n_max": n_max, "samples_saved": n_max - done}
+        return session
     finally:
         await backend.provider.aclose()
 
 
-def _batch_summary(report: BatchReport | None, calls: list[CallResult]) -> dict[str, Any]:
+def _noise_requests(prepared: Prepared) -> list[ModelRequest]:
+    """The reference asked a second time on the first N samples, to measure its self-agreement."""
+    count = min(prepared.task.decision.reference_noise, len(prepared.samples.samples))
+    chosen = {s.id for s in prepared.samples.samples[:count]}
+    return [replace(r, replicate=1) for r in prepared.requests if r.role == "reference" and r.sample_id in chosen]
+
+
+def _reference_noise(prepared: Prepared, calls: list[CallResult], margin: float) -> dict[str, Any] | None:
+    repeats = {c.request.sample_id: c for c in calls if c.request.replicate == 1}
+    if not repeats:
+        return None
+    firsts = {c.request.sample_id: c for c in calls if c.request.replicate == 0 and c.request.role == "reference"}
+    pairs = []
+    for sample_id, repeat in repeats.items():
+        first = parse_answer(firsts[sample_id].response, firsts[sample_id].error, prepared.task.output)
+        second = parse_answer(repeat.response, repeat.error, prepared.task.output)
+        if first.ok and second.ok:
+            pairs.append(first.label == second.label)
+    if not pairs:
+        return None
+    agreement = sum(pairs) / len(pairs)
+    low, high = wilson_interval(sum(pairs), len(pairs), confidence=0.95)
+    meaningful = (1 - agreement) < margin
+    note = (f"the reference agrees with itself on {100 * agreement:.1f}% of {len(pairs)} repeated samples "
+            f"(95% CI {100 * low:.1f}–{100 * high:.1f}%)")
+    if not meaningful:
+        note += (f": its own disagreement ({100 * (1 - agreement):.1f} points) is at least the "
+                 f"{100 * margin:.1f}-point margin, so no candidate can be shown to be within it")
+    return {"n": len(pairs), "self_agreement": agreement, "interval": [low, high],
+            "margin_meaningful": meaningful, "note": note}
+
+
+def _group_decisions(scored: list[ScoredSample], prepared: Prepared) -> dict[str, Any]:
+    task = prepared.task
+    relative = task.decision.margin_type == "relative"
+    gold = scoring_mode(scored) == "gold"
+
+    def label_of(row: ScoredSample) -> str | None:
+        if gold:
+            return row.sample.label
+        return row.reference.label if row.reference.ok else None
+
+    out: dict[str, Any] = {"label": {k: v.to_dict() for k, v in decide_groups(
+        scored, label_of, margin=task.decision.margin, alpha=task.decision.alpha, relative=relative).items()}}
+    for column in task.dataset.segment_columns:
+        out[column] = {k: v.to_dict() for k, v in decide_groups(
+            scored, lambda row, column=column: row.sample.segments.get(column), margin=task.decision.margin,
+            alpha=task.decision.alpha, relative=relative).items()}
+    return out
+
+
+def _batch_summary(reports: list[BatchReport], calls: list[CallResult]) -> dict[str, Any]:
     """Batch ids behind every answer used (including cached ones) and what this run did."""
     answered_by = sorted({c.response.batch_id for c in calls if c.response is not None and c.response.batch_id})
     data: dict[str, Any] = {"answer_batch_ids": answered_by,
                             "answers_from_batches": sum(1 for c in calls if c.response is not None
                                                         and c.response.mode == "batch")}
-    if report is not None:
-        data.update(report.to_dict())
+    if reports:
+        merged = reports[0].to_dict()
+        for report in reports[1:]:
+            for key, value in report.to_dict().items():
+                if isinstance(value, list):
+                    merged[key] = sorted(set(merged[key]) | set(value))
+                elif isinstance(value, dict):
+                    for name, count in value.items():
+                        merged[key][name] = merged[key].get(name, 0) + count
+                else:
+                    merged[key] += value
+        data.update(merged)
+    return data
+
+
+def _sequential_summary(session: _Session, results: list[SampleResult], settings: Settings
+                        ) -> dict[str, Any] | None:
+    if session.sequential is None:
+        return None
+    data = dict(session.sequential)
+    answered = max(len(results), 1)
+    per_sample = sum(r.cost(role, settings.pricing).total for r in results for role in ROLES) / answered
+    data["cost_saved_usd"] = round(per_sample * data["samples_saved"], 6)
     return data
 
 
@@ -163,21 +311,20 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
             progress.note(f"prompt caching off for the {role} ({plan.model}): {plan.reason}")
 
     concurrency = options.concurrency or settings.concurrency
+    noise = _noise_requests(prepared)
     with ResponseCache(settings.cache_dir, options.cache_mode) as cache:
-        calls, stats, batch_report = asyncio.run(_execute(prepared, backend, cache, options, concurrency, progress))
-
-    by_sample: dict[str, dict[str, CallResult]] = {}
-    for call in calls:
-        by_sample.setdefault(call.request.sample_id, {})[call.request.role] = call
-    results = []
-    for sample in prepared.samples.samples:
-        sample_calls = by_sample[sample.id]
-        answers = {role: parse_answer(sample_calls[role].response, sample_calls[role].error, task.output)
-                   for role in ROLES}
-        results.append(SampleResult(sample=sample, calls=sample_calls, answers=answers))
+        session = asyncio.run(_session(prepared, backend, cache, options, concurrency, progress, noise))
+    calls, stats = session.calls, session.stats
+    answered = session.sequential["stopped_at"] if session.sequential else len(prepared.samples.samples)
+    results = _sample_results(prepared, calls, answered)
 
     scored = [result.scored for result in results]
-    decision = decide(scored, margin=task.decision.margin, alpha=task.decision.alpha)
+    relative = task.decision.margin_type == "relative"
+    fixed = decide(scored, margin=task.decision.margin, alpha=task.decision.alpha, relative=relative)
+    decision = session.decision or fixed
+    noise_summary = _reference_noise(prepared, calls, decision.margin)
+    if noise_summary is not None:
+        progress.note(noise_summary["note"])
     simulated = backend.simulated or any(
         call.response is not None and call.response.simulated for call in calls)
     model_totals = totals(results, settings.pricing)
@@ -194,7 +341,7 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
         "backend": {"kind": backend.kind, "endpoint": backend.provider.endpoint,
                     "description": backend.description},
         "mode": options.mode,
-        "batch": _batch_summary(batch_report, calls),
+        "batch": _batch_summary(session.batch_reports, calls),
         "task": {"name": task.name, "file": str(task.task_file), "spec_hash": task.spec_hash},
         "models": {"candidate": task.models.candidate, "reference": task.models.reference},
         "dataset": {
@@ -212,6 +359,10 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
         "outcomes": outcome_counts(scored),
         "metrics": compute_metrics(scored, task),
         "decision": decision.to_dict(),
+        "decision_fixed_sample": fixed.to_dict() if session.sequential else None,
+        "sequential": _sequential_summary(session, results, settings),
+        "group_decisions": _group_decisions(scored, prepared),
+        "reference_noise": noise_summary,
         "models_usage": {role: model_totals[role].to_dict() for role in ROLES},
         "caching": {role: {"plan": prepared.cache_plans[role].to_dict(), **model_totals[role].caching()}
                     for role in ROLES},

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from evalkit import __version__
-from evalkit.errors import EvalkitError
+from evalkit.errors import EvalkitError, UsageError
 
 TASK = click.argument("task_file", type=click.Path(dir_okay=False, path_type=Path), metavar="TASK.yaml")
 
@@ -69,6 +69,9 @@ def main() -> None:
                    "resubmitted). Default: wait until done.")
 @click.option("--fallback", type=click.Choice(["none", "realtime"]), default="none", show_default=True,
               help="Batch mode: what to do with items still errored/expired after every resubmission.")
+@click.option("--sequential", is_flag=True,
+              help="Look at the data every decision.sequential_every samples (default 100) and stop as soon as "
+                   "the decision is clear (group-sequential O'Brien–Fleming test; error rates stay at alpha).")
 @click.option("--sample-size", "-n", type=int, default=None,
               help="Samples to evaluate (default: the task's sample.size, usually 300).")
 @click.option("--cache", "cache_mode", type=click.Choice(["use", "read-only", "refresh", "off"]), default="use",
@@ -82,7 +85,7 @@ def main() -> None:
               help="Where report folders go (default: evalkit.toml's reports_dir).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def run(task_file: Path, offline: bool | None, mode: str, max_wait: float | None, fallback: str,
-        sample_size: int | None, cache_mode: str, concurrency: int | None, run_id: str | None,
+        sequential: bool, sample_size: int | None, cache_mode: str, concurrency: int | None, run_id: str | None,
         reports_dir: Path | None, quiet: bool) -> None:
     """Evaluate TASK.yaml and write reports/<task>/<run-id>/ (report.html, summary.json, results.jsonl).
 
@@ -98,6 +101,7 @@ def run(task_file: Path, offline: bool | None, mode: str, max_wait: float | None
 
     progress = NullProgress() if quiet else RichProgress()
     options = RunOptions(offline=offline, mode=mode, max_wait_s=max_wait, fallback=fallback,  # type: ignore[arg-type]
+                         sequential=sequential,
                          sample_size=sample_size, cache_mode=cache_mode,  # type: ignore[arg-type]
                          concurrency=concurrency, run_id=run_id, reports_dir=reports_dir)
     result = run_task(task_file, options, progress=progress)
@@ -114,6 +118,17 @@ def _print_result(summary: dict[str, Any], folder: Path) -> None:
     click.echo(f"{summary['task']['name']}: can {models['candidate']} replace {models['reference']}?")
     click.secho(f"  {decision['verdict']}", fg=colour, bold=True, nl=False)
     click.echo(f" — {decision['reason']}")
+    sequential = summary.get("sequential")
+    if sequential:
+        click.echo(f"  sequential: stopped at n={sequential['stopped_at']} of {sequential['n_max']} "
+                   f"(saved {sequential['samples_saved']} samples, about ${sequential['cost_saved_usd']:.4f})")
+    noise = summary.get("reference_noise")
+    if noise:
+        click.echo(f"  reference noise: {noise['note']}")
+    weak = [f"{column}={name}" for column, groups in summary.get("group_decisions", {}).items()
+            for name, group in groups.items() if group["verdict"] == "NO-GO"]
+    if weak and decision["verdict"] != "NO-GO":
+        click.secho(f"  NO-GO within: {', '.join(weak)}", fg="red")
     execution = summary["execution"]
     click.echo(f"  requests sent: {execution['requests_sent']}, answered from cache: {execution['cache_hits']}, "
                f"failed: {execution['errors']}")
@@ -144,6 +159,40 @@ def validate(task_file: Path, sample_size: int | None) -> None:
                f"{len(prepared.renderer.system)} characters")
     for note in prepared.samples.notes:
         click.echo(f"  note: {note}")
+
+
+@main.command()
+@TASK
+@click.option("--expected-gap", type=float, required=True,
+              help="Quality loss you expect, as a fraction (0.02 = 2 points): 1 − agreement without gold "
+                   "labels, reference accuracy − candidate accuracy with them.")
+@click.option("--discordance", type=float, default=0.02, show_default=True,
+              help="Gold mode: expected share of samples only the candidate gets right.")
+@click.option("--power", type=float, default=0.8, show_default=True, help="Chance the run decides.")
+def plan(task_file: Path, expected_gap: float, discordance: float, power: float) -> None:
+    """How many samples TASK.yaml needs to reach a decision at its margin.
+
+    Exact power of the same test the run uses (exact binomial without gold labels, Tango with them).
+    """
+    from evalkit.spec import load_task  # noqa: PLC0415
+    from evalkit.stats import plan_sample_size  # noqa: PLC0415
+
+    task = load_task(task_file)
+    if not 0 <= expected_gap < 1 or not 0 < power < 1:
+        raise UsageError("--expected-gap must be in [0, 1) and --power in (0, 1)")
+    mode = "gold" if task.dataset.label_column else "reference"
+    result = plan_sample_size(mode=mode, expected_gap=expected_gap, margin=task.decision.margin,
+                              alpha=task.decision.alpha, power=power, discordance=discordance)
+    margin = 100 * task.decision.margin
+    if result["n"] is None:
+        click.echo(f"no sample size decides it: {result.get('why', 'the gap is too close to the margin')}")
+        sys.exit(1)
+    click.echo(f"{task.name}: with an expected loss of {100 * expected_gap:g} points against a {margin:g}-point "
+               f"margin ({'gold labels' if mode == 'gold' else 'agreement with the reference'}), "
+               f"{result['n']} samples give a {100 * power:g}% chance of a {result['side']}.")
+    if result["n"] > 500:
+        click.echo("  that is more than the 200–500 evalkit is designed for: the gap is close to the margin; "
+                   "consider --sequential, or accept INCONCLUSIVE as the likely outcome")
 
 
 @main.command()

@@ -118,7 +118,13 @@ class ModelsSpec(_Strict):
 
 class DecisionSpec(_Strict):
     margin: float = Field(default=0.05, gt=0, lt=0.5, description="Accepted quality loss, absolute (0.05 = 5 points).")
-    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    margin_type: Literal["absolute", "relative"] = Field(
+        default="absolute", description="relative: margin is a fraction of the reference's accuracy (gold mode).")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="One-sided error rate of each test.")
+    reference_noise: int = Field(
+        default=0, ge=0, le=500,
+        description="Run the reference a second time on this many samples and report its self-agreement.")
+    sequential_every: int = Field(default=100, ge=20, description="--sequential: samples between looks.")
 
     @field_validator("margin", mode="before")
     @classmethod

@@ -1,17 +1,29 @@
-"""Statistics for the go/no-go decision.
+"""Statistics for the go/no-go decision (../shared/reference/stats-spec.md §1–3).
 
-The decision is framed as quality loss Δ of the candidate: Δ = 1 − agreement when the reference is the
-truth (mode "reference"), Δ = accuracy(reference) − accuracy(candidate) with gold labels (mode "gold").
-GO when the one-sided (1−α) upper bound on Δ is ≤ margin, NO-GO when the lower bound is > margin,
-INCONCLUSIVE otherwise. See ../shared/reference/stats-spec.md §1–3.
+The question is non-inferiority: is the candidate's quality loss Δ at most the margin δ? Two modes:
+
+* **reference** (no gold labels): Δ = 1 − agreement with the reference. Decided with the exact binomial
+  test (GO iff the Clopper–Pearson one-sided 95% lower bound on agreement is ≥ 1 − δ).
+* **gold** (gold labels): Δ = reference accuracy − candidate accuracy on the same samples (paired).
+  Decided with Tango's score statistic T(δ) on the discordant cells (GO iff T ≤ −z, NO-GO iff T ≥ z),
+  which keeps the rate of a wrong GO at about α where Wald and Newcombe exceed it.
+
+Both give GO / NO-GO / INCONCLUSIVE, never a coin flip at the margin. The plain point-estimate rule
+(Δ̂ ≤ δ) is computed beside it for contrast, McNemar's test is shown as a diagnostic (it tests "any
+difference", not non-inferiority), and an INCONCLUSIVE result says how many samples would decide it.
+No library has Tango's interval or the paired power calculation, so they are implemented here.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+from scipy import optimize, stats
+from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
 from evalkit.scoring import ScoredSample, scoring_mode
@@ -19,55 +31,179 @@ from evalkit.scoring import ScoredSample, scoring_mode
 Verdict = Literal["GO", "NO-GO", "INCONCLUSIVE", "INSUFFICIENT-DATA"]
 
 
+# -- intervals -----------------------------------------------------------------------------------
 def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
-    """Two-sided Wilson score interval for a proportion."""
-    if n <= 0:
-        return (math.nan, math.nan)
     low, high = proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
     return float(low), float(high)
 
 
-def newcombe_paired_interval(a: int, b: int, c: int, d: int, *, confidence: float = 0.95) -> tuple[float, float]:
-    """Newcombe (1998) method 10 interval for p1 − p2 of paired proportions, built on Wilson limits.
+def clopper_pearson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    low, high = proportion_confint(successes, n, alpha=1 - confidence, method="beta")
+    return float(0.0 if successes == 0 else low), float(1.0 if successes == n else high)
 
-    Cells: a both right, b only model 1 right, c only model 2 right, d both wrong. No library offers a
-    paired-difference interval (statsmodels has only the independent-samples one), hence this code.
-    """
+
+def newcombe_paired_interval(a: int, b: int, c: int, d: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Newcombe (1998) method 10 for p1 − p2, p1 = (a+b)/n, p2 = (a+c)/n. A closed-form cross-check."""
     n = a + b + c + d
-    if n == 0:
-        return (math.nan, math.nan)
     p1, p2 = (a + b) / n, (a + c) / n
     l1, u1 = wilson_interval(a + b, n, confidence=confidence)
     l2, u2 = wilson_interval(a + c, n, confidence=confidence)
-    big_a = (a + b) * (c + d) * (a + c) * (b + d)
-    big_b = a * d - b * c
-    if big_a == 0:
-        phi = 0.0
-    elif big_b > n / 2:
-        phi = (big_b - n / 2) / math.sqrt(big_a)
-    elif big_b >= 0:
+    product = (a + b) * (c + d) * (a + c) * (b + d)
+    if product == 0:
         phi = 0.0
     else:
-        phi = big_b / math.sqrt(big_a)
-    delta = p1 - p2
-    lower = delta - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
-    upper = delta + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
-    return lower, upper
+        cross = a * d - b * c
+        phi = ((cross - n / 2) if cross > n / 2 else (0.0 if cross >= 0 else cross)) / math.sqrt(product)
+    estimate = p1 - p2
+    low = estimate - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    high = estimate + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return max(-1.0, low), min(1.0, high)
 
 
+def tango_statistic(b: float | np.ndarray, c: float | np.ndarray, n: float, delta0: float) -> Any:
+    """Tango (1998) score statistic for H0: Δ = δ0, Δ = (b − c)/n. Vectorised in b and c."""
+    b = np.asarray(b, float)
+    c = np.asarray(c, float)
+    big_a = 2 * n
+    big_b = -b - c + (2 * n - b + c) * delta0
+    big_c = -c * delta0 * (1 - delta0)
+    q = (np.sqrt(big_b * big_b - 4 * big_a * big_c) - big_b) / (2 * big_a)  # restricted MLE of P(cell c)
+    numerator = b - c - n * delta0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.where(numerator == 0, 0.0, numerator / np.sqrt(n * (2 * q + delta0 * (1 - delta0))))
+    return float(value) if value.ndim == 0 else value
+
+
+def tango_interval(b: int, c: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """{Δ0 : |T(Δ0)| ≤ z}, ends found with brentq."""
+    z = stats.norm.ppf(1 - (1 - confidence) / 2)
+    estimate = (b - c) / n
+    eps = 1e-10
+    low = -1.0 if estimate <= -1 else optimize.brentq(
+        lambda t: tango_statistic(b, c, n, t) - z, -1 + eps, estimate, xtol=1e-12)
+    high = 1.0 if estimate >= 1 else optimize.brentq(
+        lambda t: tango_statistic(b, c, n, t) + z, estimate, 1 - eps, xtol=1e-12)
+    return float(low), float(high)
+
+
+def mcnemar_diagnostic(a: int, b: int, c: int, d: int) -> dict[str, float]:
+    """McNemar's test of "any difference" (not non-inferiority): exact and mid-p."""
+    exact = float(mcnemar([[a, b], [c, d]], exact=True).pvalue)
+    m, k = b + c, min(b, c)
+    mid = 1.0 if m == 0 else min(1.0, 2 * (stats.binom.cdf(k, m, 0.5) - 0.5 * stats.binom.pmf(k, m, 0.5)))
+    return {"exact_p": exact, "mid_p": float(mid)}
+
+
+# -- the three-way tests -------------------------------------------------------------------------
+def decide_paired(b: int, c: int, n: int, *, margin: float, alpha: float = 0.05) -> tuple[Verdict, float]:
+    """Gold mode: (verdict, T(δ)). GO iff T ≤ −z, NO-GO iff T ≥ z."""
+    t = tango_statistic(b, c, n, margin)
+    z = stats.norm.ppf(1 - alpha)
+    return ("GO" if t <= -z else "NO-GO" if t >= z else "INCONCLUSIVE"), t
+
+
+def decide_single(x: int, n: int, *, margin: float, alpha: float = 0.05) -> tuple[Verdict, float, float]:
+    """Reference mode: (verdict, p_GO, p_NO-GO) from exact binomial tests of agreement against 1 − δ."""
+    p_go = stats.binomtest(x, n, 1 - margin, alternative="greater").pvalue
+    p_nogo = stats.binomtest(x, n, 1 - margin, alternative="less").pvalue
+    verdict: Verdict = "GO" if p_go <= alpha else "NO-GO" if p_nogo <= alpha else "INCONCLUSIVE"
+    return verdict, float(p_go), float(p_nogo)
+
+
+# -- sample sizes ----------------------------------------------------------------------------------
+def _bisect_n(decided: Callable[[int], bool], start: int, limit: int = 10**6) -> int | None:
+    low, high = 1, max(start, 1)
+    while not decided(high):
+        low, high = high, high * 2
+        if high > limit:
+            return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if decided(middle) else (middle, high)
+    return high
+
+
+def n_to_decide_paired(b: int, c: int, n: int, *, margin: float, alpha: float = 0.05) -> int | None:
+    """Total N at which the Tango test would decide if b/n and c/n stayed as observed (a plug-in:
+    about a 50% chance of deciding at that N)."""
+    z = stats.norm.ppf(1 - alpha)
+    pb, pc = b / n, c / n
+    if math.isclose(pb - pc, margin):
+        return None
+    return _bisect_n(lambda big_n: abs(tango_statistic(pb * big_n, pc * big_n, big_n, margin)) >= z, n)
+
+
+def n_to_decide_single(x: int, n: int, *, margin: float, alpha: float = 0.05) -> int | None:
+    p, p0 = x / n, 1 - margin
+    if math.isclose(p, p0):
+        return None
+
+    def decided(big_n: int) -> bool:
+        k = p * big_n
+        low = stats.beta.ppf(alpha, k, big_n - k + 1) if k > 0 else 0.0
+        high = stats.beta.ppf(1 - alpha, k + 1, big_n - k) if k < big_n else 1.0
+        return bool(low >= p0 or high < p0)
+
+    return _bisect_n(decided, n)
+
+
+def power_single(big_n: int, p: float, *, margin: float, alpha: float = 0.05) -> float:
+    """Exact power of the reference-mode test at true agreement p (GO side if 1 − p < δ)."""
+    x = np.arange(big_n + 1)
+    if 1 - p < margin:
+        reject = stats.binom.sf(x - 1, big_n, 1 - margin) <= alpha
+    else:
+        reject = stats.binom.cdf(x, big_n, 1 - margin) <= alpha
+    return float(stats.binom.pmf(x[reject], big_n, p).sum())
+
+
+def power_paired(big_n: int, pb: float, pc: float, *, margin: float, alpha: float = 0.05) -> float:
+    """Exact power of the Tango test, by enumerating the trinomial (b, c) around its mass."""
+    z = stats.norm.ppf(1 - alpha)
+    go_side = (pb - pc) < margin
+    sd_b = math.sqrt(big_n * pb * (1 - pb))
+    bs = np.arange(max(0, int(big_n * pb - 9 * sd_b) - 2), min(big_n, int(big_n * pb + 9 * sd_b) + 3) + 1)
+    q = pc / (1 - pb) if pb < 1 else 0.0
+    total = 0.0
+    for b, weight in zip(bs, stats.binom.pmf(bs, big_n, pb), strict=True):
+        if weight < 1e-14:
+            continue
+        m = big_n - int(b)
+        sd_c = math.sqrt(m * q * (1 - q))
+        cs = np.arange(max(0, int(m * q - 9 * sd_c) - 2), min(m, int(m * q + 9 * sd_c) + 3) + 1)
+        t = tango_statistic(b, cs, big_n, margin)
+        reject = (t <= -z) if go_side else (t >= z)
+        total += weight * stats.binom.pmf(cs[reject], m, q).sum()
+    return float(total)
+
+
+def n_for_power(power_at: Callable[[int], float], start: int, *, target: float = 0.8, guard: int = 20) -> int | None:
+    """Smallest N whose power is ≥ target at N … N+guard (power zig-zags in N)."""
+    first = _bisect_n(lambda big_n: power_at(big_n) >= target, start, limit=200_000)
+    if first is None:
+        return None
+    big_n = max(1, first - guard)
+    while not all(power_at(big_n + j) >= target for j in range(guard + 1)):
+        big_n += 1
+        if big_n > first + 50 * guard:
+            return None
+    return big_n
+
+
+# -- the decision ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Decision:
     verdict: Verdict
     mode: str
     rule: str
-    margin: float
+    margin: float  # absolute δ the test used
     alpha: float
     n: int
     loss: float | None  # observed quality loss Δ̂
-    loss_interval: tuple[float, float] | None  # two-sided (1 − 2α) interval on Δ = one-sided (1 − α) bounds
-    point_verdict: Verdict  # the naive "Δ̂ ≤ margin" rule, shown for contrast
+    loss_interval: tuple[float, float] | None  # two-sided (1 − 2α) interval: the one-sided bounds
+    point_verdict: Verdict  # the naive "Δ̂ ≤ δ" rule, shown for contrast
     reason: str
-    details: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -75,61 +211,85 @@ class Decision:
         return data
 
 
-def _verdict(lower: float, upper: float, margin: float) -> Verdict:
-    if upper <= margin:
-        return "GO"
-    if lower > margin:
-        return "NO-GO"
-    return "INCONCLUSIVE"
-
-
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
-def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05) -> Decision:
-    """The three-way decision at ``margin`` with one-sided error ``alpha``."""
-    mode = scoring_mode(rows)
-    level = 1 - 2 * alpha  # two-sided level whose ends are the one-sided (1 − α) bounds
+def paired_cells(rows: Iterable[ScoredSample]) -> dict[str, int]:
+    """a: both right, b: only the reference right, c: only the candidate right, d: both wrong."""
+    cells = {"a": 0, "b": 0, "c": 0, "d": 0}
+    for row in rows:
+        ref, cand = row.correct("reference"), row.correct("candidate")
+        if ref is None or cand is None:
+            continue
+        cells[{(True, True): "a", (True, False): "b", (False, True): "c", (False, False): "d"}[(ref, cand)]] += 1
+    return cells
+
+
+def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05, relative: bool = False,
+           plan_power: bool = True, mode: str | None = None) -> Decision:
+    """The three-way decision at ``margin`` with one-sided error ``alpha``.
+
+    ``relative``: the margin is a fraction of the reference's observed accuracy (gold mode; a plug-in).
+    ``plan_power``: also compute the N for 80% power (exact, slower); per-label decisions skip it.
+    """
+    mode = mode or scoring_mode(rows)
+    level = 1 - 2 * alpha
     if mode == "reference":
         agreements = [row.agree for row in rows if row.agree is not None]
-        n = len(agreements)
-        x = sum(agreements)
+        n, x = len(agreements), int(sum(agreements))
         if n == 0:
             return _insufficient(mode, margin, alpha, "no sample had a valid reference answer to compare against")
-        low, high = wilson_interval(x, n, confidence=level)
-        loss = 1 - x / n
-        interval = (1 - high, 1 - low)
-        rule = f"Wilson one-sided {100 * (1 - alpha):.0f}% bound on agreement with the reference"
-        details = {"agreements": x, "n": n}
+        verdict, p_go, p_nogo = decide_single(x, n, margin=margin, alpha=alpha)
+        low, high = clopper_pearson_interval(x, n, confidence=level)
+        loss, interval = 1 - x / n, (1 - high, 1 - low)
+        rule = (f"exact binomial test of agreement ≥ {1 - margin:.3f} (Clopper–Pearson one-sided "
+                f"{100 * (1 - alpha):.0f}% bound)")
+        details: dict[str, Any] = {
+            "agreements": x, "n": n, "p_go": p_go, "p_nogo": p_nogo,
+            "wilson_interval": [1 - b for b in reversed(wilson_interval(x, n, confidence=level))],
+        }
         subject = f"agreement with the reference is {_pct(x / n)}%"
+        if verdict == "INCONCLUSIVE":
+            details["n_to_decide"] = n_to_decide_single(x, n, margin=margin, alpha=alpha)
+            if plan_power:
+                details["n_for_80_power"] = n_for_power(
+                    lambda big_n: power_single(big_n, x / n, margin=margin, alpha=alpha), n)
     else:
-        cells = {"a": 0, "b": 0, "c": 0, "d": 0}
-        for row in rows:
-            ref, cand = row.correct("reference"), row.correct("candidate")
-            if ref is None or cand is None:
-                continue
-            key = {(True, True): "a", (True, False): "b", (False, True): "c", (False, False): "d"}[(ref, cand)]
-            cells[key] += 1
+        cells = paired_cells(rows)
         n = sum(cells.values())
         if n == 0:
             return _insufficient(mode, margin, alpha, "no sample was answered by both models")
-        interval = newcombe_paired_interval(cells["a"], cells["b"], cells["c"], cells["d"], confidence=level)
-        loss = (cells["b"] - cells["c"]) / n
-        rule = f"Newcombe/Wilson paired one-sided {100 * (1 - alpha):.0f}% bound on the accuracy gap vs gold"
-        details = dict(cells, n=n)
-        acc_ref, acc_cand = (cells["a"] + cells["b"]) / n, (cells["a"] + cells["c"]) / n
+        a, b, c, d = cells["a"], cells["b"], cells["c"], cells["d"]
+        acc_ref, acc_cand = (a + b) / n, (a + c) / n
+        if relative:
+            margin = margin * acc_ref
+        verdict, t = decide_paired(b, c, n, margin=margin, alpha=alpha)
+        interval = tango_interval(b, c, n, confidence=level)
+        loss = (b - c) / n
+        rule = (f"Tango score test of the paired accuracy gap ≤ {_pct(margin)} points (one-sided "
+                f"{100 * (1 - alpha):.0f}%)")
+        details = dict(cells, n=n, tango_t=t, reference_accuracy=acc_ref, candidate_accuracy=acc_cand,
+                       newcombe_interval=list(newcombe_paired_interval(a, b, c, d, confidence=level)),
+                       mcnemar=mcnemar_diagnostic(a, b, c, d))
         subject = f"accuracy {_pct(acc_cand)}% vs {_pct(acc_ref)}% for the reference"
-    verdict = _verdict(interval[0], interval[1], margin)
-    point = "GO" if loss <= margin else "NO-GO"
-    bound_text = f"quality loss {_pct(loss)} points, {100 * level:.0f}% interval [{_pct(interval[0])}, {_pct(interval[1])}]"
+        if verdict == "INCONCLUSIVE":
+            details["n_to_decide"] = n_to_decide_paired(b, c, n, margin=margin, alpha=alpha)
+            if plan_power:
+                details["n_for_80_power"] = n_for_power(
+                    lambda big_n: power_paired(big_n, b / n, c / n, margin=margin, alpha=alpha), n)
+    point: Verdict = "GO" if loss <= margin else "NO-GO"
+    bound = (f"quality loss {_pct(loss)} points, {100 * level:.0f}% interval "
+             f"[{_pct(interval[0])}, {_pct(interval[1])}]")
     if verdict == "GO":
-        reason = f"{subject}; {bound_text} stays within the {_pct(margin)}-point margin."
+        reason = f"{subject}; {bound} stays within the {_pct(margin)}-point margin."
     elif verdict == "NO-GO":
-        reason = f"{subject}; {bound_text} lies entirely beyond the {_pct(margin)}-point margin."
+        reason = f"{subject}; {bound} lies beyond the {_pct(margin)}-point margin."
     else:
-        reason = (f"{subject}; {bound_text} straddles the {_pct(margin)}-point margin: "
-                  "more samples are needed to decide.")
+        more = details.get("n_to_decide")
+        tail = (f" About {more - n} more samples (N ≈ {more}) would likely decide it."
+                if isinstance(more, int) and more > n else " The gap is too close to the margin to settle.")
+        reason = f"{subject}; {bound} straddles the {_pct(margin)}-point margin.{tail}"
     return Decision(verdict=verdict, mode=mode, rule=rule, margin=margin, alpha=alpha, n=n, loss=loss,
                     loss_interval=interval, point_verdict=point, reason=reason, details=details)
 
@@ -137,3 +297,91 @@ def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05) -> D
 def _insufficient(mode: str, margin: float, alpha: float, why: str) -> Decision:
     return Decision(verdict="INSUFFICIENT-DATA", mode=mode, rule="none", margin=margin, alpha=alpha, n=0,
                     loss=None, loss_interval=None, point_verdict="INSUFFICIENT-DATA", reason=why, details={})
+
+
+def decide_groups(rows: list[ScoredSample], key: Callable[[ScoredSample], str | None], *, margin: float,
+                  alpha: float = 0.05, relative: bool = False) -> dict[str, Decision]:
+    """The same decision within each group (label or segment), so a NO-GO hidden in one is visible."""
+    mode = scoring_mode(rows)
+    groups: dict[str, list[ScoredSample]] = {}
+    for row in rows:
+        name = key(row)
+        if name is not None:
+            groups.setdefault(name, []).append(row)
+    return {name: decide(members, margin=margin, alpha=alpha, relative=relative, plan_power=False, mode=mode)
+            for name, members in sorted(groups.items())}
+
+
+def plan_sample_size(*, mode: str, expected_gap: float, margin: float, alpha: float = 0.05,
+                     power: float = 0.8, discordance: float = 0.02) -> dict[str, Any]:
+    """Samples needed for ``power`` at an expected quality loss (reference mode: 1 − agreement;
+    gold mode: accuracy gap, with ``discordance`` = P(only the candidate is right))."""
+    if expected_gap == margin:
+        return {"n": None, "why": "an expected gap equal to the margin can never be decided"}
+    if mode == "reference":
+        agreement = 1 - expected_gap
+        n = n_for_power(lambda big_n: power_single(big_n, agreement, margin=margin, alpha=alpha), 50,
+                        target=power)
+        side = "GO" if expected_gap < margin else "NO-GO"
+        return {"n": n, "side": side, "agreement": agreement}
+    pc = discordance
+    pb = pc + expected_gap
+    if pb > 1 or pb < 0:
+        return {"n": None, "why": "expected gap and discordance are not a valid pair of rates"}
+    n = n_for_power(lambda big_n: power_paired(big_n, pb, pc, margin=margin, alpha=alpha), 50, target=power)
+    side = "GO" if expected_gap < margin else "NO-GO"
+    return {"n": n, "side": side, "reference_only_right": pb, "candidate_only_right": pc}
+
+
+def decide_sequential_look(rows: list[ScoredSample], *, margin: float, alpha: float, boundary: float, look: int,
+                           looks: int, n_max: int, relative: bool = False) -> Decision:
+    """One look of the group-sequential test (Lan–DeMets O'Brien–Fleming, stats-spec §4.1).
+
+    GO when the statistic crosses −c_k, NO-GO when it crosses +c_k, else continue (INCONCLUSIVE at the
+    last look). The interval is the repeated CI at level 1 − 2·α_k, valid at the look where it stopped.
+    """
+    mode = scoring_mode(rows)
+    nominal = float(stats.norm.sf(boundary))  # α_k
+    level = 1 - 2 * nominal
+    rule = (f"group-sequential test, look {look} of {looks} (n={len(rows)} of {n_max}), "
+            f"O'Brien–Fleming boundary ±{boundary:.3f}")
+    if mode == "reference":
+        agreements = [row.agree for row in rows if row.agree is not None]
+        n, x = len(agreements), int(sum(agreements))
+        if n == 0:
+            return _insufficient(mode, margin, alpha, "no sample had a valid reference answer to compare against")
+        _, p_go, p_nogo = decide_single(x, n, margin=margin, alpha=alpha)
+        verdict: Verdict = "GO" if p_go <= nominal else "NO-GO" if p_nogo <= nominal else "INCONCLUSIVE"
+        low, high = clopper_pearson_interval(x, n, confidence=level)
+        loss, interval = 1 - x / n, (1 - high, 1 - low)
+        details: dict[str, Any] = {"agreements": x, "n": n, "p_go": p_go, "p_nogo": p_nogo,
+                                   "statistic": p_go if loss < margin else p_nogo, "nominal_alpha": nominal}
+        subject = f"agreement with the reference is {_pct(x / n)}%"
+    else:
+        cells = paired_cells(rows)
+        n = sum(cells.values())
+        if n == 0:
+            return _insufficient(mode, margin, alpha, "no sample was answered by both models")
+        b, c = cells["b"], cells["c"]
+        if relative:
+            margin = margin * (cells["a"] + b) / n
+        t = tango_statistic(b, c, n, margin)
+        verdict = "GO" if t <= -boundary else "NO-GO" if t >= boundary else "INCONCLUSIVE"
+        interval = tango_interval(b, c, n, confidence=level)
+        loss = (b - c) / n
+        details = dict(cells, n=n, tango_t=t, statistic=t, nominal_alpha=nominal)
+        subject = f"accuracy {_pct((cells['a'] + c) / n)}% vs {_pct((cells['a'] + b) / n)}% for the reference"
+    stopped_early = verdict in ("GO", "NO-GO") and look < looks
+    bound = (f"quality loss {_pct(loss)} points, repeated {100 * level:.1f}% interval "
+             f"[{_pct(interval[0])}, {_pct(interval[1])}]")
+    if verdict == "GO":
+        reason = f"{subject}; {bound} is within the {_pct(margin)}-point margin at look {look}."
+    elif verdict == "NO-GO":
+        reason = f"{subject}; {bound} is beyond the {_pct(margin)}-point margin at look {look}."
+    else:
+        reason = f"{subject}; {bound}: not decided by the last look ({n} samples)."
+    if stopped_early:
+        reason += f" Stopped early: {n_max - len(rows)} of {n_max} samples were not needed."
+    point: Verdict = "GO" if loss <= margin else "NO-GO"
+    return Decision(verdict=verdict, mode=mode, rule=rule, margin=margin, alpha=alpha, n=n, loss=loss,
+                    loss_interval=interval, point_verdict=point, reason=reason, details=details)

@@ -96,6 +96,10 @@ class SimulatorState:
         batch_dir = state_dir / "batches" if state_dir else Path(tempfile.mkdtemp(prefix="evalkit-sim-batches-"))
         self.batches = BatchStore(self, batch_dir)
         self.prompt_cache = PromptCache()
+        # How often each exact request was answered: a repeated request samples anew, as on the real API.
+        self._answered: Counter[str] = Counter(
+            entry["body_sha256"] for entry in Ledger.read(self.ledger.path)) if self.ledger.path else Counter()
+        self._answered_lock = threading.Lock()
         self._brain: Brain | None = None
         self._brain_lock = threading.Lock()
         self.started = time.time()
@@ -176,7 +180,11 @@ class SimulatorState:
         model = body["model"]
         resolved = catalog.resolve(model) or model
         tier = self.settings.tier_for(model) or "small"
-        answer, thinking_text = compose_answer(self.brain, body, model=resolved, tier=tier)
+        body_digest = digest(body)
+        with self._answered_lock:
+            occurrence = self._answered[body_digest]
+            self._answered[body_digest] += 1
+        answer, thinking_text = compose_answer(self.brain, body, model=resolved, tier=tier, occurrence=occurrence)
         thinks = (body.get("thinking") or {}).get("type") != "disabled" and (
             resolved in catalog.ADAPTIVE_THINKING_BY_DEFAULT
             or (body.get("thinking") or {}).get("type") in ("enabled", "adaptive"))

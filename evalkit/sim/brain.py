@@ -12,8 +12,9 @@ Nothing here is a recorded or invented "Claude output". Every answer is computed
   the message (weak, but still computed);
 * labels the system prompt neither names nor describes are penalised, so prompt edits change answers
   the way a real prompt change can;
-* the answer is *sampled* from the tier's tempered distribution with a seed derived from the request,
-  so it is reproducible yet noisy like a real model, and its self-reported confidence is the
+* the answer is *sampled* from the tier's tempered distribution with a seed derived from the request
+  and how many times that exact request was answered before, so it is reproducible yet noisy like a
+  real model (asking again can give another answer), and its self-reported confidence is the
   probability of the answer it gave, overstated by the small tier (small models are over-confident).
 """
 
@@ -187,7 +188,8 @@ class Brain:
         return re.findall(r"^\s*[-*]\s*`?([A-Za-z][\w-]*)`?\s*(?::|—|-|$)", system, flags=re.MULTILINE)
 
     # -- thinking ----------------------------------------------------------------------------------
-    def think(self, *, model: str, tier: str, system: str, user: str, labels: list[str]) -> Thought:
+    def think(self, *, model: str, tier: str, system: str, user: str, labels: list[str],
+              occurrence: int = 0) -> Thought:
         profile = TIERS[tier]
         corpus = self._best_corpus(labels)
         if corpus is not None:
@@ -201,7 +203,7 @@ class Brain:
             evidence = []
         raw = self._prompt_awareness(system, raw)
         distribution = self._temper(raw, profile.temperature)
-        rng = np.random.default_rng(self._stream(model, system, user))
+        rng = np.random.default_rng(self._stream(model, system, user, occurrence))
         names = list(distribution)
         label = names[int(rng.choice(len(names), p=np.array([distribution[n] for n in names])))]
         # The model's own sense of certainty: how often it would give this answer again.
@@ -221,8 +223,9 @@ class Brain:
                 best, best_overlap = corpus, overlap
         return best if best_overlap >= max(2, len(labels) // 2) else None
 
-    def _stream(self, model: str, system: str, user: str) -> int:
-        material = json.dumps([self.seed, model, system, user]).encode()
+    def _stream(self, model: str, system: str, user: str, occurrence: int) -> int:
+        """The sampling seed: the same request gets the same draw, a repeat of it the next draw."""
+        material = json.dumps([self.seed, model, system, user] + ([occurrence] if occurrence else [])).encode()
         return int.from_bytes(hashlib.sha256(material).digest()[:8], "big")
 
     @staticmethod
@@ -279,7 +282,8 @@ def system_text(body: dict[str, Any]) -> str:
     return "\n".join(system_texts(body.get("system")))
 
 
-def compose_answer(brain: Brain, body: dict[str, Any], *, model: str, tier: str) -> tuple[str, str]:
+def compose_answer(brain: Brain, body: dict[str, Any], *, model: str, tier: str,
+                   occurrence: int = 0) -> tuple[str, str]:
     """(answer text, thinking text) for a Messages request body."""
     schema = Brain.schema_of(body)
     label_key, labels, confidence_key, escalate_key, others = Brain.answer_keys(schema)
@@ -291,7 +295,8 @@ def compose_answer(brain: Brain, body: dict[str, Any], *, model: str, tier: str)
     if not labels:
         return ("I can't tell which categories to choose from: the instructions list none.",
                 "No label set in the schema or the system prompt.")
-    thought = brain.think(model=model, tier=tier, system=system, user=user, labels=labels)
+    thought = brain.think(model=model, tier=tier, system=system, user=user, labels=labels,
+                          occurrence=occurrence)
     answer: dict[str, Any] = {label_key: thought.label}
     if confidence_key:
         answer[confidence_key] = thought.confidence

@@ -35,6 +35,7 @@ from evalkit.report import write_run_folder
 from evalkit.scoring import ScoredSample, check_metric_names, compute_metrics, outcome_counts, scoring_mode
 from evalkit.sequential import group_sequential_bounds, looks_every
 from evalkit.spec import TaskSpec, load_task
+from evalkit.valuemetrics import judge_params, parse_judge, score_sample
 from evalkit.stats import Decision, decide, decide_groups, decide_sequential_look, wilson_interval
 
 SUMMARY_SCHEMA = 1
@@ -129,19 +130,34 @@ async def _execute(requests: list[ModelRequest], prepared: Prepared, backend: Ba
                                warmup=warmup and prepared.settings.batch.warmup)
 
 
-def _sample_results(prepared: Prepared, calls: list[CallResult], upto: int) -> list[SampleResult]:
-    """Join calls to the first ``upto`` samples and parse their answers."""
+def _sample_results(prepared: Prepared, calls: list[CallResult], upto: int,
+                    judged: dict[str, bool | None] | None = None) -> list[SampleResult]:
+    """Join calls to the first ``upto`` samples, parse their answers and score them."""
     by_sample: dict[str, dict[str, CallResult]] = {}
     for call in calls:
-        if call.request.replicate == 0:
+        if call.request.replicate == 0 and call.request.role in ROLES:
             by_sample.setdefault(call.request.sample_id, {})[call.request.role] = call
     results = []
     for sample in prepared.samples.samples[:upto]:
         sample_calls = by_sample[sample.id]
         answers = {role: parse_answer(sample_calls[role].response, sample_calls[role].error, prepared.task.output)
                    for role in ROLES}
-        results.append(SampleResult(sample=sample, calls=sample_calls, answers=answers))
+        scored = score_sample(sample, answers["candidate"], answers["reference"], prepared.task,
+                              judge=(judged or {}).get(sample.id))
+        results.append(SampleResult(sample=sample, calls=sample_calls, answers=answers, scored=scored))
     return results
+
+
+def _wants_judge(task: TaskSpec) -> bool:
+    return task.output.kind != "classification" and (
+        task.decision.metric == "judge" or "judge" in task.metric_names)
+
+
+def _judge_requests(prepared: Prepared, results: list[SampleResult]) -> list[ModelRequest]:
+    """Ask the reference whether each candidate answer is equivalent to its own (batched like the rest)."""
+    return [ModelRequest(sample_id=r.sample.id, role="judge",
+                         params=judge_params(prepared.task, r.sample, r.answers["candidate"], r.answers["reference"]))
+            for r in results if r.answers["candidate"].ok and r.answers["reference"].ok]
 
 
 @dataclass
@@ -151,6 +167,7 @@ class _Session:
     batch_reports: list[BatchReport]
     sequential: dict[str, Any] | None = None
     decision: Decision | None = None  # set when a sequential look decided
+    judged: dict[str, bool | None] = field(default_factory=dict)
 
 
 def _merge_stats(total: ExecutionStats, part: ExecutionStats) -> None:
@@ -165,46 +182,63 @@ def _merge_stats(total: ExecutionStats, part: ExecutionStats) -> None:
 async def _session(prepared: Prepared, backend: Backend, cache: ResponseCache, options: RunOptions,
                    concurrency: int, progress: Progress, noise: list[ModelRequest]) -> _Session:
     """All model calls of a run: at once, or look by look with --sequential."""
-    task = prepared.task
     session = _Session(calls=[], stats=ExecutionStats(), batch_reports=[])
     try:
-        if not options.sequential:
-            calls, stats, report = await _execute(prepared.requests + noise, prepared, backend, cache, options,
-                                                  concurrency, progress)
-            session.calls, session.stats = calls, stats
-            session.batch_reports = [report] if report else []
-            return session
-        n_max = len(prepared.samples.samples)
-        looks = looks_every(n_max, task.decision.sequential_every)
-        bounds = group_sequential_bounds([n / n_max for n in looks], task.decision.alpha)
-        per_sample = len(ROLES)
-        history = []
-        done = 0
-        for index, (n_k, c_k) in enumerate(zip(looks, bounds, strict=True)):
-            chunk = prepared.requests[done * per_sample:n_k * per_sample]
-            if index == 0:
-                chunk = chunk + noise
-            calls, stats, report = await _execute(chunk, prepared, backend, cache, options, concurrency, progress)
+        await _collect(session, prepared, backend, cache, options, concurrency, progress, noise)
+        if _wants_judge(prepared.task):
+            answered = session.sequential["stopped_at"] if session.sequential else len(prepared.samples.samples)
+            requests = _judge_requests(prepared, _sample_results(prepared, session.calls, answered))
+            progress.note(f"asking {prepared.task.models.reference} to judge {len(requests)} answer pairs")
+            calls, stats, report = await _execute(requests, prepared, backend, cache, options, concurrency, progress)
             session.calls.extend(calls)
             _merge_stats(session.stats, stats)
             if report:
                 session.batch_reports.append(report)
-            done = n_k
-            scored = [r.scored for r in _sample_results(prepared, session.calls, n_k)]
-            look = decide_sequential_look(scored, margin=task.decision.margin, alpha=task.decision.alpha,
-                                          boundary=c_k, look=index + 1, looks=len(looks), n_max=n_max,
-                                          relative=task.decision.margin_type == "relative")
-            history.append({"n": n_k, "boundary": c_k, "verdict": look.verdict,
-                            "statistic": look.details.get("statistic")})
-            progress.note(f"look {index + 1}/{len(looks)} at n={n_k}: {look.verdict}")
-            if look.verdict in ("GO", "NO-GO") or index == len(looks) - 1:
-                session.decision = look
-                break
-        session.sequential = {"looks": looks, "boundaries": bounds, "history": history,
-                              "stopped_at": done, "n_max": n_max, "samples_saved": n_max - done}
+            session.judged = {c.request.sample_id: parse_judge(c.response.text if c.response else None)
+                              for c in calls}
         return session
     finally:
         await backend.provider.aclose()
+
+
+async def _collect(session: _Session, prepared: Prepared, backend: Backend, cache: ResponseCache,
+                   options: RunOptions, concurrency: int, progress: Progress, noise: list[ModelRequest]) -> None:
+    """The task's own requests (and the reference repeats): all at once, or look by look with --sequential."""
+    task = prepared.task
+    if not options.sequential:
+        calls, stats, report = await _execute(prepared.requests + noise, prepared, backend, cache, options,
+                                              concurrency, progress)
+        session.calls, session.stats = calls, stats
+        session.batch_reports = [report] if report else []
+        return
+    n_max = len(prepared.samples.samples)
+    looks = looks_every(n_max, task.decision.sequential_every)
+    bounds = group_sequential_bounds([n / n_max for n in looks], task.decision.alpha)
+    per_sample = len(ROLES)
+    history = []
+    done = 0
+    for index, (n_k, c_k) in enumerate(zip(looks, bounds, strict=True)):
+        chunk = prepared.requests[done * per_sample:n_k * per_sample]
+        if index == 0:
+            chunk = chunk + noise
+        calls, stats, report = await _execute(chunk, prepared, backend, cache, options, concurrency, progress)
+        session.calls.extend(calls)
+        _merge_stats(session.stats, stats)
+        if report:
+            session.batch_reports.append(report)
+        done = n_k
+        scored = [r.scored for r in _sample_results(prepared, session.calls, n_k)]
+        look = decide_sequential_look(scored, margin=task.decision.margin, alpha=task.decision.alpha,
+                                      boundary=c_k, look=index + 1, looks=len(looks), n_max=n_max,
+                                      relative=task.decision.margin_type == "relative")
+        history.append({"n": n_k, "boundary": c_k, "verdict": look.verdict,
+                        "statistic": look.details.get("statistic")})
+        progress.note(f"look {index + 1}/{len(looks)} at n={n_k}: {look.verdict}")
+        if look.verdict in ("GO", "NO-GO") or index == len(looks) - 1:
+            session.decision = look
+            break
+    session.sequential = {"looks": looks, "boundaries": bounds, "history": history,
+                          "stopped_at": done, "n_max": n_max, "samples_saved": n_max - done}
 
 
 def _noise_requests(prepared: Prepared) -> list[ModelRequest]:
@@ -316,7 +350,7 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
         session = asyncio.run(_session(prepared, backend, cache, options, concurrency, progress, noise))
     calls, stats = session.calls, session.stats
     answered = session.sequential["stopped_at"] if session.sequential else len(prepared.samples.samples)
-    results = _sample_results(prepared, calls, answered)
+    results = _sample_results(prepared, calls, answered, session.judged)
 
     scored = [result.scored for result in results]
     relative = task.decision.margin_type == "relative"

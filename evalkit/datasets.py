@@ -6,6 +6,7 @@ its order is random but reproducible; sequential looks at the data rely on that 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections import Counter, defaultdict
@@ -28,7 +29,7 @@ class Sample:
 
     id: str
     text: str
-    label: str | None
+    label: Any  # gold: a class label (str), an object (extraction) or a text; None without gold
     fields: dict[str, Any]
     input_hash: str
     segments: dict[str, str] = field(default_factory=dict)
@@ -149,6 +150,20 @@ def _check_columns(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> N
             )
 
 
+def _gold_object(raw: Any, place: str, sample_id: str, column: str) -> dict[str, Any]:
+    """Extraction gold: a JSON object, stored as an object or as a JSON string."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{place}: row id={sample_id}: '{column}' is not valid JSON ({exc.msg})",
+                               hint="extraction gold must be a JSON object per row") from None
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{place}: row id={sample_id}: '{column}' must be a JSON object, got {type(raw).__name__}",
+                           hint="extraction gold must be a JSON object per row")
+    return raw
+
+
 def _row_place(source: str, index: int) -> str:
     """``file:line`` of a row in a local file (csv has a header line), else the row number."""
     if source.endswith(".csv"):
@@ -196,8 +211,11 @@ def build_samples(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> tu
                 raise DatasetError(f"{_row_place(source, index)}: row id={sample_id} has no gold label in "
                                    f"'{spec.label_column}'",
                                    hint="label every row, or remove dataset.label_column to score against the reference")
-            label = str(raw)
-            if label not in allowed:
+            if task.output.kind == "extraction":
+                label = _gold_object(raw, _row_place(source, index), sample_id, spec.label_column)
+            else:
+                label = str(raw)
+            if task.output.kind == "classification" and label not in allowed:
                 unknown_labels[label] += 1
                 first_seen.setdefault(label, _row_place(source, index))
         segments = {column: str(row.get(column)) for column in spec.segment_columns}
@@ -225,7 +243,7 @@ def stratified_sample(samples: list[Sample], size: int, seed: int, stratify: boo
     rng = np.random.default_rng(seed)
     if size >= len(samples):
         chosen = list(samples)
-    elif not stratify or any(s.label is None for s in samples):
+    elif not stratify or any(not isinstance(s.label, str) for s in samples):  # only class labels stratify
         picks = rng.choice(len(samples), size=size, replace=False)
         chosen = [samples[i] for i in sorted(picks)]
     else:

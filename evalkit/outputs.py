@@ -54,6 +54,36 @@ def _type_ok(value: Any, kind: str) -> bool:
     return False
 
 
+def _confidence_of(data: dict[str, Any], spec: OutputSpec) -> tuple[float | None, str | None]:
+    """(confidence, problem) for the task's confidence field."""
+    if not spec.confidence_field:
+        return None, None
+    raw = data.get(spec.confidence_field)
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None, f"'{spec.confidence_field}' is missing or not a number"
+    if not math.isfinite(raw):
+        return None, f"'{spec.confidence_field}' is not a finite number"
+    if not 0.0 <= raw <= 1.0:
+        return None, f"'{spec.confidence_field}' = {raw} is outside [0, 1]"
+    return float(raw), None
+
+
+def _parse_extraction(data: dict[str, Any], spec: OutputSpec) -> Answer:
+    confidence, problem = _confidence_of(data, spec)
+    if problem:
+        return _invalid(problem)
+    escalate = data.get(spec.escalate_field) if spec.escalate_field else None
+    if spec.escalate_field and not isinstance(escalate, bool):
+        return _invalid(f"'{spec.escalate_field}' is missing or not true/false", confidence=confidence)
+    extracted = {k: v for k, v in data.items() if k not in (spec.confidence_field, spec.escalate_field)}
+    required = (spec.json_schema or {}).get("required") or []
+    missing = [key for key in required if key not in extracted]
+    if missing:
+        return _invalid(f"missing required fields: {', '.join(missing[:5])}", confidence=confidence,
+                        escalate=escalate, fields=extracted)
+    return Answer(outcome="ok", confidence=confidence, escalate=escalate, fields=extracted)
+
+
 def parse_answer(response: ModelResponse | None, error: ProviderError | None, spec: OutputSpec) -> Answer:
     """Classify one call's result as ok / invalid / error and extract the answer fields."""
     if error is not None or response is None:
@@ -68,6 +98,8 @@ def parse_answer(response: ModelResponse | None, error: ProviderError | None, sp
         return _invalid("the prompt exceeded the model's context window")
     if not text.strip():
         return _invalid(f"empty reply (stop_reason={stop})")
+    if spec.kind == "text":
+        return Answer(outcome="ok", fields={"text": text.strip()})
     body = text.strip()
     fenced = _FENCE.match(body)
     if fenced:
@@ -78,6 +110,8 @@ def parse_answer(response: ModelResponse | None, error: ProviderError | None, sp
         return _invalid(f"reply is not valid JSON ({exc.msg} at char {exc.pos})")
     if not isinstance(data, dict):
         return _invalid(f"reply is JSON {type(data).__name__}, expected an object")
+    if spec.kind == "extraction":
+        return _parse_extraction(data, spec)
 
     raw_label = data.get(spec.label_field)
     if not isinstance(raw_label, str):

@@ -44,8 +44,23 @@ def output_schema(output: OutputSpec) -> dict[str, Any]:
     """JSON Schema for the answer; used for structured outputs and to validate replies.
 
     No numeric bounds (minimum/maximum): structured outputs do not support them, so the confidence
-    range is checked when the answer is parsed.
+    range is checked when the answer is parsed. Extraction tasks give their own schema; evalkit adds the
+    confidence and escalate properties to it when the task asks for them.
     """
+    if output.kind == "extraction" and output.json_schema is not None:
+        schema = dict(output.json_schema)
+        properties = dict(schema.get("properties") or {})
+        extra: dict[str, Any] = {}
+        if output.confidence_field:
+            extra[output.confidence_field] = {"type": "number",
+                                              "description": "Probability from 0 to 1 that the extraction is right."}
+        if output.escalate_field:
+            extra[output.escalate_field] = {"type": "boolean",
+                                            "description": "True if a stronger model or a human should check this."}
+        properties.update(extra)
+        required = list(dict.fromkeys([*(schema.get("required") or properties), *extra]))
+        return {**schema, "type": "object", "properties": properties, "required": required,
+                "additionalProperties": False}
     properties: dict[str, Any] = {output.label_field: {"type": "string", "enum": output.label_names}}
     if output.confidence_field:
         properties[output.confidence_field] = {
@@ -163,7 +178,7 @@ def build_request(task: TaskSpec, role: str, sample: Sample, prompt: RenderedPro
         "system": [system_block],
         "messages": [{"role": "user", "content": [{"type": "text", "text": prompt.user}]}],
     }
-    if task.output.structured:
+    if task.output.structured and task.output.kind != "text":
         params["output_config"] = {"format": {"type": "json_schema", "schema": output_schema(task.output)}}
     if task.models.thinking != "default":
         params["thinking"] = {"type": task.models.thinking}

@@ -25,11 +25,7 @@ class SampleResult:
     sample: Sample
     calls: dict[str, CallResult]
     answers: dict[str, Answer]
-
-    @property
-    def scored(self) -> ScoredSample:
-        return ScoredSample(sample=self.sample, candidate=self.answers["candidate"],
-                            reference=self.answers["reference"])
+    scored: ScoredSample
 
     def usage(self, role: str) -> Usage:
         response = self.calls[role].response
@@ -66,6 +62,9 @@ class SampleResult:
                 "error": call.error.message if call.error is not None else None,
             }
         row["scores"] = self.scored.scores()
+        if self.scored.kind != "classification":
+            row["scores"].update(metric_values=self.scored.primary, threshold=self.scored.threshold,
+                                 judge=self.scored.judge)
         return row
 
 

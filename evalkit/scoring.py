@@ -8,7 +8,7 @@ Invalid answers count as wrong. Unanswered calls (API errors after retries) are 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -24,23 +24,49 @@ Mode = Literal["gold", "reference"]
 
 @dataclass(frozen=True)
 class ScoredSample:
+    """One sample's two answers, compared.
+
+    Classification compares labels. Extraction and text tasks compare with a per-sample metric
+    (``primary``: candidate vs reference, each vs gold) and count a sample as right when the metric
+    reaches ``threshold`` — so every decision and routing method works on the same binary outcomes.
+    """
+
     sample: Sample
     candidate: Answer
     reference: Answer
+    kind: str = "classification"
+    primary: dict[str, float | None] = field(default_factory=dict)
+    threshold: float = 1.0
+    judge: bool | None = None  # the reference-as-judge verdict, when asked
 
     @property
     def agree(self) -> bool | None:
         """Candidate matches reference; None when the reference gave no valid answer or a call failed."""
         if not self.reference.ok or self.candidate.outcome == "error":
             return None
-        return self.candidate.ok and self.candidate.label == self.reference.label
+        if not self.candidate.ok:
+            return False
+        if self.kind == "classification":
+            return self.candidate.label == self.reference.label
+        value = self.primary.get("cand_vs_ref")
+        return None if value is None else value >= self.threshold
 
     def correct(self, role: str) -> bool | None:
         """Correct against gold; None without gold or when the call failed."""
         answer = self.candidate if role == "candidate" else self.reference
         if self.sample.label is None or answer.outcome == "error":
             return None
-        return answer.ok and answer.label == self.sample.label
+        if not answer.ok:
+            return False
+        if self.kind == "classification":
+            return answer.label == self.sample.label
+        value = self.primary.get("cand_vs_gold" if role == "candidate" else "ref_vs_gold")
+        return None if value is None else value >= self.threshold
+
+    @property
+    def gold_capable(self) -> bool:
+        return self.sample.label is not None and (self.kind == "classification"
+                                                  or self.primary.get("ref_vs_gold") is not None)
 
     def scores(self) -> dict[str, Any]:
         return {"agree": self.agree, "candidate_correct": self.correct("candidate"),
@@ -153,22 +179,48 @@ METRICS: dict[str, MetricFn] = {
     "confusion_matrix": metric_confusion_matrix,
     "per_label": metric_per_label,
 }
+#: Which output kinds each label metric applies to.
+METRIC_KINDS: dict[str, tuple[str, ...]] = {
+    "agreement": ("classification", "extraction", "text"),
+    "accuracy": ("classification", "extraction", "text"),
+    "macro_f1": ("classification",), "kappa": ("classification",),
+    "confusion_matrix": ("classification",), "per_label": ("classification",),
+}
 
 
 def check_metric_names(task: TaskSpec) -> None:
-    for index, name in enumerate(task.metrics):
-        if name not in METRICS:
+    from evalkit.valuemetrics import PRIMARY_METRICS, VALUE_METRICS  # noqa: PLC0415
+
+    kind = task.output.kind
+    kinds_of = {**METRIC_KINDS, **{name: kinds for name, (kinds, _) in VALUE_METRICS.items()}}
+    available = [name for name, kinds in kinds_of.items() if kind in kinds]
+    for index, name in enumerate(task.metric_names):
+        if name not in available:
             import difflib  # noqa: PLC0415
 
-            close = difflib.get_close_matches(name, list(METRICS), n=1)
+            close = difflib.get_close_matches(name, available, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            raise task.error(f"metrics[{index}]", f"unknown metric '{name}'",
-                             hint=f"{hint}available: {', '.join(METRICS)}")
+            raise task.error(f"metrics[{index}]", f"metric '{name}' is not available for {kind} tasks",
+                             hint=f"{hint}available: {', '.join(available)}")
+    metric = task.decision.metric
+    if metric is not None and (metric not in PRIMARY_METRICS or kind not in PRIMARY_METRICS[metric]):
+        usable = [name for name, kinds in PRIMARY_METRICS.items() if kind in kinds]
+        raise task.error("decision.metric", f"'{metric}' cannot decide a {kind} task",
+                         hint=f"use one of {', '.join(usable)}")
 
 
 def compute_metrics(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any]:
-    names = list(dict.fromkeys([*task.metrics, "agreement", "per_label"]))
-    return {name: METRICS[name](rows, task) for name in names}
+    from evalkit.valuemetrics import VALUE_METRICS  # noqa: PLC0415
+
+    extra = ["per_label"] if task.output.kind == "classification" else []
+    names = list(dict.fromkeys([*task.metric_names, "agreement", *extra]))
+    out = {}
+    for name in names:
+        if name in METRICS:
+            out[name] = METRICS[name](rows, task)
+        else:
+            out[name] = VALUE_METRICS[name][1](rows, task)  # type: ignore[index]
+    return out
 
 
 def outcome_counts(rows: list[ScoredSample]) -> dict[str, dict[str, int]]:
@@ -183,4 +235,4 @@ def outcome_counts(rows: list[ScoredSample]) -> dict[str, dict[str, int]]:
 
 
 def scoring_mode(rows: list[ScoredSample]) -> Mode:
-    return "gold" if rows and all(row.sample.label is not None for row in rows) else "reference"
+    return "gold" if rows and all(row.gold_capable for row in rows) else "reference"

@@ -67,19 +67,48 @@ class PromptSpec(_Strict):
 FieldType = Literal["string", "number", "integer", "boolean"]
 
 
-class OutputSpec(_Strict):
-    """The JSON answer each model must give."""
+OutputKind = Literal["classification", "extraction", "text"]
 
+
+class OutputSpec(_Strict):
+    """The answer each model must give: a label (classification), a JSON object (extraction) or text."""
+
+    kind: OutputKind = Field(default="classification",
+                             description="classification: a label; extraction: a JSON object; text: free text.")
     label_field: str = "label"
-    labels: list[str] | dict[str, str] = Field(description="Allowed labels, or label -> description.")
+    labels: list[str] | dict[str, str] | None = Field(
+        default=None, description="Allowed labels, or label -> description (classification).")
     confidence_field: str | None = "confidence"
     escalate_field: str | None = "escalate"
     fields: dict[str, FieldType] = Field(default_factory=dict, description="Extra answer fields, e.g. reason: string.")
+    json_schema: dict[str, Any] | None = Field(
+        default=None, description="Extraction: the JSON Schema of the object to extract (sent as structured output).")
     structured: bool = Field(default=True, description="Enforce the schema with structured outputs (output_config).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any) -> Any:
+        # Free text has no JSON to carry a confidence or an escalate flag.
+        if isinstance(data, dict) and data.get("kind") == "text":
+            data = {"confidence_field": None, "escalate_field": None, "structured": False, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> OutputSpec:
+        if self.kind == "classification" and self.labels is None:
+            raise ValueError("a classification task needs output.labels (or set output.kind: extraction / text)")
+        if self.kind == "extraction" and self.json_schema is None:
+            raise ValueError("an extraction task needs output.json_schema: the object to extract")
+        if self.kind == "text" and (self.confidence_field or self.escalate_field or self.structured):
+            raise ValueError("a text task answers in plain text: confidence_field and escalate_field must be null "
+                             "and structured false")
+        return self
 
     @field_validator("labels")
     @classmethod
-    def _labels_ok(cls, value: list[str] | dict[str, str]) -> list[str] | dict[str, str]:
+    def _labels_ok(cls, value: list[str] | dict[str, str] | None) -> list[str] | dict[str, str] | None:
+        if value is None:
+            return value
         names = list(value)
         if len(names) < 2:
             raise ValueError("need at least two labels")
@@ -98,13 +127,13 @@ class OutputSpec(_Strict):
 
     @property
     def label_names(self) -> list[str]:
-        return list(self.labels)
+        return list(self.labels or [])
 
     @property
     def label_descriptions(self) -> dict[str, str]:
         if isinstance(self.labels, dict):
             return dict(self.labels)
-        return {name: "" for name in self.labels}
+        return {name: "" for name in self.labels or []}
 
 
 class ModelsSpec(_Strict):
@@ -125,6 +154,11 @@ class DecisionSpec(_Strict):
         default=0, ge=0, le=500,
         description="Run the reference a second time on this many samples and report its self-agreement.")
     sequential_every: int = Field(default=100, ge=20, description="--sequential: samples between looks.")
+    metric: str | None = Field(
+        default=None, description="Per-sample metric the decision binarises (default by output.kind: label match, "
+        "field_f1, token_f1); 'judge' asks the reference whether the answers are equivalent.")
+    threshold: float | None = Field(default=None, ge=0, le=1,
+                                    description="A sample counts as right when its metric is at least this.")
 
     @field_validator("margin", mode="before")
     @classmethod
@@ -134,7 +168,11 @@ class DecisionSpec(_Strict):
         return value
 
 
-DEFAULT_METRICS = ["agreement", "accuracy", "macro_f1", "kappa", "confusion_matrix"]
+DEFAULT_METRICS = {
+    "classification": ["agreement", "accuracy", "macro_f1", "kappa", "confusion_matrix"],
+    "extraction": ["agreement", "accuracy", "field_f1", "per_field_accuracy", "exact_match"],
+    "text": ["agreement", "accuracy", "exact_match", "token_f1", "rouge_l"],
+}
 
 
 class TaskSpec(_Strict):
@@ -145,10 +183,14 @@ class TaskSpec(_Strict):
     prompt: PromptSpec
     output: OutputSpec
     models: ModelsSpec
-    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    metrics: list[str] | None = Field(default=None, description="Metric names; default depends on output.kind.")
     decision: DecisionSpec = Field(default_factory=DecisionSpec)
 
     _source: TaskSource | None = PrivateAttr(default=None)
+
+    @property
+    def metric_names(self) -> list[str]:
+        return list(self.metrics) if self.metrics is not None else list(DEFAULT_METRICS[self.output.kind])
 
     @property
     def source(self) -> TaskSource | None:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.config import SimCorpus, SimTier
+from evalkit.sim import writer
 from evalkit.sim.tokens import content_text, count_tokens, system_texts
 
 _WORD = re.compile(r"[a-z][a-z0-9']+")
@@ -286,15 +287,26 @@ def compose_answer(brain: Brain, body: dict[str, Any], *, model: str, tier: str,
                    occurrence: int = 0) -> tuple[str, str]:
     """(answer text, thinking text) for a Messages request body."""
     schema = Brain.schema_of(body)
-    label_key, labels, confidence_key, escalate_key, others = Brain.answer_keys(schema)
     system, user = system_text(body), user_text(body)
+    rng = np.random.default_rng(brain._stream(model, system, user, occurrence))
+    properties = (schema or {}).get("properties") or {}
+    if properties.get("equivalent", {}).get("type") == "boolean":
+        verdict, why = writer.judge(user, tier, rng)
+        return json.dumps({"equivalent": verdict, "reason": why}), f"Comparing the answers. {why}"
+    if schema is not None and not any("enum" in prop for prop in properties.values()):
+        from evalkit.sim.extract import extract  # noqa: PLC0415
+
+        return extract(schema, user, tier, rng)
+    if schema is None and re.search(r"summar", system + user[:200], re.IGNORECASE):
+        return writer.summarize(user, tier, rng), "Picking the sentences that carry the key facts."
+    label_key, labels, confidence_key, escalate_key, others = Brain.answer_keys(schema)
     if not labels:
         labels = Brain.labels_from_system(system)
         if schema is None:
             confidence_key, escalate_key = "confidence", "escalate"
     if not labels:
-        return ("I can't tell which categories to choose from: the instructions list none.",
-                "No label set in the schema or the system prompt.")
+        # No schema and no label set: a free-text task (the simulator writes extractive summaries).
+        return writer.summarize(user, tier, rng), "Picking the sentences that carry the key facts."
     thought = brain.think(model=model, tier=tier, system=system, user=user, labels=labels,
                           occurrence=occurrence)
     answer: dict[str, Any] = {label_key: thought.label}

@@ -32,6 +32,8 @@ from evalkit.prompts import ModelRequest, PromptRenderer, build_request, output_
 from evalkit.providers import Backend, connect
 from evalkit.records import ROLES, SampleResult, totals
 from evalkit.report import write_run_folder
+from evalkit.routing import RoutingOptions, analyse_routing, routing_file
+from evalkit._io import atomic_write_json
 from evalkit.scoring import ScoredSample, check_metric_names, compute_metrics, outcome_counts, scoring_mode
 from evalkit.sequential import group_sequential_bounds, looks_every
 from evalkit.spec import TaskSpec, load_task
@@ -48,6 +50,8 @@ class RunOptions:
     max_wait_s: float | None = None  # batch mode: stop waiting (resumably) after this long
     fallback: Fallback = "none"  # batch mode: finish items that keep failing in real time
     sequential: bool = False  # group-sequential looks: stop early when the decision is already clear
+    routing: RoutingOptions = field(default_factory=RoutingOptions)
+    write_report: bool = True
     sample_size: int | None = None
     cache_mode: CacheMode = "use"
     concurrency: int | None = None
@@ -356,6 +360,7 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
     relative = task.decision.margin_type == "relative"
     fixed = decide(scored, margin=task.decision.margin, alpha=task.decision.alpha, relative=relative)
     decision = session.decision or fixed
+    routing = analyse_routing(results, settings.pricing, options.routing)
     noise_summary = _reference_noise(prepared, calls, decision.margin)
     if noise_summary is not None:
         progress.note(noise_summary["note"])
@@ -393,6 +398,7 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
         "outcomes": outcome_counts(scored),
         "metrics": compute_metrics(scored, task),
         "decision": decision.to_dict(),
+        "routing": routing,
         "decision_fixed_sample": fixed.to_dict() if session.sequential else None,
         "sequential": _sequential_summary(session, results, settings),
         "group_decisions": _group_decisions(scored, prepared),
@@ -413,5 +419,45 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
     }
     rows = [result.to_row(settings.pricing) for result in results]
     reports_dir = options.reports_dir or settings.reports_dir
-    folder = write_run_folder(reports_dir / task.name / run_id, summary, rows)
+    folder = reports_dir / task.name / run_id
+    if options.write_report:
+        write_run_folder(folder, summary, rows)
     return RunResult(folder=folder, summary=summary, decision=decision, results=results)
+
+
+@dataclass
+class TuneResult:
+    analysis: dict[str, Any]
+    routing: dict[str, Any]
+    path: Path
+    requests_sent: int
+    summary: dict[str, Any]
+
+
+def tune_task(task_path: str | Path, routing: RoutingOptions, *, offline: bool | None = None,
+              mode: Literal["batch", "realtime"] = "batch", sample_size: int | None = None,
+              out: Path | None = None, progress: Progress | None = None) -> TuneResult:
+    """Re-run the routing analysis from cached responses only (zero API requests) and write routing.json.
+
+    ``mode`` must be the mode the answers were produced in: it shapes the request bodies (cache TTL)
+    and therefore the cache keys.
+    """
+    options = RunOptions(offline=offline, mode=mode, sample_size=sample_size, cache_mode="read-only",
+                         routing=routing, write_report=False)
+    result = run_task(task_path, options, progress=progress)
+    summary = result.summary
+    analysis = summary["routing"]
+    if not analysis.get("available"):
+        raise UsageError(f"cannot tune: {analysis.get('why')}")
+    task = load_task(task_path)
+    evidence = {"run_from_cache": True, "samples": analysis["n"], "dataset_hash": summary["dataset"]["hash"],
+                "sample_hash": summary["dataset"]["sample_hash"], "spec_hash": summary["task"]["spec_hash"],
+                "system_prompt_hash": summary["prompt"]["system_hash"], "simulated": summary["simulated"],
+                "pricing_as_of": summary["pricing"]["as_of"], "created_at": summary["finished_at"]}
+    content = routing_file(analysis, task_name=task.name, candidate=task.models.candidate,
+                           reference=task.models.reference, evidence=evidence)
+    settings = load_settings(task.base_dir)
+    path = out or (settings.reports_dir / task.name / "routing.json")
+    atomic_write_json(path, content)
+    return TuneResult(analysis=analysis, routing=content, path=path,
+                      requests_sent=summary["execution"]["requests_sent"], summary=summary)

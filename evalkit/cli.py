@@ -163,6 +163,86 @@ def validate(task_file: Path, sample_size: int | None) -> None:
 
 @main.command()
 @TASK
+@click.option("--target-loss", type=click.FloatRange(0.001, 0.5), default=0.01, show_default=True,
+              help="Quality objective: allowed loss vs always-reference, as a fraction (0.01 = 1 point).")
+@click.option("--delta", type=click.FloatRange(0.001, 0.5), default=0.10, show_default=True,
+              help="The guarantee holds with probability at least 1 − delta.")
+@click.option("--budget", "budget_per_1k", type=click.FloatRange(min=0), default=None, metavar="USD",
+              help="Instead: the most accurate threshold costing at most USD per 1,000 requests.")
+@click.option("--escalation-rate", type=click.FloatRange(0, 1), default=None,
+              help="Instead: the smallest threshold escalating at least this share of requests.")
+@click.option("--ignore-escalate-flag", is_flag=True, help="Route on confidence alone.")
+@click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True,
+              help="The mode the answers were produced in (it shapes the cached requests).")
+@click.option("--offline/--online", default=None, help="Which endpoint's cached answers to use (as for run).")
+@click.option("--sample-size", "-n", type=int, default=None, help="As given to the run being tuned.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write routing.json (default: reports/<task>/routing.json).")
+def tune(task_file: Path, target_loss: float, delta: float, budget_per_1k: float | None,
+         escalation_rate: float | None, ignore_escalate_flag: bool, mode: str, offline: bool | None,
+         sample_size: int | None, out: Path | None) -> None:
+    """Choose the router's confidence threshold from cached answers: zero API requests.
+
+    Run `evalkit run TASK.yaml` first; tune re-reads its answers from the response cache (and fails,
+    sending nothing, if any is missing), prints the cost–quality table and writes routing.json with the
+    threshold, its expected escalation rate, quality and cost, and the evidence behind them.
+
+    \b
+    Examples:
+      evalkit tune tasks/triage.yaml                        # ≤ 1 point loss, 90% guarantee
+      evalkit tune tasks/triage.yaml --target-loss 0.03
+      evalkit tune tasks/triage.yaml --budget 0.50          # USD per 1,000 requests
+    """
+    from evalkit.api import tune_task  # noqa: PLC0415
+    from evalkit.routing import RoutingOptions  # noqa: PLC0415
+
+    if budget_per_1k is not None and escalation_rate is not None:
+        raise UsageError("give at most one of --budget and --escalation-rate")
+    objective = "budget" if budget_per_1k is not None else "escalation" if escalation_rate is not None else "quality"
+    options = RoutingOptions(objective=objective, target_loss=target_loss, delta=delta,  # type: ignore[arg-type]
+                             budget_per_1k=budget_per_1k, escalation_rate=escalation_rate,
+                             honour_escalate_flag=not ignore_escalate_flag)
+    result = tune_task(task_file, options, offline=offline, mode=mode, sample_size=sample_size,  # type: ignore[arg-type]
+                       out=out)
+    _print_tune(result.analysis, result.requests_sent)
+    click.echo(f"routing.json: {result.path}")
+
+
+def _print_tune(analysis: dict[str, Any], requests_sent: int) -> None:
+    click.echo(f"{requests_sent} API requests: every answer came from the response cache")
+    costs = analysis["costs"]
+    click.echo(f"samples {analysis['n']} · always-reference accuracy {100 * analysis['always_reference_accuracy']:.1f}% "
+               f"(${costs['always_reference_per_1k']:.4f}/1k) · always-candidate "
+               f"{100 * analysis['always_candidate_accuracy']:.1f}% (${costs['always_candidate_per_1k']:.4f}/1k)")
+    click.echo(f"{'t':>5} {'escalate':>9} {'routed acc':>11} {'loss':>7} {'$/1k req':>10}")
+    marks = {analysis["chosen"]["t"] if analysis["chosen"] else None: "  ← chosen",
+             analysis["seed_default"]["t"]: "  ← seed default",
+             analysis["naive"]["threshold"]: "  ← naive in-sample"}
+    shown = [row for row in analysis["sweep"] if round(row["t"] * 100) % 5 == 0 or row["t"] in marks]
+    for row in shown:
+        click.echo(f"{row['t']:>5.2f} {100 * row['escalation_rate']:>8.1f}% {100 * row['routed_accuracy']:>10.1f}% "
+                   f"{100 * row['quality_loss']:>6.1f} {row['cost_per_1k']:>10.4f}{marks.get(row['t'], '')}")
+    click.echo(f"objective: {analysis['objective']}")
+    click.echo(f"guarantee: {analysis['guarantee']}")
+    fit = analysis["cross_fitted"]
+    click.echo(f"held-out (5-fold cross-fitted): escalate {100 * fit['escalation_rate']:.1f}%, routed accuracy "
+               f"{100 * fit['routed_accuracy']:.1f}%, loss {100 * fit['quality_loss']:.1f} points, "
+               f"${fit['cost_per_1k']:.4f}/1k; fold thresholds {fit['fold_thresholds']}")
+    naive = analysis["naive"]
+    if naive["in_sample"]:
+        click.echo(f"naive in-sample pick t={naive['threshold']:.2f} claims loss "
+                   f"{100 * naive['in_sample']['quality_loss']:.1f} points; held out it is "
+                   f"{100 * naive['cross_fitted']['quality_loss']:.1f} (optimism "
+                   f"{100 * naive['optimism_quality_loss']:.1f} points)")
+    calibration = analysis.get("calibration")
+    if calibration:
+        click.echo(f"confidence: mean {calibration['mean_confidence']:.2f} vs accuracy {calibration['accuracy']:.2f}, "
+                   f"ECE {calibration['ece_uniform10']:.3f}, Brier {calibration['brier']:.3f}, AUROC "
+                   f"{calibration['auroc']:.3f}")
+
+
+@main.command()
+@TASK
 @click.option("--expected-gap", type=float, required=True,
               help="Quality loss you expect, as a fraction (0.02 = 2 points): 1 − agreement without gold "
                    "labels, reference accuracy − candidate accuracy with them.")

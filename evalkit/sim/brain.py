@@ -51,9 +51,9 @@ class TierProfile:
 
 
 TIERS: dict[str, TierProfile] = {
-    "small": TierProfile(1.0, 0.35, 0.8, 0.05, 0.6, 2),
-    "medium": TierProfile(1.0, 0.3, 0.9, 0.05, 0.5, 3),
-    "large": TierProfile(1.0, 0.15, 1.0, 0.01, 0.4, 3),
+    "small": TierProfile(1.0, 0.35, 0.6, 0.05, 0.5, 2),
+    "medium": TierProfile(1.0, 0.3, 0.55, 0.05, 0.45, 3),
+    "large": TierProfile(1.0, 0.15, 0.45, 0.01, 0.4, 3),
 }
 
 
@@ -207,8 +207,9 @@ class Brain:
         rng = np.random.default_rng(self._stream(model, system, user, occurrence))
         names = list(distribution)
         label = names[int(rng.choice(len(names), p=np.array([distribution[n] for n in names])))]
-        # The model's own sense of certainty: how often it would give this answer again.
-        probability = distribution[label]
+        # The model's own sense of certainty: its probability for the answer it gave, stated with the
+        # tier's bias (the small model overstates it, the large one is close to calibrated).
+        probability = _normalise(raw)[label]
         confidence = probability ** profile.overconfidence
         step = profile.confidence_step
         confidence = min(1.0, max(0.0, round(round(confidence / step) * step, 4)))

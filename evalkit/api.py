@@ -19,7 +19,9 @@ from typing import Any, Literal
 from evalkit import __version__
 from evalkit._hashing import digest
 from evalkit.batching import BatchLedger, BatchReport, Fallback, execute_batch
+from evalkit.budget import BudgetError, check_budget, estimate_cost
 from evalkit.cache import CacheMode, ResponseCache
+from evalkit.cost import call_cost
 from evalkit.caching import CachePlan, plan_caching
 from evalkit.config import Settings, load_settings
 from evalkit.datasets import SampleSet, load_samples
@@ -31,6 +33,7 @@ from evalkit.progress import NullProgress, Progress
 from evalkit.prompts import ModelRequest, PromptRenderer, build_request, output_schema
 from evalkit.providers import Backend, connect
 from evalkit.records import ROLES, SampleResult, totals
+from evalkit.projection import project
 from evalkit.report import write_run_folder
 from evalkit.routing import RoutingOptions, analyse_routing, routing_file
 from evalkit._io import atomic_write_json
@@ -52,6 +55,7 @@ class RunOptions:
     sequential: bool = False  # group-sequential looks: stop early when the decision is already clear
     routing: RoutingOptions = field(default_factory=RoutingOptions)
     write_report: bool = True
+    max_cost: float | None = None  # budget guard (USD); also the task's max_cost_usd
     sample_size: int | None = None
     cache_mode: CacheMode = "use"
     concurrency: int | None = None
@@ -70,6 +74,22 @@ class Prepared:
     requests: list[ModelRequest]
     cache_plans: dict[str, CachePlan]
     findings: list[Finding]
+    spend: SpendTracker | None = None
+
+
+class SpendTracker:
+    """Running spend of a real-time run; tells the executor to stop once the budget is reached."""
+
+    def __init__(self, pricing: Any, limit: float) -> None:
+        self.pricing, self.limit, self.spent = pricing, limit, 0.0
+
+    def add(self, request: ModelRequest, response: Any) -> bool:
+        self.spent += call_cost(self.pricing, request.model, response.usage).total
+        return self.spent < self.limit
+
+    @property
+    def exceeded(self) -> bool:
+        return self.spent >= self.limit
 
 
 @dataclass
@@ -125,7 +145,8 @@ async def _execute(requests: list[ModelRequest], prepared: Prepared, backend: Ba
     warmup = any(plan.enabled for plan in prepared.cache_plans.values())
     if options.mode == "realtime":
         calls, stats = await execute_realtime(requests, backend.provider, cache, concurrency=concurrency,
-                                              progress=progress, label="requests", warmup=warmup)
+                                              progress=progress, label="requests", warmup=warmup,
+                                              on_response=prepared.spend.add if prepared.spend else None)
         return calls, stats, None
     ledger = BatchLedger(batch_ledger_dir(prepared.settings))
     return await execute_batch(requests, backend.provider, cache, ledger, prepared.settings.batch,
@@ -179,6 +200,7 @@ def _merge_stats(total: ExecutionStats, part: ExecutionStats) -> None:
     total.cache_hits += part.cache_hits
     total.errors += part.errors
     total.deduplicated += part.deduplicated
+    total.retries += part.retries
     for model, count in part.by_model.items():
         total.by_model[model] = total.by_model.get(model, 0) + count
 
@@ -249,7 +271,10 @@ def _noise_requests(prepared: Prepared) -> list[ModelRequest]:
     """The reference asked a second time on the first N samples, to measure its self-agreement."""
     count = min(prepared.task.decision.reference_noise, len(prepared.samples.samples))
     chosen = {s.id for s in prepared.samples.samples[:count]}
-    return [replace(r, replicate=1) for r in prepared.requests if r.role == "reference" and r.sample_id in chosen]
+    # metadata.user_id marks the repeat as a separate request (the real API samples every call anew;
+    # the simulator draws again only when asked like this, so retries and re-sends stay reproducible).
+    return [replace(r, replicate=1, params={**r.params, "metadata": {"user_id": "evalkit-replicate-1"}})
+            for r in prepared.requests if r.role == "reference" and r.sample_id in chosen]
 
 
 def _reference_noise(prepared: Prepared, calls: list[CallResult], margin: float) -> dict[str, Any] | None:
@@ -317,6 +342,19 @@ def _batch_summary(reports: list[BatchReport], calls: list[CallResult]) -> dict[
     return data
 
 
+def _projection(results: list[SampleResult], settings: Settings, task: TaskSpec,
+                routing: dict[str, Any]) -> dict[str, Any]:
+    escalation, source = None, "no routing analysis"
+    if routing.get("available"):
+        if routing.get("chosen"):
+            escalation, source = routing["cross_fitted"]["escalation_rate"], "calibrated threshold (held out)"
+        else:
+            escalation, source = routing["seed_default"]["escalation_rate"], "the seed's default threshold 0.75"
+    return project(results, settings.pricing, daily_requests=task.production.daily_requests,
+                   days_per_month=task.production.days_per_month, escalation_rate=escalation,
+                   escalation_source=source)
+
+
 def _sequential_summary(session: _Session, results: list[SampleResult], settings: Settings
                         ) -> dict[str, Any] | None:
     if session.sequential is None:
@@ -350,8 +388,21 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
 
     concurrency = options.concurrency or settings.concurrency
     noise = _noise_requests(prepared)
+    max_cost = options.max_cost if options.max_cost is not None else task.max_cost_usd
     with ResponseCache(settings.cache_dir, options.cache_mode) as cache:
+        estimate = estimate_cost(prepared.requests + noise, cache, backend.provider.endpoint, settings.pricing,
+                                 prepared.cache_plans, batch=options.mode == "batch")
+        if estimate.requests:
+            progress.note(estimate.describe())
+        check_budget(estimate, max_cost)
+        if max_cost is not None:
+            prepared.spend = SpendTracker(settings.pricing, max_cost)
         session = asyncio.run(_session(prepared, backend, cache, options, concurrency, progress, noise))
+    if prepared.spend is not None and prepared.spend.exceeded:
+        raise BudgetError(
+            f"stopped at the budget of ${max_cost:.4f} after spending ${prepared.spend.spent:.4f}; every answer "
+            "received is in the response cache",
+            hint="re-run with a higher --max-cost to finish: cached answers are not paid for again")
     calls, stats = session.calls, session.stats
     answered = session.sequential["stopped_at"] if session.sequential else len(prepared.samples.samples)
     results = _sample_results(prepared, calls, answered, session.judged)
@@ -391,14 +442,17 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
         },
         "prompt": {"system_hash": digest(prepared.renderer.system),
                    "templates_hash": digest([task.prompt.system, task.prompt.user])},
-        "execution": {"requests_sent": stats.requests_sent, "cache_hits": stats.cache_hits,
+        "execution": {"requests_sent": stats.requests_sent, "cache_hits": stats.cache_hits, "retries": stats.retries,
                       "errors": stats.errors, "deduplicated": stats.deduplicated, "by_model": stats.by_model,
                       "concurrency": concurrency, "cache_mode": options.cache_mode},
         "scoring_mode": scoring_mode(scored),
         "outcomes": outcome_counts(scored),
         "metrics": compute_metrics(scored, task),
+        "estimate": estimate.to_dict(),
+        "budget_usd": max_cost,
         "decision": decision.to_dict(),
         "routing": routing,
+        "projection": _projection(results, settings, task, routing),
         "decision_fixed_sample": fixed.to_dict() if session.sequential else None,
         "sequential": _sequential_summary(session, results, settings),
         "group_decisions": _group_decisions(scored, prepared),
@@ -461,3 +515,16 @@ def tune_task(task_path: str | Path, routing: RoutingOptions, *, offline: bool |
     atomic_write_json(path, content)
     return TuneResult(analysis=analysis, routing=content, path=path,
                       requests_sent=summary["execution"]["requests_sent"], summary=summary)
+
+
+def estimate_task(task_path: str | Path, *, mode: Literal["batch", "realtime"] = "batch",
+                  offline: bool | None = None, sample_size: int | None = None):  # type: ignore[no-untyped-def]
+    """The cost estimate of a run, without sending anything."""
+    task = load_task(task_path)
+    settings = load_settings(task.base_dir)
+    backend = connect(settings, offline=offline)
+    prepared = prepare(task, sample_size=sample_size, offline=backend.kind == "simulator", settings=settings,
+                       mode=mode)
+    with ResponseCache(settings.cache_dir, "read-only") as cache:
+        return estimate_cost(prepared.requests + _noise_requests(prepared), cache, backend.provider.endpoint,
+                             settings.pricing, prepared.cache_plans, batch=mode == "batch")

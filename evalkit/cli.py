@@ -69,6 +69,11 @@ def main() -> None:
                    "resubmitted). Default: wait until done.")
 @click.option("--fallback", type=click.Choice(["none", "realtime"]), default="none", show_default=True,
               help="Batch mode: what to do with items still errored/expired after every resubmission.")
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD",
+              help="Budget guard: refuse to start when the estimate is over USD, and stop real-time runs "
+                   "cleanly (resumably) when the spend reaches it. Default: the task's max_cost_usd.")
+@click.option("--gate", "gate_baseline", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="BASELINE.json", help="Also compare with a baseline and exit like `evalkit gate`.")
 @click.option("--sequential", is_flag=True,
               help="Look at the data every decision.sequential_every samples (default 100) and stop as soon as "
                    "the decision is clear (group-sequential O'Brien–Fleming test; error rates stay at alpha).")
@@ -85,7 +90,7 @@ def main() -> None:
               help="Where report folders go (default: evalkit.toml's reports_dir).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def run(task_file: Path, offline: bool | None, mode: str, max_wait: float | None, fallback: str,
-        sequential: bool, sample_size: int | None, cache_mode: str, concurrency: int | None, run_id: str | None,
+        max_cost: float | None, gate_baseline: Path | None, sequential: bool, sample_size: int | None, cache_mode: str, concurrency: int | None, run_id: str | None,
         reports_dir: Path | None, quiet: bool) -> None:
     """Evaluate TASK.yaml and write reports/<task>/<run-id>/ (report.html, summary.json, results.jsonl).
 
@@ -101,11 +106,15 @@ def run(task_file: Path, offline: bool | None, mode: str, max_wait: float | None
 
     progress = NullProgress() if quiet else RichProgress()
     options = RunOptions(offline=offline, mode=mode, max_wait_s=max_wait, fallback=fallback,  # type: ignore[arg-type]
-                         sequential=sequential,
+                         sequential=sequential, max_cost=max_cost,
                          sample_size=sample_size, cache_mode=cache_mode,  # type: ignore[arg-type]
                          concurrency=concurrency, run_id=run_id, reports_dir=reports_dir)
     result = run_task(task_file, options, progress=progress)
     _print_result(result.summary, result.folder)
+    if gate_baseline is not None:
+        from evalkit.gate import GateOptions  # noqa: PLC0415
+
+        _finish_gate(result, gate_baseline, GateOptions())
 
 
 def _print_result(summary: dict[str, Any], folder: Path) -> None:
@@ -297,6 +306,133 @@ def lint(task_file: Path, mode: str) -> None:
     if not serious:
         click.echo(f"{task_file}: no cache-busting problems found")
     sys.exit(1 if serious else 0)
+
+
+def _finish_gate(result: Any, baseline_path: Path, options: Any, junit: Path | None = None) -> None:
+    """Compare a finished run with the baseline, write JUnit/Markdown, print, and exit with the gate code."""
+    import json  # noqa: PLC0415
+
+    from evalkit.gate import compare, exit_code, load_baseline, write_gate_outputs  # noqa: PLC0415
+
+    baseline = load_baseline(baseline_path)
+    rows = [json.loads(line) for line in (result.folder / "results.jsonl").read_text().splitlines()]
+    checks = compare(result.summary, rows, baseline, options)
+    code = exit_code(checks, options)
+    outputs = write_gate_outputs(result.folder, result.summary, checks, code, junit)
+    colours = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": None}
+    for check in checks:
+        click.secho(f"  gate {check.name}: {check.status} — {check.message}", fg=colours[check.status])
+    label = {0: "PASS", 1: "FAIL (regression or NO-GO)", 3: "INCONCLUSIVE"}.get(code, str(code))
+    click.secho(f"gate: {label} (exit {code}); JUnit {outputs['junit']}, summary {outputs['markdown']}",
+                fg="green" if code == 0 else "red" if code == 1 else "yellow", bold=True)
+    sys.exit(code)
+
+
+@main.command()
+@TASK
+@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              metavar="BASELINE.json", help="Made by `evalkit baseline save` and committed.")
+@click.option("--tolerance", type=click.FloatRange(0, 0.5), default=0.02, show_default=True,
+              help="Allowed quality drop vs the baseline (fraction); judged with the paired Tango test.")
+@click.option("--cost-tolerance", type=click.FloatRange(min=0), default=0.10, show_default=True,
+              help="Allowed relative rise in cost per request.")
+@click.option("--inconclusive", type=click.Choice(["exit3", "pass", "fail"]), default="exit3", show_default=True,
+              help="What an INCONCLUSIVE decision does to the build.")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write JUnit XML (default: the run folder's junit.xml).")
+@click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True)
+@click.option("--offline/--online", default=None)
+@click.option("--sample-size", "-n", type=int, default=None)
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD")
+@click.option("--quiet", "-q", is_flag=True)
+def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance: float, inconclusive: str,
+         junit: Path | None, mode: str, offline: bool | None, sample_size: int | None, max_cost: float | None,
+         quiet: bool) -> None:
+    """CI regression gate: run TASK.yaml and compare it with a committed baseline.
+
+    Fails on a NO-GO, on a quality drop beyond --tolerance (paired test, not raw noise), on the
+    baseline's routing threshold no longer meeting its target (drift), or on cost per request rising
+    beyond --cost-tolerance. Writes JUnit XML and a Markdown summary (also to $GITHUB_STEP_SUMMARY).
+
+    \b
+    Exit codes: 0 pass · 1 regression or NO-GO · 2 usage/config error · 3 inconclusive
+                (--inconclusive pass|fail to map it) · 4 API failure · 5 batch still running
+                (re-run to resume) · 6 budget guard stopped the run
+    """
+    from evalkit.api import RunOptions, run_task  # noqa: PLC0415
+    from evalkit.gate import GateOptions  # noqa: PLC0415
+    from evalkit.progress import NullProgress, RichProgress  # noqa: PLC0415
+
+    options = RunOptions(offline=offline, mode=mode, sample_size=sample_size, max_cost=max_cost)  # type: ignore[arg-type]
+    if not baseline_path.exists():
+        raise UsageError(f"baseline {baseline_path} does not exist",
+                         hint="create it with `evalkit baseline save TASK.yaml --out <path>` and commit it")
+    result = run_task(task_file, options, progress=NullProgress() if quiet else RichProgress())
+    _print_result(result.summary, result.folder)
+    _finish_gate(result, baseline_path, GateOptions(tolerance=tolerance, cost_tolerance=cost_tolerance,
+                                                    inconclusive=inconclusive), junit)  # type: ignore[arg-type]
+
+
+@main.group()
+def baseline() -> None:
+    """Baselines for the CI gate."""
+
+
+@baseline.command("save")
+@TASK
+@click.option("--run", "run_id", default=None, help="Run id under reports/<task>/ (default: the latest).")
+@click.option("--routing", "routing_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="routing.json to guard against drift (default: reports/<task>/routing.json if present).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write it (default: baselines/<task>.json in the project).")
+def baseline_save(task_file: Path, run_id: str | None, routing_path: Path | None, out: Path | None) -> None:
+    """Save a finished run as the baseline the gate compares against (commit the file)."""
+    import json  # noqa: PLC0415
+
+    from evalkit._io import atomic_write_json  # noqa: PLC0415
+    from evalkit.config import load_settings  # noqa: PLC0415
+    from evalkit.gate import make_baseline  # noqa: PLC0415
+    from evalkit.spec import load_task  # noqa: PLC0415
+
+    task = load_task(task_file)
+    settings = load_settings(task.base_dir)
+    runs_dir = settings.reports_dir / task.name
+    if run_id is None:
+        runs = sorted((p for p in runs_dir.glob("*/summary.json")), key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise UsageError(f"no finished run of '{task.name}' under {runs_dir}",
+                             hint=f"run `evalkit run {task_file}` first")
+        folder = runs[-1].parent
+    else:
+        folder = runs_dir / run_id
+        if not (folder / "summary.json").exists():
+            raise UsageError(f"no run '{run_id}' under {runs_dir}")
+    summary = json.loads((folder / "summary.json").read_text())
+    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    routing_path = routing_path or (runs_dir / "routing.json")
+    routing = json.loads(routing_path.read_text()) if routing_path.exists() else None
+    content = make_baseline(summary, rows, routing)
+    out = out or settings.root / "baselines" / f"{task.name}.json"
+    atomic_write_json(out, content)
+    click.echo(f"baseline from run {summary['run_id']} ({summary['decision']['verdict']}, {len(content['outcomes'])} "
+               f"samples{', routing threshold ' + str(content['routing']['threshold']) if content['routing'] else ''})"
+               f" written to {out}")
+
+
+@main.command()
+@TASK
+@click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True)
+@click.option("--offline/--online", default=None)
+@click.option("--sample-size", "-n", type=int, default=None)
+def estimate(task_file: Path, mode: str, offline: bool | None, sample_size: int | None) -> None:
+    """Print what `evalkit run` would cost, without sending any request."""
+    from evalkit.api import estimate_task  # noqa: PLC0415
+
+    result = estimate_task(task_file, mode=mode, offline=offline, sample_size=sample_size)  # type: ignore[arg-type]
+    click.echo(result.describe())
+    for model, entry in result.by_model.items():
+        click.echo(f"  {model}: {int(entry['requests'])} requests, ${entry['expected_usd']:.4f} expected, "
+                   f"${entry['upper_usd']:.4f} at most")
 
 
 @main.group()

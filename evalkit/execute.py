@@ -7,6 +7,7 @@ the next run reads what was already paid for and sends only the rest. Identical 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from evalkit.cache import ResponseCache, request_key
@@ -33,6 +34,7 @@ class ExecutionStats:
     cache_hits: int = 0
     errors: int = 0
     deduplicated: int = 0
+    retries: int = 0  # SDK retries (429 / 5xx / dropped connections) behind the answers
     by_model: dict[str, int] = field(default_factory=dict)
 
 
@@ -45,11 +47,14 @@ async def execute_realtime(
     progress: Progress | None = None,
     label: str = "requests",
     warmup: bool = False,
+    on_response: Callable[[ModelRequest, ModelResponse], bool] | None = None,
 ) -> tuple[list[CallResult], ExecutionStats]:
     """Answer every request, from the cache where possible, else from the provider.
 
     ``warmup``: send the first request of each model alone, so it writes the prompt cache before the
     others are sent (requests sent in parallel with the writer all miss and would all pay to write).
+    ``on_response``: called with each new paid answer; returning False stops sending further requests
+    (the budget guard). Requests not sent are reported as errors, and what arrived is cached.
     """
     progress = progress or NullProgress()
     stats = ExecutionStats()
@@ -79,8 +84,16 @@ async def execute_realtime(
         progress.start(label, total=len(pending))
     semaphore = asyncio.Semaphore(concurrency)
 
+    stopped = False
+
     async def call(key: str, request: ModelRequest) -> None:
+        nonlocal stopped
         async with semaphore:
+            if stopped:
+                answers[key] = (None, ProviderError("not sent: the run stopped at its budget"), False)
+                stats.errors += 1
+                progress.advance()
+                return
             try:
                 response = await provider.generate(request)
             except FATAL_ERRORS:
@@ -91,6 +104,9 @@ async def execute_realtime(
             else:
                 cache.put(provider.endpoint, request, response)
                 answers[key] = (response, None, False)
+                stats.retries += int(response.extra.get("retries") or 0)
+                if on_response is not None and not on_response(request, response):
+                    stopped = True
             finally:
                 stats.requests_sent += 1
                 stats.by_model[request.model] = stats.by_model.get(request.model, 0) + 1

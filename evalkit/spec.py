@@ -168,6 +168,13 @@ class DecisionSpec(_Strict):
         return value
 
 
+class ProductionSpec(_Strict):
+    """The traffic the cost projection is for."""
+
+    daily_requests: int = Field(default=10_000, ge=1, description="Requests per day in production.")
+    days_per_month: int = Field(default=30, ge=1, le=31)
+
+
 DEFAULT_METRICS = {
     "classification": ["agreement", "accuracy", "macro_f1", "kappa", "confusion_matrix"],
     "extraction": ["agreement", "accuracy", "field_f1", "per_field_accuracy", "exact_match"],
@@ -185,6 +192,8 @@ class TaskSpec(_Strict):
     models: ModelsSpec
     metrics: list[str] | None = Field(default=None, description="Metric names; default depends on output.kind.")
     decision: DecisionSpec = Field(default_factory=DecisionSpec)
+    production: ProductionSpec = Field(default_factory=ProductionSpec)
+    max_cost_usd: float | None = Field(default=None, gt=0, description="Budget guard for one run, in USD.")
 
     _source: TaskSource | None = PrivateAttr(default=None)
 

@@ -1,0 +1,244 @@
+"""The CI regression gate: a run compared with a committed baseline, with CI-friendly outputs.
+
+Checks, each a JUnit test case:
+
+* **decision** — NO-GO fails; INCONCLUSIVE is exit 3 unless told to pass or fail.
+* **quality** — the candidate's per-sample outcomes (correct vs gold, or agreement with the reference),
+  paired by sample id with the baseline's: fails only when Tango's test shows a drop beyond the
+  tolerance (noise between two runs does not fail a build).
+* **routing drift** — the stored routing threshold must still meet its quality target on today's
+  answers (Learn-then-Test p-value at the stored threshold ≤ δ).
+* **cost** — mean cost per request (real-time rates) may not rise more than the cost tolerance.
+
+Exit codes: 0 pass, 1 regression or NO-GO, 2 usage/config error, 3 inconclusive (configurable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from scipy import stats as scipy_stats
+
+from evalkit._io import atomic_write_json, atomic_write_text
+from evalkit.errors import ConfigError
+from evalkit.stats import tango_interval, tango_statistic
+
+BASELINE_SCHEMA = 1
+EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    tolerance: float = 0.02  # allowed quality drop vs baseline (fraction)
+    cost_tolerance: float = 0.10  # allowed relative rise in cost per request
+    inconclusive: Literal["exit3", "pass", "fail"] = "exit3"
+    alpha: float = 0.05
+
+
+@dataclass
+class Check:
+    name: str
+    status: Literal["pass", "fail", "inconclusive", "skipped"]
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _outcomes(rows: list[dict[str, Any]], mode: str) -> dict[str, bool]:
+    key = "candidate_correct" if mode == "gold" else "agree"
+    return {row["id"]: bool(row["scores"][key]) for row in rows if row["scores"].get(key) is not None}
+
+
+def _cost_per_request(summary: dict[str, Any]) -> float | None:
+    usage = summary.get("models_usage") or {}
+    answered = max((usage.get("candidate") or {}).get("answered", 0), 1)
+    total = sum((usage.get(role) or {}).get("cost_without_batch_discount_usd", {}).get("total", 0.0)
+                for role in ("candidate", "reference"))
+    return total / answered if total else None
+
+
+def make_baseline(summary: dict[str, Any], rows: list[dict[str, Any]], routing: dict[str, Any] | None) -> dict[str, Any]:
+    mode = summary["scoring_mode"]
+    return {
+        "schema": BASELINE_SCHEMA,
+        "task": summary["task"]["name"],
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run_id": summary["run_id"],
+        "simulated": summary["simulated"],
+        "models": summary["models"],
+        "spec_hash": summary["task"]["spec_hash"],
+        "system_prompt_hash": summary["prompt"]["system_hash"],
+        "scoring_mode": mode,
+        "decision": summary["decision"]["verdict"],
+        "quality": _quality(summary),
+        "outcomes": _outcomes(rows, mode),
+        "cost_per_request_usd": _cost_per_request(summary),
+        "routing": ({"threshold": routing.get("threshold"), "target_loss": routing.get("target_loss"),
+                     "delta": routing.get("delta"), "honour_escalate_flag": routing.get("honour_escalate_flag")}
+                    if routing and routing.get("threshold") is not None else None),
+    }
+
+
+def _quality(summary: dict[str, Any]) -> float | None:
+    metrics = summary.get("metrics") or {}
+    if summary["scoring_mode"] == "gold" and metrics.get("accuracy"):
+        return metrics["accuracy"]["candidate"]["value"]
+    return (metrics.get("agreement") or {}).get("value")
+
+
+def load_baseline(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read baseline {path}: {exc.strerror}",
+                          hint="create one with `evalkit baseline save TASK.yaml`") from None
+    except ValueError as exc:
+        raise ConfigError(f"baseline {path} is not valid JSON: {exc}") from None
+    if data.get("schema") != BASELINE_SCHEMA or "outcomes" not in data:
+        raise ConfigError(f"{path} is not an evalkit baseline (schema {BASELINE_SCHEMA})",
+                          hint="create one with `evalkit baseline save TASK.yaml`")
+    return data
+
+
+def compare(summary: dict[str, Any], rows: list[dict[str, Any]], baseline: dict[str, Any],
+            options: GateOptions) -> list[Check]:
+    checks: list[Check] = []
+    if baseline["task"] != summary["task"]["name"]:
+        raise ConfigError(f"baseline is for task '{baseline['task']}', this run is '{summary['task']['name']}'")
+    verdict = summary["decision"]["verdict"]
+    checks.append(Check("decision", {"GO": "pass", "NO-GO": "fail"}.get(verdict, "inconclusive"),
+                        f"{verdict}: {summary['decision']['reason']}"))
+    checks.append(_quality_check(summary, rows, baseline, options))
+    checks.append(_routing_check(summary, rows, baseline))
+    checks.append(_cost_check(summary, baseline, options))
+    return checks
+
+
+def _quality_check(summary: dict[str, Any], rows: list[dict[str, Any]], baseline: dict[str, Any],
+                   options: GateOptions) -> Check:
+    mode = summary["scoring_mode"]
+    if mode != baseline["scoring_mode"]:
+        return Check("quality", "fail", f"scoring mode changed from {baseline['scoring_mode']} to {mode}")
+    now, before = _outcomes(rows, mode), baseline["outcomes"]
+    common = sorted(set(now) & set(before))
+    if len(common) < 20:
+        return Check("quality", "skipped", f"only {len(common)} samples in common with the baseline; need 20")
+    b = sum(1 for i in common if before[i] and not now[i])  # got worse
+    c = sum(1 for i in common if not before[i] and now[i])  # got better
+    n = len(common)
+    drop = (b - c) / n
+    t = tango_statistic(b, c, n, options.tolerance)
+    z = scipy_stats.norm.ppf(1 - options.alpha)
+    low, high = tango_interval(b, c, n, confidence=1 - 2 * options.alpha)
+    what = "accuracy" if mode == "gold" else "agreement"
+    details = {"n": n, "worse": b, "better": c, "drop": drop, "interval_90": [low, high], "tango_t": t}
+    text = (f"{what} change on {n} shared samples: {100 * -drop + 0.0:+.1f} points ({b} worse, {c} better; 90% interval "
+            f"of the drop [{100 * low:.1f}, {100 * high:.1f}])")
+    if t >= z:
+        return Check("quality", "fail", f"regression: {text} is beyond the {100 * options.tolerance:g}-point "
+                     "tolerance", details)
+    return Check("quality", "pass", f"{text}; no drop beyond {100 * options.tolerance:g} points shown", details)
+
+
+def _routing_check(summary: dict[str, Any], rows: list[dict[str, Any]], baseline: dict[str, Any]) -> Check:
+    stored = baseline.get("routing")
+    if not stored:
+        return Check("routing", "skipped", "the baseline has no routing threshold")
+    threshold, target, delta = stored["threshold"], stored.get("target_loss") or 0.01, stored.get("delta") or 0.1
+    mode = summary["scoring_mode"]
+    harm = 0
+    n = 0
+    for row in rows:
+        cand = row["candidate"]["answer"]
+        if mode == "gold":
+            c, r = row["scores"]["candidate_correct"], row["scores"]["reference_correct"]
+        else:
+            c, r = row["scores"]["agree"], True
+        if c is None or r is None:
+            continue
+        n += 1
+        forced = cand["outcome"] != "ok" or cand["confidence"] is None or (
+            stored.get("honour_escalate_flag", True) and cand.get("escalate") is True)
+        kept = not forced and round(cand["confidence"], 2) >= threshold
+        harm += int(kept and r and not c)
+    if n == 0:
+        return Check("routing", "skipped", "no answered samples")
+    p_value = float(scipy_stats.binom.cdf(harm, n, target))
+    details = {"threshold": threshold, "target_loss": target, "quality_loss": harm / n, "ltt_p": p_value}
+    text = (f"at the stored threshold {threshold:.2f} the quality loss is {100 * harm / n:.1f} points "
+            f"(target {100 * target:g}, LTT p = {p_value:.3f})")
+    if p_value > delta:
+        return Check("routing", "fail", f"drift: {text}; the target is no longer certified", details)
+    return Check("routing", "pass", f"{text}; still certified", details)
+
+
+def _cost_check(summary: dict[str, Any], baseline: dict[str, Any], options: GateOptions) -> Check:
+    now, before = _cost_per_request(summary), baseline.get("cost_per_request_usd")
+    if not now or not before:
+        return Check("cost", "skipped", "no cost per request to compare")
+    rise = now / before - 1
+    details = {"now_usd": now, "baseline_usd": before, "rise": rise}
+    text = f"cost per request ${now:.6f} vs ${before:.6f} at baseline ({100 * rise:+.1f}%)"
+    if rise > options.cost_tolerance:
+        return Check("cost", "fail", f"{text}: over the {100 * options.cost_tolerance:g}% tolerance", details)
+    return Check("cost", "pass", text, details)
+
+
+def exit_code(checks: list[Check], options: GateOptions) -> int:
+    if any(check.status == "fail" for check in checks):
+        return EXIT_REGRESSION
+    if any(check.status == "inconclusive" for check in checks):
+        return {"exit3": EXIT_INCONCLUSIVE, "pass": EXIT_PASS, "fail": EXIT_REGRESSION}[options.inconclusive]
+    return EXIT_PASS
+
+
+def junit_xml(checks: list[Check], *, task: str, run_id: str) -> str:
+    suite = ET.Element("testsuite", name=f"evalkit.{task}", tests=str(len(checks)),
+                       failures=str(sum(c.status == "fail" for c in checks)),
+                       skipped=str(sum(c.status in ("skipped", "inconclusive") for c in checks)))
+    for check in checks:
+        case = ET.SubElement(suite, "testcase", classname=f"evalkit.{task}", name=check.name)
+        if check.status == "fail":
+            ET.SubElement(case, "failure", message=check.message).text = json.dumps(check.details, default=str)
+        elif check.status in ("skipped", "inconclusive"):
+            ET.SubElement(case, "skipped", message=check.message)
+        ET.SubElement(case, "system-out").text = check.message
+    root = ET.Element("testsuites", name=f"evalkit run {run_id}")
+    root.append(suite)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+def markdown(summary: dict[str, Any], checks: list[Check], code: int, report_path: Path) -> str:
+    icon = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️", "skipped": "➖"}
+    lines = [f"## evalkit gate: {summary['task']['name']} — {'PASS' if code == 0 else 'FAIL' if code == 1 else 'INCONCLUSIVE'}",
+             ""]
+    if summary.get("simulated"):
+        lines += ["> **SIMULATED** — answers came from evalkit's offline simulator, not from Claude.", ""]
+    models = summary["models"]
+    lines += [f"`{models['candidate']}` vs `{models['reference']}`: **{summary['decision']['verdict']}** — "
+              f"{summary['decision']['reason']}", "", "| check | result | detail |", "|---|---|---|"]
+    for check in checks:
+        lines.append(f"| {check.name} | {icon[check.status]} {check.status} | {check.message.replace('|', '/')} |")
+    lines += ["", f"Cost of this run: ${summary['cost_usd']['this_run']:.4f} "
+              f"({summary['execution']['requests_sent']} requests, {summary['execution']['cache_hits']} from cache). "
+              f"Report: `{report_path}`", ""]
+    return "\n".join(lines)
+
+
+def write_gate_outputs(folder: Path, summary: dict[str, Any], checks: list[Check], code: int,
+                       junit_path: Path | None = None) -> dict[str, Path]:
+    junit = junit_path or folder / "junit.xml"
+    atomic_write_text(junit, junit_xml(checks, task=summary["task"]["name"], run_id=summary["run_id"]))
+    text = markdown(summary, checks, code, folder / "report.html")
+    atomic_write_text(folder / "summary.md", text)
+    atomic_write_json(folder / "gate.json", {"exit_code": code, "checks": [c.__dict__ for c in checks]})
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    return {"junit": junit, "markdown": folder / "summary.md"}

@@ -91,8 +91,27 @@ class SimCorpus(_Strict):
 SimTier = Literal["small", "medium", "large"]
 
 
+class SimFaults(_Strict):
+    """Faults the simulated Messages endpoint injects, as fractions of requests (drawn per request)."""
+
+    rate_limit: float = Field(default=0.0, ge=0, le=1, description="429 rate_limit_error with retry-after.")
+    overloaded: float = Field(default=0.0, ge=0, le=1, description="529 overloaded_error.")
+    server_error: float = Field(default=0.0, ge=0, le=1, description="500 api_error.")
+    disconnect: float = Field(default=0.0, ge=0, le=1, description="The connection drops before any response.")
+    slow: float = Field(default=0.0, ge=0, le=1, description="The response takes slow_ms longer.")
+    slow_ms: float = Field(default=2000.0, ge=0)
+    retry_after_s: float = Field(default=0.05, ge=0, description="retry-after sent with 429s.")
+
+    @property
+    def any(self) -> bool:
+        return any((self.rate_limit, self.overloaded, self.server_error, self.disconnect, self.slow))
+
+
 class SimulatorSettings(_Strict):
     seed: int = 0
+    #: Accept only this API key (401 otherwise); by default any non-empty key is accepted.
+    api_key: str | None = None
+    faults: SimFaults = Field(default_factory=SimFaults)
     latency_ms: float = Field(default=0.0, ge=0)
     #: Seconds from batch creation until the simulated batch has ended (real batches: minutes to hours).
     batch_delay_s: float = Field(default=1.0, ge=0)

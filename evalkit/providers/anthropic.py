@@ -45,7 +45,8 @@ class AnthropicProvider(Provider):
         simulated = self.simulated or SIMULATOR_HEADER in raw.headers
         if simulated:
             self.simulated = True
-        return ModelResponse(message=body, request_id=raw.request_id, simulated=simulated)
+        return ModelResponse(message=body, request_id=raw.request_id, simulated=simulated,
+                             extra={"retries": raw.retries_taken})
 
     async def count_tokens(self, request: ModelRequest) -> int:
         params = {k: v for k, v in request.params.items() if k in _COUNT_TOKENS_PARAMS}

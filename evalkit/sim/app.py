@@ -13,6 +13,8 @@ import asyncio
 import hashlib
 import json
 import os
+import random
+import secrets
 import tempfile
 import threading
 import time
@@ -96,13 +98,43 @@ class SimulatorState:
         batch_dir = state_dir / "batches" if state_dir else Path(tempfile.mkdtemp(prefix="evalkit-sim-batches-"))
         self.batches = BatchStore(self, batch_dir)
         self.prompt_cache = PromptCache()
-        # How often each exact request was answered: a repeated request samples anew, as on the real API.
-        self._answered: Counter[str] = Counter(
-            entry["body_sha256"] for entry in Ledger.read(self.ledger.path)) if self.ledger.path else Counter()
         self._answered_lock = threading.Lock()
+        self._fault_rng = random.Random(f"faults/{settings.seed}/{time.time_ns()}")
+        self.fault_counts: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests served at once: checks the client's concurrency limit
         self._brain: Brain | None = None
         self._brain_lock = threading.Lock()
         self.started = time.time()
+
+    async def inject_fault(self) -> None:
+        """Fail this request the way the configured faults say (before any work: nothing is billed)."""
+        faults = self.settings.faults
+        if not faults.any:
+            return
+        with self._answered_lock:
+            draw = self._fault_rng.random()
+        edges = [(faults.rate_limit, "rate_limit"), (faults.overloaded, "overloaded"),
+                 (faults.server_error, "server_error"), (faults.disconnect, "disconnect"), (faults.slow, "slow")]
+        for share, kind in edges:
+            if draw < share:
+                self.fault_counts[kind] += 1
+                if kind == "rate_limit":
+                    raise ApiError(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute "
+                                   "rate limit", headers={"retry-after": f"{faults.retry_after_s:g}",
+                                                          "retry-after-ms": f"{1000 * faults.retry_after_s:g}"})
+                if kind == "overloaded":
+                    raise ApiError(529, "overloaded_error", "Overloaded")
+                if kind == "server_error":
+                    raise ApiError(500, "api_error", "Internal server error")
+                if kind == "disconnect":
+                    # In process the SDK sees a transport error; over a socket the server answers 500.
+                    import httpx2  # noqa: PLC0415
+
+                    raise httpx2.RemoteProtocolError("Server disconnected without sending a response.")
+                await asyncio.sleep(faults.slow_ms / 1000)
+                return
+            draw -= share
 
     @property
     def brain(self) -> Brain:
@@ -180,10 +212,10 @@ class SimulatorState:
         model = body["model"]
         resolved = catalog.resolve(model) or model
         tier = self.settings.tier_for(model) or "small"
-        body_digest = digest(body)
-        with self._answered_lock:
-            occurrence = self._answered[body_digest]
-            self._answered[body_digest] += 1
+        # Identical requests get identical draws (so a retried or re-sent request cannot change a result);
+        # a caller that wants an independent sample says so in metadata.user_id, as evalkit's replicates do.
+        user_id = str((body.get("metadata") or {}).get("user_id") or "")
+        occurrence = int(hashlib.sha256(user_id.encode()).hexdigest()[:8], 16) if user_id else 0
         answer, thinking_text = compose_answer(self.brain, body, model=resolved, tier=tier, occurrence=occurrence)
         thinks = (body.get("thinking") or {}).get("type") != "disabled" and (
             resolved in catalog.ADAPTIVE_THINKING_BY_DEFAULT
@@ -286,13 +318,15 @@ def _error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers={**_headers(request_id), **error.headers})
 
 
-def _check_headers(request: Request) -> None:
+def _check_headers(request: Request, expected_key: str | None = None) -> None:
     key = request.headers.get("x-api-key")
     auth = request.headers.get("authorization", "")
     if not key and auth.lower().startswith("bearer "):
         key = auth[7:].strip()
     if not key:
         raise ApiError(401, "authentication_error", "x-api-key header is required")
+    if expected_key is not None and not secrets.compare_digest(key, expected_key):
+        raise ApiError(401, "authentication_error", "invalid x-api-key")
     version = request.headers.get("anthropic-version")
     if not version:
         raise invalid("anthropic-version: header is required")
@@ -315,13 +349,19 @@ def create_app(state: SimulatorState) -> Starlette:
 
     async def messages(request: Request) -> Response:
         try:
-            _check_headers(request)
+            _check_headers(request, state.settings.api_key)
             arrived_at = time.monotonic()
             body, _ = await _json_body(request)
             state.validate_message_body(body)
-            if state.settings.latency_ms:
-                await asyncio.sleep(state.settings.latency_ms / 1000)
-            message = await asyncio.to_thread(state.create_message, body, arrived_at=arrived_at)
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            try:
+                await state.inject_fault()
+                if state.settings.latency_ms:
+                    await asyncio.sleep(state.settings.latency_ms / 1000)
+                message = await asyncio.to_thread(state.create_message, body, arrived_at=arrived_at)
+            finally:
+                state.in_flight -= 1
         except ApiError as error:
             return _error_response(error)
         request_id = message.pop("_request_id")
@@ -329,7 +369,7 @@ def create_app(state: SimulatorState) -> Starlette:
 
     async def count_tokens_endpoint(request: Request) -> Response:
         try:
-            _check_headers(request)
+            _check_headers(request, state.settings.api_key)
             body, _ = await _json_body(request)
             state.validate_message_body(body, keys=COUNT_TOKENS_KEYS, needs_max_tokens=False)
         except ApiError as error:
@@ -342,6 +382,8 @@ def create_app(state: SimulatorState) -> Starlette:
             "fingerprint": state.fingerprint(),
             "billed": dict(state.ledger.counts),
             "billed_total": sum(state.ledger.counts.values()),
+            "faults_injected": dict(state.fault_counts),
+            "max_in_flight": state.max_in_flight,
         }, headers={SIMULATOR_HEADER: SIMULATOR_VERSION})
 
     def base_url(request: Request) -> str:
@@ -349,7 +391,7 @@ def create_app(state: SimulatorState) -> Starlette:
 
     async def batch_create(request: Request) -> Response:
         try:
-            _check_headers(request)
+            _check_headers(request, state.settings.api_key)
             body, size = await _json_body(request, limit=2**31)
             meta = state.batches.create(body, size, api_id("msgbatch_"))
         except ApiError as error:
@@ -358,7 +400,7 @@ def create_app(state: SimulatorState) -> Starlette:
 
     async def batch_list(request: Request) -> Response:
         try:
-            _check_headers(request)
+            _check_headers(request, state.settings.api_key)
             try:
                 limit = int(request.query_params.get("limit", "20"))
             except ValueError:
@@ -374,7 +416,7 @@ def create_app(state: SimulatorState) -> Starlette:
 
     async def batch_retrieve(request: Request) -> Response:
         try:
-            _check_headers(request)
+            _check_headers(request, state.settings.api_key)
             meta = await asyncio.to_thread(state.batches.retrieve, request.path_params["batch_id"],
                                            base_url(request))
         except ApiError as error:
@@ -383,7 +425,7 @@ def create_app(state: SimulatorState) -> Starlette:
 
     async def batch_cancel(request: Request) -> Response:
         try:
-            _check_headers(request)
+            _check_headers(request, state.settings.api_key)
             meta = await asyncio.to_thread(state.batches.cancel, request.path_params["batch_id"],
                                            base_url(request))
         except ApiError as error:
@@ -392,7 +434,7 @@ def create_app(state: SimulatorState) -> Starlette:
 
     async def batch_delete(request: Request) -> Response:
         try:
-            _check_headers(request)
+            _check_headers(request, state.settings.api_key)
             deleted = state.batches.delete(request.path_params["batch_id"])
         except ApiError as error:
             return _error_response(error)
@@ -400,7 +442,7 @@ def create_app(state: SimulatorState) -> Starlette:
 
     async def batch_results(request: Request) -> Response:
         try:
-            _check_headers(request)
+            _check_headers(request, state.settings.api_key)
             content = await asyncio.to_thread(state.batches.results, request.path_params["batch_id"])
         except ApiError as error:
             return _error_response(error)

@@ -13,8 +13,8 @@ Nothing here is a recorded or invented "Claude output". Every answer is computed
 * labels the system prompt neither names nor describes are penalised, so prompt edits change answers
   the way a real prompt change can;
 * the answer is *sampled* from the tier's tempered distribution with a seed derived from the request
-  and how many times that exact request was answered before, so it is reproducible yet noisy like a
-  real model (asking again can give another answer), and its self-reported confidence is the
+  (and ``metadata.user_id``, which callers use to ask for an independent repeat), so it is reproducible
+  yet noisy like a real model, and its self-reported confidence is the
   probability of the answer it gave, overstated by the small tier (small models are over-confident).
 """
 
@@ -226,7 +226,7 @@ class Brain:
         return best if best_overlap >= max(2, len(labels) // 2) else None
 
     def _stream(self, model: str, system: str, user: str, occurrence: int) -> int:
-        """The sampling seed: the same request gets the same draw, a repeat of it the next draw."""
+        """The sampling seed: the same request gets the same draw; ``occurrence`` asks for another one."""
         material = json.dumps([self.seed, model, system, user] + ([occurrence] if occurrence else [])).encode()
         return int.from_bytes(hashlib.sha256(material).digest()[:8], "big")
 
@@ -241,7 +241,7 @@ class Brain:
     def _prompt_awareness(system: str, raw: dict[str, float]) -> dict[str, float]:
         """A label the instructions never mention is one the model rarely picks."""
         lowered = system.lower()
-        return {label: p if label.lower() in lowered else p * 0.2 for label, p in raw.items()}
+        return {label: p if label.lower() in lowered else p * 1e-4 for label, p in raw.items()}
 
     @staticmethod
     def _lexical(system: str, user: str, labels: list[str]) -> dict[str, float]:
@@ -270,6 +270,16 @@ class Brain:
 def _normalise(values: dict[str, float]) -> dict[str, float]:
     total = sum(values.values()) or 1.0
     return {k: v / total for k, v in values.items()}
+
+
+_SCAFFOLD_LINE = re.compile(r"^\s*[A-Za-z][A-Za-z _-]{0,24}:\s*[\w.-]{0,24}\s*$")
+
+
+def message_content(user: str) -> str:
+    """The part of a user turn a model would classify: template scaffolding such as ``Channel: chat`` or
+    ``Message:`` lines is dropped (a real model does not take a field label for evidence)."""
+    kept = [line for line in user.splitlines() if not _SCAFFOLD_LINE.match(line)]
+    return "\n".join(kept).strip() or user
 
 
 def user_text(body: dict[str, Any]) -> str:
@@ -308,7 +318,7 @@ def compose_answer(brain: Brain, body: dict[str, Any], *, model: str, tier: str,
     if not labels:
         # No schema and no label set: a free-text task (the simulator writes extractive summaries).
         return writer.summarize(user, tier, rng), "Picking the sentences that carry the key facts."
-    thought = brain.think(model=model, tier=tier, system=system, user=user, labels=labels,
+    thought = brain.think(model=model, tier=tier, system=system, user=message_content(user), labels=labels,
                           occurrence=occurrence)
     answer: dict[str, Any] = {label_key: thought.label}
     if confidence_key:

@@ -1,0 +1,67 @@
+"""Secrets never leak: not in caches, ledgers, reports, logs or error messages."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_run_end_to_end import _free_port
+
+
+def _serve(project: Path, state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    text = (project / "evalkit.toml").read_text().replace("[simulator]\n", '[simulator]\napi_key = "sk-ant-right-key-0001"\n', 1)
+    (project / "evalkit.toml").write_text(text)
+    with log.open("w") as handle:  # the child keeps its own descriptor
+        server = subprocess.Popen([sys.executable, "-m", "evalkit", "sim", "serve", "--port", str(port),
+                                   "--state-dir", str(state)], cwd=project, stdout=handle, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                pytest.fail("simulator server did not start")
+            time.sleep(0.2)
+
+
+def _scan(paths: list[Path], secret: str) -> list[Path]:
+    leaks = []
+    for root in paths:
+        for path in [root] if root.is_file() else root.rglob("*"):
+            if path.is_file() and secret.encode() in path.read_bytes():
+                leaks.append(path)
+    return leaks
+
+
+@pytest.mark.slow
+def test_keys_never_reach_artifacts_or_error_messages(project: Path, tmp_path: Path) -> None:
+    port, state, log = _free_port(), tmp_path / "state", tmp_path / "server.log"
+    server = _serve(project, state, port, log)
+    try:
+        base = {**os.environ, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}"}
+        wrong = "sk-ant-wrong-secret-9876543210"
+        bad = subprocess.run([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-n", "5", "--mode",
+                              "realtime"], cwd=project, env={**base, "ANTHROPIC_API_KEY": wrong},
+                             capture_output=True, text=True, timeout=300)
+        assert bad.returncode == 4
+        assert "rejected the credentials" in bad.stderr and wrong not in bad.stderr + bad.stdout
+        right = "sk-ant-right-key-0001"
+        good = subprocess.run([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-n", "10", "--run-id",
+                               "ok"], cwd=project, env={**base, "ANTHROPIC_API_KEY": right},
+                              capture_output=True, text=True, timeout=300)
+        assert good.returncode == 0, good.stderr
+        assert right not in good.stderr + good.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    artifacts = [project / ".evalkit", project / "reports", state, log]
+    assert _scan(artifacts, wrong) == []
+    # The right key is in evalkit.toml (the simulator's own setting) but nowhere evalkit writes.
+    assert _scan(artifacts, right) == []

@@ -1,0 +1,138 @@
+"""Soak test: many faulty evalkit runs against the simulator on loopback; prints what was lost.
+
+Each run gets a fresh project copy and a simulator served over HTTP (127.0.0.1) that injects 429s with
+retry-after, 529s, 500s, dropped connections and slow responses, and errored/expired batch items.
+Every few runs the evalkit process is killed mid-run and started again. At the end it counts samples
+without an answer (lost) and requests the simulator billed more than once (double-billed).
+
+    python bench/soak.py --runs 8 --samples 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FAULTS = """
+[simulator.faults]
+rate_limit = 0.06
+overloaded = 0.04
+server_error = 0.04
+disconnect = 0.03
+slow = 0.03
+slow_ms = 300
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_project(root: Path) -> None:
+    (root / "tasks").mkdir(parents=True)
+    (root / "datasets").mkdir()
+    text = (REPO / "evalkit.toml").read_text()
+    text = text.replace("batch_errored_fraction = 0.0", "batch_errored_fraction = 0.05")
+    text = text.replace("batch_expired_fraction = 0.0", "batch_expired_fraction = 0.05")
+    text = text.replace("max_retries = 4", "max_retries = 8").replace("poll_initial_s = 2", "poll_initial_s = 0.2")
+    text = text.replace("batch_delay_s = 1", "batch_delay_s = 0.5")
+    (root / "evalkit.toml").write_text(text + FAULTS)
+    shutil.copy(REPO / "tasks" / "triage.yaml", root / "tasks" / "triage.yaml")
+    shutil.copy(REPO / "datasets" / "triage.jsonl", root / "datasets" / "triage.jsonl")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=6)
+    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    totals: Counter[str] = Counter()
+    started = time.monotonic()
+    for index in range(args.runs):
+        mode = "batch" if index % 2 else "realtime"
+        kill = index % 3 == 2
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "project"
+            make_project(root)
+            port, state = free_port(), Path(tmp) / "state"
+            server = subprocess.Popen([sys.executable, "-m", "evalkit", "sim", "serve", "--port", str(port),
+                                       "--state-dir", str(state)], cwd=root, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            try:
+                for _ in range(300):
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                        break
+                    except OSError:
+                        time.sleep(0.1)
+                env = {**os.environ, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}",
+                       "ANTHROPIC_API_KEY": "soak-test-key"}
+                command = [sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-q", "-n",
+                           str(args.samples), "--mode", mode, "--fallback", "realtime", "--run-id", "soak"]
+                if kill:
+                    victim = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL)
+                    time.sleep(rng.uniform(0.5, 2.0))
+                    os.kill(victim.pid, signal.SIGKILL)
+                    victim.wait()
+                    totals["kills"] += 1
+                result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+                totals["runs"] += 1
+                if result.returncode != 0:
+                    totals["failed_runs"] += 1
+                    print(f"run {index} ({mode}) failed: {result.stderr.strip()[-300:]}")
+                    continue
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_simulator/stats") as response:
+                    stats = json.load(response)
+                for kind, count in stats.get("faults_injected", {}).items():
+                    totals[f"fault:{kind}"] += count
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+            rows = [json.loads(line) for line in
+                    (root / "reports" / "triage" / "soak" / "results.jsonl").read_text().splitlines()]
+            lost = sum(1 for row in rows for role in ("candidate", "reference")
+                       if row[role]["answer"]["outcome"] == "error")
+            ledger = [json.loads(line) for line in (state / "billing.jsonl").read_text().splitlines()]
+            bodies = Counter(entry["body_sha256"] for entry in ledger)
+            double = sum(count - 1 for count in bodies.values() if count > 1)
+            summary = json.loads((root / "reports" / "triage" / "soak" / "summary.json").read_text())
+            totals["samples"] += len(rows)
+            totals["answers"] += 2 * len(rows)
+            totals["lost"] += lost
+            totals["double_billed"] += double
+            totals[f"double_billed:{mode}"] += double
+            totals["batch_items_failed"] += sum((summary.get("batch") or {}).get("failed_items", {}).values())
+            totals["sdk_retries"] += summary["execution"].get("retries", 0)
+            print(f"run {index}: {mode}{' +kill' if kill else ''}, {len(rows)} samples, lost {lost}, "
+                  f"double-billed {double}, retries {summary['execution'].get('retries', 0)}")
+    faults = sum(count for key, count in totals.items() if key.startswith("fault:"))
+    print()
+    print(f"soak summary ({time.monotonic() - started:.0f} s): runs {totals['runs']} (kills {totals['kills']}, "
+          f"failed {totals['failed_runs']}), faults injected {faults} "
+          f"({', '.join(f'{k[6:]} {v}' for k, v in sorted(totals.items()) if k.startswith('fault:'))}), "
+          f"batch items errored/expired {totals['batch_items_failed']}, SDK retries {totals['sdk_retries']}")
+    print(f"answers {totals['answers']}, samples lost = {totals['lost']}, double-billed = {totals['double_billed']} "
+          f"(realtime {totals['double_billed:realtime']}, batch {totals['double_billed:batch']})")
+    return 1 if totals["lost"] or totals["failed_runs"] or totals["double_billed:batch"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

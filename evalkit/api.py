@@ -10,6 +10,7 @@ Data flows one way through one module per stage::
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -25,13 +26,13 @@ from evalkit.cost import call_cost
 from evalkit.caching import CachePlan, plan_caching
 from evalkit.config import Settings, load_settings
 from evalkit.datasets import SampleSet, load_samples
-from evalkit.errors import UsageError
+from evalkit.errors import DatasetError, UsageError
 from evalkit.lint import Finding, lint_templates
 from evalkit.execute import CallResult, ExecutionStats, execute_realtime
 from evalkit.outputs import parse_answer
 from evalkit.progress import NullProgress, Progress
 from evalkit.prompts import ModelRequest, PromptRenderer, build_request, output_schema
-from evalkit.providers import Backend, connect
+from evalkit.providers import Backend, ModelResponse, connect
 from evalkit.records import ROLES, SampleResult, totals
 from evalkit.projection import project
 from evalkit.report import write_run_folder
@@ -74,6 +75,7 @@ class Prepared:
     requests: list[ModelRequest]
     cache_plans: dict[str, CachePlan]
     findings: list[Finding]
+    logged: list[CallResult] = field(default_factory=list)  # reference answers from a production log
     spend: SpendTracker | None = None
 
 
@@ -120,12 +122,54 @@ def prepare(task: str | Path | TaskSpec, *, sample_size: int | None = None, offl
     renderer = PromptRenderer(task)
     schema = output_schema(task.output) if task.output.structured else None
     plans = plan_caching(task, renderer.system, schema, mode=mode)
+    roles = ("candidate",) if task.models.reference_log else ROLES
+    logged = load_reference_log(task, samples) if task.models.reference_log else []
+    if logged and task.decision.reference_noise:
+        raise task.error("decision.reference_noise", "cannot measure reference noise from a log of responses",
+                         hint="remove decision.reference_noise, or models.reference_log to call the reference")
     requests = []
     for sample in samples.samples:
         prompt = renderer.render(sample)
-        requests.extend(build_request(task, role, sample, prompt, cache_ttl=plans[role].ttl) for role in ROLES)
+        requests.extend(build_request(task, role, sample, prompt, cache_ttl=plans[role].ttl) for role in roles)
     return Prepared(task=task, settings=settings, samples=samples, renderer=renderer, requests=requests,
-                    cache_plans=plans, findings=findings)
+                    cache_plans=plans, findings=findings, logged=logged)
+
+
+def load_reference_log(task: TaskSpec, samples: SampleSet) -> list[CallResult]:
+    """Reference answers from recorded production responses, as calls that cost nothing now."""
+    path = Path(str(task.models.reference_log))
+    path = path if path.is_absolute() else task.base_dir / path
+    where = task.source.line_of("models.reference_log") if task.source else None
+    place = f"{task.task_file}:{where}" if where else str(task.task_file)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DatasetError(f"{place}: models.reference_log: cannot read {path}: {exc.strerror}") from None
+    by_id: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(entry, dict) or "id" not in entry or not ("output" in entry or "message" in entry):
+            raise DatasetError(f"{path}:{number}: each line needs 'id' and 'output' (text) or 'message' (Message JSON)")
+        by_id[str(entry["id"])] = entry
+    missing = [s.id for s in samples.samples if s.id not in by_id]
+    if missing:
+        raise DatasetError(f"{path}: no recorded reference response for {len(missing)} sampled ids "
+                           f"(e.g. {', '.join(missing[:5])})", hint="log every sampled id, or sample from logged ids")
+    calls = []
+    for sample in samples.samples:
+        entry = by_id[sample.id]
+        message = entry.get("message") or {
+            "type": "message", "role": "assistant", "model": task.models.reference, "stop_reason": "end_turn",
+            "content": [{"type": "text", "text": str(entry["output"])}], "usage": {}}
+        request = ModelRequest(sample_id=sample.id, role="reference", params={"model": task.models.reference})
+        calls.append(CallResult(request=request, response=ModelResponse(message=message, mode="log"), error=None,
+                                from_cache=True))
+    return calls
 
 
 def _run_id(prepared: Prepared, now: datetime) -> str:
@@ -211,6 +255,7 @@ async def _session(prepared: Prepared, backend: Backend, cache: ResponseCache, o
     session = _Session(calls=[], stats=ExecutionStats(), batch_reports=[])
     try:
         await _collect(session, prepared, backend, cache, options, concurrency, progress, noise)
+        session.calls.extend(prepared.logged)
         if _wants_judge(prepared.task):
             answered = session.sequential["stopped_at"] if session.sequential else len(prepared.samples.samples)
             requests = _judge_requests(prepared, _sample_results(prepared, session.calls, answered))
@@ -240,7 +285,7 @@ async def _collect(session: _Session, prepared: Prepared, backend: Backend, cach
     n_max = len(prepared.samples.samples)
     looks = looks_every(n_max, task.decision.sequential_every)
     bounds = group_sequential_bounds([n / n_max for n in looks], task.decision.alpha)
-    per_sample = len(ROLES)
+    per_sample = len({request.role for request in prepared.requests})
     history = []
     done = 0
     for index, (n_k, c_k) in enumerate(zip(looks, bounds, strict=True)):
@@ -312,8 +357,10 @@ def _group_decisions(scored: list[ScoredSample], prepared: Prepared) -> dict[str
             return row.sample.label
         return row.reference.label if row.reference.ok else None
 
-    out: dict[str, Any] = {"label": {k: v.to_dict() for k, v in decide_groups(
-        scored, label_of, margin=task.decision.margin, alpha=task.decision.alpha, relative=relative).items()}}
+    out: dict[str, Any] = {}
+    if task.output.kind == "classification":
+        out["label"] = {k: v.to_dict() for k, v in decide_groups(
+            scored, label_of, margin=task.decision.margin, alpha=task.decision.alpha, relative=relative).items()}
     for column in task.dataset.segment_columns:
         out[column] = {k: v.to_dict() for k, v in decide_groups(
             scored, lambda row, column=column: row.sample.segments.get(column), margin=task.decision.margin,
@@ -433,7 +480,9 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
         "mode": options.mode,
         "batch": _batch_summary(session.batch_reports, calls),
         "task": {"name": task.name, "file": str(task.task_file), "spec_hash": task.spec_hash},
-        "models": {"candidate": task.models.candidate, "reference": task.models.reference},
+        "models": {"candidate": task.models.candidate, "reference": task.models.reference,
+                   "reference_source": "production log " + str(task.models.reference_log)
+                   if task.models.reference_log else "called"},
         "dataset": {
             "source": prepared.samples.dataset_source, "hash": prepared.samples.dataset_hash,
             "rows_available": prepared.samples.rows_available, "sample_size": len(prepared.samples.samples),

@@ -6,6 +6,7 @@ its order is random but reproducible; sequential looks at the data rely on that 
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -61,6 +62,13 @@ def _json_safe(value: Any) -> Any:
         return None
     if isinstance(value, str | int | float | bool) or value is None:
         return value
+    # Arrow infers timestamps from ISO date strings in JSON; give back the date as it was written.
+    if isinstance(value, datetime.datetime):
+        if value.time() == datetime.time(0) and value.tzinfo is None:
+            return value.date().isoformat()
+        return value.isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
     return str(value)
 
 

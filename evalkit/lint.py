@@ -66,7 +66,7 @@ def _names_with_lines(tree: nodes.Template) -> dict[str, int]:
 def lint_templates(task: TaskSpec) -> list[Finding]:
     env = ImmutableSandboxedEnvironment()
     findings: list[Finding] = []
-    static = {"labels", "label_descriptions", "output_schema", *task.prompt.variables}
+    static = {"labels", "label_descriptions", "output_schema", *task.prompt.variables, *task.prompt.include}
     try:
         system_tree = env.parse(task.prompt.system)
         user_tree = env.parse(task.prompt.user)

@@ -27,10 +27,17 @@ class MeanUsage:
 
 
 def mean_usage(results: list[SampleResult], role: str) -> MeanUsage | None:
-    usages = [r.calls[role].response.usage for r in results if r.calls[role].response is not None]
+    """Mean tokens per request. Reference answers read from a production log carry no usage: their
+    tokens are taken to be the candidate's (same prompt), priced at the reference's rates."""
+    model = results[0].calls[role].request.model if results else ""
+    usages = [r.calls[role].response.usage for r in results
+              if r.calls[role].response is not None and r.calls[role].response.mode != "log"]
+    if not usages and role == "reference":
+        proxy = mean_usage(results, "candidate")
+        return None if proxy is None else MeanUsage(model, proxy.input_tokens, proxy.prefix_tokens,
+                                                    proxy.output_tokens)
     if not usages:
         return None
-    model = results[0].calls[role].request.model
     prefix = max((u.cache_read_input_tokens + u.cache_creation_input_tokens for u in usages), default=0)
     return MeanUsage(model=model, input_tokens=float(np.mean([u.total_input_tokens for u in usages])),
                      prefix_tokens=float(prefix), output_tokens=float(np.mean([u.output_tokens for u in usages])))

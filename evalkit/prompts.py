@@ -8,6 +8,7 @@ is rendered once from static variables only, because it is the cacheable prefix 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -94,6 +95,7 @@ class PromptRenderer:
             "label_descriptions": task.output.label_descriptions,
             "output_schema": output_schema(task.output),
             **task.prompt.variables,
+            **_read_includes(task),
         }
         self._system_template = self._compile("prompt.system", task.prompt.system)
         self._user_template = self._compile("prompt.user", task.prompt.user)
@@ -150,6 +152,20 @@ class PromptRenderer:
             raise TemplateError(f"prompt.user rendered to an empty message for sample id={sample.id}",
                                 hint="the API rejects empty user messages; include {{ text }}")
         return RenderedPrompt(system=self.system, user=user)
+
+
+def _read_includes(task: TaskSpec) -> dict[str, str]:
+    out = {}
+    for name, relative in task.prompt.include.items():
+        path = Path(relative) if Path(relative).is_absolute() else task.base_dir / relative
+        try:
+            out[name] = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            source = task.source
+            where = f"{source.path}:{source.line_of(f'prompt.include.{name}') or '?'}" if source else "<task>"
+            raise TemplateError(f"{where}: prompt.include.{name}: cannot read {path}: {exc.strerror}",
+                                hint="paths are relative to the task file") from None
+    return out
 
 
 def _error_line(exc: Exception) -> int | None:

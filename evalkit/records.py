@@ -33,8 +33,8 @@ class SampleResult:
 
     def cost(self, role: str, pricing: PricingTable) -> Cost:
         call = self.calls[role]
-        if call.response is None:
-            return Cost()  # failed calls are not billed
+        if call.response is None or call.response.mode == "log":
+            return Cost()  # failed calls are not billed; logged production answers were paid for already
         return call_cost(pricing, call.request.model, call.response.usage, batch=call.response.mode == "batch")
 
     def to_row(self, pricing: PricingTable) -> dict[str, Any]:
@@ -124,6 +124,12 @@ def totals(results: list[SampleResult], pricing: PricingTable) -> dict[str, Mode
             cost = result.cost(role, pricing)
             total.usage = total.usage + call.response.usage
             total.cost = total.cost + cost
+            if call.from_cache:
+                total.from_cache += 1
+            else:
+                total.cost_this_run = total.cost_this_run + cost
+            if call.response.mode == "log":
+                continue
             usage = call.response.usage
             total.cost_standard = total.cost_standard + call_cost(pricing, call.request.model, usage)
             uncached = Usage(input_tokens=usage.total_input_tokens, output_tokens=usage.output_tokens)
@@ -131,9 +137,5 @@ def totals(results: list[SampleResult], pricing: PricingTable) -> dict[str, Mode
                                                                   batch=call.response.mode == "batch")
             total.requests_with_cache_read += usage.cache_read_input_tokens > 0
             total.requests_with_cache_write += usage.cache_creation_input_tokens > 0
-            if call.from_cache:
-                total.from_cache += 1
-            else:
-                total.cost_this_run = total.cost_this_run + cost
         out[role] = total
     return out

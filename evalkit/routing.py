@@ -24,7 +24,6 @@ import numpy as np
 
 from evalkit import calibration, routing_math
 from evalkit.config import PricingTable
-from evalkit.cost import call_cost
 from evalkit.records import SampleResult
 from evalkit.scoring import scoring_mode
 
@@ -65,11 +64,12 @@ def _signals(results: list[SampleResult], honour_flag: bool) -> tuple[np.ndarray
 
 def _per_request_costs(results: list[SampleResult], pricing: PricingTable) -> tuple[float, float]:
     """Mean USD per request for each model at real-time (production) rates, from measured usage."""
+    from evalkit.projection import mean_usage, per_request_cost  # noqa: PLC0415
+
     out = []
     for role in ("candidate", "reference"):
-        costs = [call_cost(pricing, r.calls[role].request.model, r.calls[role].response.usage).total
-                 for r in results if r.calls[role].response is not None]
-        out.append(float(np.mean(costs)) if costs else 0.0)
+        usage = mean_usage(results, role)
+        out.append(per_request_cost(pricing, usage, caching=usage.prefix_tokens > 0, batch=False) if usage else 0.0)
     return out[0], out[1]
 
 

@@ -58,6 +58,9 @@ class PromptSpec(_Strict):
     system: str = Field(description="Static instructions (jinja2); the cacheable prefix. No per-sample fields.")
     user: str = Field(description="Per-sample message (jinja2); sample columns are available by name.")
     variables: dict[str, Any] = Field(default_factory=dict, description="Extra static template variables.")
+    include: dict[str, str] = Field(
+        default_factory=dict, description="Static variables read from files (relative to the task file), e.g. a "
+        "long playbook to put in the cached system prompt.")
     cache: Literal["auto", "off"] = Field(
         default="auto", description="auto: cache the static system prefix when it is long enough for the model.")
     cache_ttl: Literal["auto", "5m", "1h"] = Field(
@@ -143,6 +146,9 @@ class ModelsSpec(_Strict):
     thinking: Literal["default", "disabled", "adaptive"] = Field(
         default="default", description="'default' sends nothing and lets each model use its own default."
     )
+    reference_log: str | None = Field(
+        default=None, description="JSONL of recorded production responses of the reference, keyed by sample id "
+        "({\"id\": …, \"output\": text} or {\"id\": …, \"message\": <Message JSON>}): the reference is not called.")
 
 
 class DecisionSpec(_Strict):

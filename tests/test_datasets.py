@@ -102,3 +102,13 @@ def test_missing_and_empty_files(project: Path) -> None:
     (project / "datasets" / "triage.jsonl").unlink()
     with pytest.raises(DatasetError, match="not found"):
         load_samples(task, cache_dir=project / ".cache", offline=True)
+
+
+def test_iso_dates_in_json_come_back_as_written(project: Path) -> None:
+    """Arrow turns "2026-02-22" into a timestamp; evalkit must hand back the string the file holds."""
+    rows = [{"id": f"r{i}", "text": f"invoice {i}", "category": "billing", "channel": "chat", "split": "test",
+             "when": "2026-02-22", "stamp": "2026-02-22T10:30:00"} for i in range(3)]
+    task = _task_with(project, rows)
+    samples = load_samples(load_task(task), cache_dir=project / ".cache", offline=True).samples
+    assert samples[0].fields["when"] == "2026-02-22"
+    assert samples[0].fields["stamp"].startswith("2026-02-22T10:30")

@@ -53,7 +53,8 @@ def make_project(root: Path) -> None:
     text = text.replace("batch_delay_s = 1", "batch_delay_s = 0.5")
     (root / "evalkit.toml").write_text(text + FAULTS)
     shutil.copy(REPO / "tasks" / "triage.yaml", root / "tasks" / "triage.yaml")
-    shutil.copy(REPO / "datasets" / "triage.jsonl", root / "datasets" / "triage.jsonl")
+    for path in (REPO / "datasets").glob("*.*"):
+        shutil.copy(path, root / "datasets" / path.name)
 
 
 def main() -> int:

@@ -27,5 +27,7 @@ def project(tmp_path: Path) -> Path:
     (root / "datasets").mkdir()
     shutil.copy(REPO / "evalkit.toml", root / "evalkit.toml")
     shutil.copy(REPO / "tasks" / "triage.yaml", root / "tasks" / "triage.yaml")
-    shutil.copy(REPO / "datasets" / "triage.jsonl", root / "datasets" / "triage.jsonl")
+    for path in (REPO / "datasets").iterdir():  # the simulator's corpora and the task's data
+        if path.is_file():
+            shutil.copy(path, root / "datasets" / path.name)
     return root

@@ -82,3 +82,17 @@ def test_reference_log_missing_ids_is_a_clear_error(workspace: Path) -> None:
                                              "  reference_log: ../datasets/log.jsonl\n"))
     result = CliRunner().invoke(main, ["run", str(task), "-q", "-n", "10"])
     assert result.exit_code == 2 and "no recorded reference response" in result.output
+
+
+def test_summaries_are_scored_by_overlap_and_by_the_reference_as_judge(workspace: Path) -> None:
+    before = len(_billed(workspace))
+    summary = _run(workspace, "summarize.yaml", "-n", "30", "--run-id", "sum")
+    metrics = summary["metrics"]
+    for name in ("token_f1", "rouge_l"):
+        assert 0 < metrics[name]["candidate_vs_gold"] < metrics[name]["reference_vs_gold"] < 1
+    assert metrics["judge"]["judged"] == 30 and 0 <= metrics["judge"]["equivalent"] <= 1
+    judges = [e for e in _billed(workspace)[before:] if e["model"] == "claude-sonnet-5-5"]
+    assert len(judges) == 60  # 30 reference answers + 30 judgements, by the reference model
+    rows = [json.loads(line) for line in
+            next((workspace / "reports").glob("*/sum")).joinpath("results.jsonl").read_text().splitlines()]
+    assert all(row["scores"]["judge"] in (True, False) for row in rows)

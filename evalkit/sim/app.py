@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from evalkit._hashing import digest
 from evalkit.config import SimulatorSettings
+from evalkit.errors import ConfigError
 from evalkit.providers.base import SIMULATOR_HEADER
 from evalkit.sim import catalog
 from evalkit.sim.brain import Brain, compose_answer
@@ -91,6 +92,11 @@ class SimulatorState:
     def __init__(self, settings: SimulatorSettings, *, root: Path, state_dir: Path | None) -> None:
         self.settings = settings
         self.root = root
+        for corpus in settings.corpora:
+            path = Path(corpus.path) if Path(corpus.path).is_absolute() else root / corpus.path
+            if not path.is_file():
+                raise ConfigError(f"simulator corpus not found: {path}",
+                                  hint="fix or remove this [[simulator.corpora]] entry in evalkit.toml")
         self.state_dir = state_dir
         self.ledger = Ledger(state_dir / "billing.jsonl" if state_dir else None)
         from evalkit.sim.batches import BatchStore  # noqa: PLC0415 - circular: the store answers through us
@@ -344,6 +350,23 @@ async def _json_body(request: Request, limit: int = 32 * 1024 * 1024) -> tuple[A
         raise invalid("There was an error parsing the body as JSON") from None
 
 
+def _guarded(handler: Any) -> Any:
+    """A bug in the simulator answers 500 api_error, as a real server would, instead of killing the
+    connection (in process, an exception would surface as a transport error)."""
+
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as error:
+            return _error_response(error)
+        except Exception as exc:  # noqa: BLE001 - the server boundary
+            if type(exc).__module__.startswith("httpx"):
+                raise  # deliberate dropped connections (fault injection)
+            return _error_response(ApiError(500, "api_error", f"simulator error: {type(exc).__name__}: {exc}"))
+
+    return wrapper
+
+
 def create_app(state: SimulatorState) -> Starlette:
     """The ASGI app for one simulator state."""
 
@@ -449,13 +472,13 @@ def create_app(state: SimulatorState) -> Starlette:
         return Response(content, media_type="application/binary", headers=_headers(api_id("req_")))
 
     return Starlette(routes=[
-        Route("/v1/messages", messages, methods=["POST"]),
-        Route("/v1/messages/count_tokens", count_tokens_endpoint, methods=["POST"]),
-        Route("/v1/messages/batches", batch_create, methods=["POST"]),
-        Route("/v1/messages/batches", batch_list, methods=["GET"]),
-        Route("/v1/messages/batches/{batch_id}", batch_retrieve, methods=["GET"]),
-        Route("/v1/messages/batches/{batch_id}", batch_delete, methods=["DELETE"]),
-        Route("/v1/messages/batches/{batch_id}/cancel", batch_cancel, methods=["POST"]),
-        Route("/v1/messages/batches/{batch_id}/results", batch_results, methods=["GET"]),
+        Route("/v1/messages", _guarded(messages), methods=["POST"]),
+        Route("/v1/messages/count_tokens", _guarded(count_tokens_endpoint), methods=["POST"]),
+        Route("/v1/messages/batches", _guarded(batch_create), methods=["POST"]),
+        Route("/v1/messages/batches", _guarded(batch_list), methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", _guarded(batch_retrieve), methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", _guarded(batch_delete), methods=["DELETE"]),
+        Route("/v1/messages/batches/{batch_id}/cancel", _guarded(batch_cancel), methods=["POST"]),
+        Route("/v1/messages/batches/{batch_id}/results", _guarded(batch_results), methods=["GET"]),
         Route("/_simulator/stats", stats, methods=["GET"]),
     ])

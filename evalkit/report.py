@@ -1,12 +1,26 @@
 """Run outputs: ``summary.json``, ``results.jsonl`` and a self-contained ``report.html``.
 
 The report folder is assembled in a hidden temporary folder and renamed into place, so a crash never
-leaves a half-written report behind. Every value from a dataset or a model is escaped by jinja2's
-autoescape: model output is untrusted input.
+leaves a half-written report behind.
+
+``report.html`` needs no network: CSS, the plots (inline SVG from :mod:`evalkit.plots`) and the script
+are all in the file. Model output and dataset text are untrusted input:
+
+* in the HTML they go through jinja2's autoescape;
+* the data the script needs (the routing sweep, the samples) is embedded as JSON in a
+  ``<script type="application/json">`` block with ``<``, ``>``, ``&`` and U+2028/U+2029 escaped, so
+  nothing in it can close the block; the script reads it with ``JSON.parse`` and builds the DOM with
+  ``textContent`` only;
+* a Content-Security-Policy allows no network access and runs only the report's own script (by its
+  SHA-256), so even markup that slipped through could not load or execute anything.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import math
 import os
 import shutil
 import tempfile
@@ -14,30 +28,316 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from evalkit._io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 
+#: At most this many samples are embedded for the sample browser (disagreements first).
+MAX_BROWSER_SAMPLES = 2000
+#: Longer texts and outputs are cut in the browser (results.jsonl keeps them whole).
+MAX_TEXT_CHARS = 6000
+#: Group dimensions with more groups than this are left out of the interval plot.
+MAX_PLOTTED_GROUPS = 20
 
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}"
+STACK_TITLES = {"all_reference": "always the reference", "all_candidate": "always the candidate",
+                "routed": "routed (candidate, escalate to reference)"}
 
 
-def _rate(entry: dict[str, Any] | None) -> str:
-    if not entry or entry.get("value") is None:
+# -- formatting helpers (jinja globals) ---------------------------------------------------------------
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _pct(value: Any, digits: int = 1) -> str:
+    """0.571 -> '57.1%'."""
+    return f"{100 * value:.{digits}f}%" if _is_number(value) else "—"
+
+
+def _points(value: Any, digits: int = 1) -> str:
+    """A difference of fractions in percentage points: 0.12 -> '12.0'."""
+    return f"{100 * value:.{digits}f}" if _is_number(value) else "—"
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if _is_number(value) else "—"
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "—"
+
+
+def _usd(value: Any) -> str:
+    """Dollars with enough significant digits for both $1,850/month and $0.0000743/request."""
+    if not _is_number(value):
         return "—"
-    return f"{100 * entry['value']:.1f}% ({entry['successes']}/{entry['n']})"
+    magnitude = abs(value)
+    if magnitude >= 100:
+        text = f"{magnitude:,.0f}"
+    elif magnitude >= 1:
+        text = f"{magnitude:,.2f}"
+    elif magnitude == 0:
+        text = "0.00"
+    else:
+        decimals = min(10, max(4, 2 - math.floor(math.log10(magnitude)) + 1))
+        text = f"{magnitude:.{decimals}f}"
+    return ("−$" if value < 0 else "$") + text
 
 
-def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
+def _wilson(entry: Any, confidence: float = 0.95) -> dict[str, Any] | None:
+    """A rate entry ``{value, successes, n}`` with its Wilson interval."""
+    if not isinstance(entry, dict) or not entry.get("n") or entry.get("value") is None:
+        return None
+    from statsmodels.stats.proportion import proportion_confint  # noqa: PLC0415
+
+    successes, n = int(entry["successes"]), int(entry["n"])
+    low, high = proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
+    return {"value": successes / n, "low": float(low), "high": float(high), "successes": successes, "n": n}
 
 
-def _answer(side: dict[str, Any]) -> str:
-    answer = side["answer"]
-    if answer["outcome"] == "ok":
-        confidence = answer.get("confidence")
-        return answer["label"] + (f" ({confidence:.2f})" if isinstance(confidence, int | float) else "")
-    return f"{answer['outcome']}: {answer.get('reason') or ''}"
+def _interval_level(decision: dict[str, Any] | None) -> float | None:
+    """Coverage of the decision's two-sided interval: 1 − 2α (repeated interval: nominal α)."""
+    if not decision:
+        return None
+    alpha = (decision.get("details") or {}).get("nominal_alpha", decision.get("alpha"))
+    return 1 - 2 * alpha if _is_number(alpha) else None
+
+
+def _finite(value: Any) -> Any:
+    """JSON-ready copy: NaN and infinities become null (JSON.parse rejects them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def script_json(value: Any) -> Markup:
+    """JSON safe inside ``<script type="application/json">``: nothing in it can end the block or a line."""
+    text = json.dumps(_finite(value), ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                      sort_keys=True)
+    for char, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return Markup(text)  # noqa: S704 - escaped above for the script-data context
+
+
+def _sentence(text: Any) -> Any:
+    """End a sentence from the summary with a full stop, unless it has one."""
+    return text if str(text).rstrip()[-1:] in ("", ".", "!", "?") else f"{text}."
+
+
+def _csp_hash(script: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+
+
+# -- samples ------------------------------------------------------------------------------------------
+def _cut(text: Any) -> str | None:
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        text = json.dumps(text, ensure_ascii=False, sort_keys=True)
+    if len(text) > MAX_TEXT_CHARS:
+        return text[:MAX_TEXT_CHARS] + f"… [{len(text) - MAX_TEXT_CHARS:,} more characters in results.jsonl]"
+    return text
+
+
+def answer_text(answer: dict[str, Any] | None) -> str:
+    """What a model answered, in one line: the label, the text, or the extracted fields."""
+    if not answer:
+        return "no answer"
+    if answer.get("outcome") != "ok":
+        reason = answer.get("reason") or ""
+        return f"{answer.get('outcome', 'error')}: {reason}".rstrip(": ")
+    if answer.get("label") is not None:
+        return str(answer["label"])
+    fields = answer.get("fields") or {}
+    if set(fields) == {"text"}:
+        return str(fields["text"])
+    return json.dumps(fields, ensure_ascii=False, sort_keys=True)
+
+
+def _side(row: dict[str, Any], role: str) -> dict[str, Any]:
+    side = row.get(role) or {}
+    answer = side.get("answer") or {}
+    confidence = answer.get("confidence")
+    return {"answer": _cut(answer_text(answer)), "outcome": answer.get("outcome"),
+            "confidence": confidence if _is_number(confidence) else None,
+            "escalate": answer.get("escalate"), "output": _cut(side.get("output")),
+            "error": side.get("error")}
+
+
+def _browser_samples(rows: list[dict[str, Any]], scoring_mode: str) -> list[dict[str, Any]]:
+    samples = []
+    for row in rows:
+        scores = row.get("scores") or {}
+        flags = []
+        if scores.get("agree") is False:
+            flags.append("disagree")
+        if scores.get("candidate_correct") is False:
+            flags.append("candidate_wrong")
+        if scores.get("reference_correct") is False:
+            flags.append("reference_wrong")
+        outcomes = {((row.get(role) or {}).get("answer") or {}).get("outcome")
+                    for role in ("candidate", "reference")}
+        if outcomes - {"ok"}:
+            flags.append("invalid")
+        gold = row.get("gold")
+        reference_label = ((row.get("reference") or {}).get("answer") or {}).get("label")
+        truth = gold if scoring_mode == "gold" and isinstance(gold, str) else reference_label
+        metric_values = scores.get("metric_values") or {}
+        samples.append({
+            "id": str(row.get("id")),
+            "text": _cut(row.get("text")),
+            "gold": _cut(gold),
+            "truth": truth if isinstance(truth, str) else None,
+            "segments": " · ".join(f"{k}: {v}" for k, v in (row.get("segments") or {}).items()),
+            "flags": flags,
+            "scores": {k: v for k, v in metric_values.items() if _is_number(v)},
+            "candidate": _side(row, "candidate"),
+            "reference": _side(row, "reference"),
+        })
+    # Disagreements and errors first, so the cap never drops what a reader most needs.
+    flagged = [s for s in samples if s["flags"]]
+    rest = [s for s in samples if not s["flags"]]
+    return (flagged + rest)[:MAX_BROWSER_SAMPLES]
+
+
+# -- sections -----------------------------------------------------------------------------------------
+def _groups(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """group_decisions as ``[{dimension, groups: [{name, decision}]}]``, the label dimension first."""
+    out = []
+    for dimension, groups in (summary.get("group_decisions") or {}).items():
+        if not isinstance(groups, dict) or not groups:
+            continue
+        entries = [{"name": str(name), "decision": decision or {}} for name, decision in groups.items()]
+        out.append({"dimension": str(dimension), "groups": entries,
+                    "nogo": sum(1 for e in entries if e["decision"].get("verdict") == "NO-GO")})
+    return out
+
+
+def _interval_entries(summary: dict[str, Any], groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def entry(name: str, decision: dict[str, Any]) -> dict[str, Any]:
+        interval = decision.get("loss_interval") or [None, None]
+        return {"name": name, "loss": decision.get("loss"), "low": interval[0], "high": interval[1],
+                "verdict": decision.get("verdict")}
+
+    entries = [entry("all samples", summary.get("decision") or {})]
+    for dimension in groups:
+        if len(dimension["groups"]) <= MAX_PLOTTED_GROUPS:
+            entries += [entry(f"{dimension['dimension']}: {g['name']}", g["decision"])
+                        for g in dimension["groups"]]
+    return entries
+
+
+def _routing(summary: dict[str, Any]) -> dict[str, Any] | None:
+    routing = summary.get("routing") or {}
+    if not routing.get("available") or not routing.get("sweep"):
+        return None
+    sweep = sorted(routing["sweep"], key=lambda row: row["t"])
+    start = routing.get("chosen") or routing.get("seed_default") or sweep[0]
+    index = min(range(len(sweep)), key=lambda i: abs(sweep[i]["t"] - start["t"]))
+    quality = "accuracy" if routing.get("mode") == "gold" else "agreement with the reference"
+    calibration = routing.get("calibration") or None
+    return {"data": routing, "sweep": sweep, "start_index": index, "start": sweep[index], "quality": quality,
+            "calibration": calibration}
+
+
+def _projection(summary: dict[str, Any]) -> dict[str, Any] | None:
+    projection = summary.get("projection") or {}
+    if not projection.get("available") or not projection.get("rows"):
+        return None
+    order = {"all_reference": 0, "all_candidate": 1, "routed": 2}
+    rows = sorted(projection["rows"], key=lambda r: (bool(r.get("batch")), bool(r.get("caching")),
+                                                     order.get(r.get("stack"), 9)))
+    return {"data": projection, "rows": rows}
+
+
+def _other_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    shown = {"agreement", "accuracy", "macro_f1", "kappa", "confusion_matrix", "per_label", "exact_match",
+             "token_f1", "rouge_l", "field_f1", "judge", "per_field_accuracy"}
+    return {k: v for k, v in metrics.items() if k not in shown and v is not None}
+
+
+def _plot(draw: Any, *args: Any, **kwargs: Any) -> Any:
+    """A plot, or a short note in its place: a drawing problem must never cost the run its report."""
+    try:
+        return draw(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001
+        return PlotFailure(f"{type(error).__name__}: {error}")
+
+
+class PlotFailure(str):
+    """Why a plot could not be drawn (shown in its place)."""
+
+
+def _figure(drawn: str | None) -> Markup | None:
+    """A plot's SVG for the page, or the escaped reason it is missing."""
+    if isinstance(drawn, PlotFailure):
+        return Markup('<p class="muted small plot-failed">This plot could not be drawn: %s</p>') % drawn
+    return Markup(drawn) if drawn else None  # noqa: S704 - matplotlib escapes the text it draws
+
+
+def build_context(summary: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Everything the template shows, with the sections that do not apply set to None."""
+    from evalkit import plots  # noqa: PLC0415 - imports matplotlib
+
+    metrics = summary.get("metrics") or {}
+    decision = summary.get("decision") or {}
+    scoring = summary.get("scoring_mode") or "reference"
+    groups = _groups(summary)
+    nogo = [{"dimension": d["dimension"], **g} for d in groups for g in d["groups"]
+            if g["decision"].get("verdict") == "NO-GO"]
+    routing = _routing(summary)
+    cost_quality = None
+    if routing:
+        drawn = _plot(plots.cost_quality_svg, routing["data"], quality_name=routing["quality"].split(" ")[0])
+        if isinstance(drawn, PlotFailure):
+            cost_quality = {"svg": _figure(drawn), "map": {}}
+        elif drawn:
+            cost_quality = {"svg": _figure(drawn[0]), "map": drawn[1]}
+    confusion = metrics.get("confusion_matrix") if isinstance(metrics.get("confusion_matrix"), dict) else None
+    per_label = metrics.get("per_label") if isinstance(metrics.get("per_label"), dict) else None
+    label_groups = next((d["groups"] for d in groups if d["dimension"] == "label"), [])
+    labels = list(per_label) if per_label else (list(confusion["labels"]) if confusion else [])
+    samples = _browser_samples(rows, scoring)
+    data = {
+        "sweep": routing["sweep"] if routing else [],
+        "start_index": routing["start_index"] if routing else 0,
+        "plot_map": cost_quality["map"] if cost_quality else {},
+        "always_reference_per_1k": (routing["data"].get("costs") or {}).get("always_reference_per_1k")
+        if routing else None,
+        "samples": samples,
+        "total_samples": len(rows),
+        "labels": labels,
+        "gold": scoring == "gold",
+    }
+    return {
+        "s": summary,
+        "metrics": metrics,
+        "decision": decision,
+        "scoring": scoring,
+        "level": _interval_level(decision),
+        "groups": groups,
+        "nogo_groups": nogo,
+        "label_verdicts": {g["name"]: g["decision"].get("verdict") for g in label_groups},
+        "per_label": per_label,
+        "labels": labels,
+        "confusion": confusion,
+        "other_metrics": _other_metrics(metrics),
+        "routing": routing,
+        "projection": _projection(summary),
+        "noise": summary.get("reference_noise") or None,
+        "sequential": summary.get("sequential") or None,
+        "plot_confusion": _figure(_plot(plots.confusion_matrix_svg, confusion)),
+        "plot_cost_quality": cost_quality["svg"] if cost_quality else None,
+        "plot_reliability": _figure(_plot(plots.reliability_svg, (routing or {}).get("calibration"))),
+        "plot_intervals": _figure(_plot(plots.loss_intervals_svg, _interval_entries(summary, groups),
+                                        decision.get("margin"))),
+        "flagged_count": sum(1 for s in samples if {"disagree", "candidate_wrong"} & set(s["flags"])),
+        "data_json": script_json(data),
+    }
 
 
 def _environment() -> jinja2.Environment:
@@ -48,15 +348,18 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(pct=_pct, rate=_rate, num=_num, answer=_answer)
+    env.globals.update(pct=_pct, points=_points, num=_num, usd=_usd, count=_count, wilson=_wilson,
+                       stack_titles=STACK_TITLES, is_number=_is_number)
+    env.filters["csp_hash"] = _csp_hash
+    env.filters["sentence"] = _sentence
+    env.filters["tojson_pretty"] = lambda value: json.dumps(_finite(value), indent=1, ensure_ascii=False,
+                                                            sort_keys=True)
     return env
 
 
 def render_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    disagreements = [row for row in rows if row["scores"]["agree"] is False
-                     or row["scores"].get("candidate_correct") is False]
-    return _environment().get_template("report.html.j2").render(s=summary, rows=rows,
-                                                                 disagreements=disagreements)
+    """The self-contained report page for one run."""
+    return _environment().get_template("report.html.j2").render(**build_context(summary, rows))
 
 
 def write_run_folder(folder: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) -> Path:

@@ -42,14 +42,17 @@ def test_reference_noise_is_measured_on_repeated_requests(project: Path) -> None
 
 
 def test_sequential_run_stops_early_on_a_clear_case(project: Path) -> None:
+    # Candidate = reference: no loss at all, which the O'Brien–Fleming test can declare at the second look.
+    task = project / "tasks" / "triage.yaml"
+    task.write_text(task.read_text().replace("candidate: claude-haiku-5-5", "candidate: claude-sonnet-5-5"))
     _run(project, "--sequential", "--run-id", "seq")
     report = summary(project, "seq")
     sequential = report["sequential"]
     assert sequential["looks"] == [100, 200, 300]
-    assert sequential["stopped_at"] < 300 and sequential["samples_saved"] == 300 - sequential["stopped_at"]
-    assert report["decision"]["verdict"] == "NO-GO" and "group-sequential" in report["decision"]["rule"]
+    assert sequential["stopped_at"] == 200 and sequential["samples_saved"] == 100
+    assert report["decision"]["verdict"] == "GO" and "group-sequential" in report["decision"]["rule"]
     assert report["decision_fixed_sample"]["n"] == sequential["stopped_at"]
-    assert len(billed(project)) == 2 * sequential["stopped_at"]  # the rest was never paid for
+    assert len(billed(project)) == sequential["stopped_at"]  # identical requests are sent once; the rest never
     rows = (project / "reports" / "triage" / "seq" / "results.jsonl").read_text().splitlines()
     assert len(rows) == sequential["stopped_at"]
     assert sequential["cost_saved_usd"] > 0

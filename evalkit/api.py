@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -444,7 +445,9 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
         check_budget(estimate, max_cost)
         if max_cost is not None:
             prepared.spend = SpendTracker(settings.pricing, max_cost)
+        execute_started = time.perf_counter()
         session = asyncio.run(_session(prepared, backend, cache, options, concurrency, progress, noise))
+        execute_seconds = time.perf_counter() - execute_started
     if prepared.spend is not None and prepared.spend.exceeded:
         raise BudgetError(
             f"stopped at the budget of ${max_cost:.4f} after spending ${prepared.spend.spent:.4f}; every answer "
@@ -492,6 +495,7 @@ def run_task(task_path: str | Path, options: RunOptions | None = None, *,
         "prompt": {"system_hash": digest(prepared.renderer.system),
                    "templates_hash": digest([task.prompt.system, task.prompt.user])},
         "execution": {"requests_sent": stats.requests_sent, "cache_hits": stats.cache_hits, "retries": stats.retries,
+                      "seconds": round(execute_seconds, 3),
                       "errors": stats.errors, "deduplicated": stats.deduplicated, "by_model": stats.by_model,
                       "concurrency": concurrency, "cache_mode": options.cache_mode},
         "scoring_mode": scoring_mode(scored),

@@ -26,8 +26,13 @@ CACHE_MODES: tuple[CacheMode, ...] = ("use", "read-only", "refresh", "off")
 
 
 def request_key(endpoint: str, request: ModelRequest) -> str:
-    return digest({"schema": CACHE_SCHEMA, "endpoint": endpoint, "params": request.params,
-                   "replicate": request.replicate})
+    # Memoised on the request: hashing the canonical JSON of a full request body is the main cost of a
+    # fully cached tuning session, and every stage asks for the same keys.
+    memo: dict[str, str] = request.__dict__.setdefault("_keys", {})
+    if endpoint not in memo:
+        memo[endpoint] = digest({"schema": CACHE_SCHEMA, "endpoint": endpoint, "params": request.params,
+                                 "replicate": request.replicate})
+    return memo[endpoint]
 
 
 class ResponseCache:

@@ -179,23 +179,43 @@ def _error_line(exc: Exception) -> int | None:
     return line
 
 
-def build_request(task: TaskSpec, role: str, sample: Sample, prompt: RenderedPrompt,
-                  *, cache_ttl: str | None = None) -> ModelRequest:
-    """The Messages API body for one model and one sample. ``cache_ttl`` puts a prompt-cache breakpoint
-    on the static system block (``"5m"`` or ``"1h"``)."""
-    model = task.models.candidate if role == "candidate" else task.models.reference
-    system_block: dict[str, Any] = {"type": "text", "text": prompt.system}
+#: The parts of a request that are the same for every sample of a role, built once and shared, so a
+#: 100k-sample run holds one copy of the system prompt blocks and the schema, not one per request.
+_shared_parts: dict[tuple[int, str, str | None], tuple[TaskSpec, list[dict[str, Any]], dict[str, Any] | None]] = {}
+
+
+def _static_parts(task: TaskSpec, system: str, cache_ttl: str | None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    key = (id(task), system, cache_ttl)
+    cached = _shared_parts.get(key)
+    if cached is not None and cached[0] is task:  # the entry holds the task, so its id cannot be reused
+        return cached[1], cached[2]
+    if len(_shared_parts) > 64:
+        _shared_parts.clear()
+    system_block: dict[str, Any] = {"type": "text", "text": system}
     if cache_ttl is not None:
         system_block["cache_control"] = {"type": "ephemeral"} if cache_ttl == "5m" else \
             {"type": "ephemeral", "ttl": cache_ttl}
+    output_config = None
+    if task.output.structured and task.output.kind != "text":
+        output_config = {"format": {"type": "json_schema", "schema": output_schema(task.output)}}
+    _shared_parts[key] = (task, [system_block], output_config)
+    return [system_block], output_config
+
+
+def build_request(task: TaskSpec, role: str, sample: Sample, prompt: RenderedPrompt,
+                  *, cache_ttl: str | None = None) -> ModelRequest:
+    """The Messages API body for one model and one sample. ``cache_ttl`` puts a prompt-cache breakpoint
+    on the static system block (``"5m"`` or ``"1h"``). Static parts are shared objects: never mutate them."""
+    model = task.models.candidate if role == "candidate" else task.models.reference
+    system_blocks, output_config = _static_parts(task, prompt.system, cache_ttl)
     params: dict[str, Any] = {
         "model": model,
         "max_tokens": task.models.max_tokens,
-        "system": [system_block],
+        "system": system_blocks,
         "messages": [{"role": "user", "content": [{"type": "text", "text": prompt.user}]}],
     }
-    if task.output.structured and task.output.kind != "text":
-        params["output_config"] = {"format": {"type": "json_schema", "schema": output_schema(task.output)}}
+    if output_config is not None:
+        params["output_config"] = output_config
     if task.models.thinking != "default":
         params["thinking"] = {"type": task.models.thinking}
     return ModelRequest(sample_id=sample.id, role=role, params=params)

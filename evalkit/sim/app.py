@@ -113,6 +113,13 @@ class SimulatorState:
         self._brain_lock = threading.Lock()
         self.started = time.time()
 
+    def warm_up(self) -> None:
+        """Train every corpus's classifiers for the tiers in use (otherwise done on first use)."""
+        tiers = set(self.settings.tiers.values())
+        for corpus in self.brain.corpora:
+            for tier in tiers:
+                corpus.model(tier)
+
     async def inject_fault(self) -> None:
         """Fail this request the way the configured faults say (before any work: nothing is billed)."""
         faults = self.settings.faults

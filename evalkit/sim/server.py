@@ -12,4 +12,5 @@ def serve(settings: Settings, *, host: str, port: int, state_dir: Path) -> None:
     import uvicorn
 
     state = SimulatorState(settings.simulator, root=settings.root, state_dir=state_dir)
+    state.warm_up()  # train the simulated models before accepting traffic, not on the first request
     uvicorn.run(create_app(state), host=host, port=port, log_level="warning")

@@ -1,0 +1,74 @@
+"""Scale: time per sample and peak memory of full runs, and evalkit's own pipeline at 100k samples.
+
+Full runs (batch mode, in-process simulator with no delay) at growing sizes, then — because the
+simulated models themselves cost ~1 ms per answer — the client pipeline alone at 100k samples:
+load, stratified sample, render, request building, batch chunking at the API limits (100,000
+requests / 256 MB per batch). Peak memory is the child process's max RSS.
+    python bench/scale.py [--sizes 1000 5000] [--pipeline 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import make_project, table
+
+PIPELINE = r"""
+import json, resource, sys, time
+from evalkit.api import prepare
+from evalkit.batching import chunk_items, custom_id_for
+from evalkit.cache import request_key
+from evalkit.config import BatchSettings
+t = time.perf_counter()
+prepared = prepare("tasks/triage.yaml", sample_size=int(sys.argv[1]), mode="batch")
+items = [(custom_id_for(r, request_key("bench", r)), r.params) for r in prepared.requests]
+chunks = chunk_items(items, BatchSettings())
+by_bytes = chunk_items(items, BatchSettings(max_bytes=50_000_000))
+print(json.dumps({"seconds": time.perf_counter() - t, "requests": len(items), "chunks": [len(c) for c in chunks],
+                  "chunks_50MB": [len(c) for c in by_bytes],
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 5000])
+    parser.add_argument("--pipeline", type=int, default=100_000)
+    args = parser.parse_args()
+    rows = []
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            project = make_project(Path(tmp) / "p", rows=size,
+                                   settings={"batch_delay_s": "0", "poll_initial_s": "0.2", "concurrency": "32"})
+            started = time.perf_counter()
+            result = subprocess.run([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-q", "-n",
+                                     str(size), "--run-id", "s"], cwd=project, capture_output=True, text=True)
+            wall = time.perf_counter() - started
+            if result.returncode != 0:
+                raise SystemExit(result.stderr[-2000:])
+            rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            rows.append([f"full run, {size} samples", f"{wall:.1f}", f"{1000 * wall / size:.1f}", f"{rss:.0f}"])
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        project = make_project(Path(tmp) / "p", rows=args.pipeline)
+        out = subprocess.run([sys.executable, "-c", PIPELINE, str(args.pipeline)], cwd=project, capture_output=True,
+                             text=True)
+        if out.returncode != 0:
+            raise SystemExit(out.stderr[-2000:])
+        data = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append([f"pipeline only, {args.pipeline} samples ({data['requests']} requests)", f"{data['seconds']:.1f}",
+                     f"{1000 * data['seconds'] / args.pipeline:.2f}", f"{data['rss_mb']:.0f}"])
+    print(table(["workload", "wall s", "ms / sample", "peak RSS MB"], rows))
+    print(f"batch chunks at the API limits: {data['chunks']} (100,000 requests max); "
+          f"with a 50 MB byte limit: {len(data['chunks_50MB'])} chunks")
+
+
+if __name__ == "__main__":
+    main()

@@ -32,10 +32,10 @@ from typing import Any, Literal
 from filelock import FileLock
 
 from evalkit._io import atomic_write_json
-from evalkit.cache import ResponseCache, request_key
+from evalkit.cache import ResponseCache
 from evalkit.config import BatchSettings
-from evalkit.errors import BatchPendingError, CacheError, ProviderError
-from evalkit.execute import CallResult, ExecutionStats, execute_realtime
+from evalkit.errors import BatchPendingError, ProviderError
+from evalkit.execute import CallResult, ExecutionStats, execute_realtime, partition
 from evalkit.progress import NullProgress, Progress
 from evalkit.prompts import ModelRequest
 from evalkit.providers.base import BatchInfo, ModelResponse, Provider
@@ -310,25 +310,7 @@ async def execute_batch(
     if not provider.supports_batch:
         raise ProviderError(f"{provider.endpoint} does not support Message Batches", hint="use --mode realtime")
     stats = ExecutionStats()
-    keys = [request_key(provider.endpoint, request) for request in requests]
-    cached: dict[str, ModelResponse] = {}
-    pending: dict[str, ModelRequest] = {}
-    for key, request in zip(keys, requests, strict=True):
-        if key in cached or key in pending:
-            stats.deduplicated += 1
-            continue
-        hit = cache.get(provider.endpoint, request)
-        if hit is not None:
-            cached[key] = hit
-            stats.cache_hits += 1
-        else:
-            pending[key] = request
-    if pending and cache.mode == "read-only":
-        raise CacheError(
-            f"{len(pending)} of {len(cached) + len(pending)} distinct requests are not in the response cache, "
-            "and this session may only read cached responses (zero API requests)",
-            hint="run `evalkit run` for this task first (same prompt, models and sample) to fill the cache",
-        )
+    keys, cached, pending = partition(requests, provider.endpoint, cache, stats)
 
     if pending:
         await preflight(provider, list(pending.values()))

@@ -38,6 +38,32 @@ class ExecutionStats:
     by_model: dict[str, int] = field(default_factory=dict)
 
 
+def partition(requests: list[ModelRequest], endpoint: str, cache: ResponseCache, stats: ExecutionStats
+              ) -> tuple[list[str], dict[str, ModelResponse], dict[str, ModelRequest]]:
+    """(key per request, cached answers, distinct requests still to send). A read-only session that
+    would have to send anything fails here, before any request."""
+    keys = [request_key(endpoint, request) for request in requests]
+    cached: dict[str, ModelResponse] = {}
+    pending: dict[str, ModelRequest] = {}
+    for key, request in zip(keys, requests, strict=True):
+        if key in cached or key in pending:
+            stats.deduplicated += 1
+            continue
+        hit = cache.get(endpoint, request)
+        if hit is not None:
+            cached[key] = hit
+            stats.cache_hits += 1
+        else:
+            pending[key] = request
+    if pending and cache.mode == "read-only":
+        raise CacheError(
+            f"{len(pending)} of {len(cached) + len(pending)} distinct requests are not in the response cache, "
+            "and this session may only read cached responses (zero API requests)",
+            hint="run `evalkit run` for this task first (same prompt, models and sample) to fill the cache",
+        )
+    return keys, cached, pending
+
+
 async def execute_realtime(
     requests: list[ModelRequest],
     provider: Provider,
@@ -58,27 +84,9 @@ async def execute_realtime(
     """
     progress = progress or NullProgress()
     stats = ExecutionStats()
-    keys = [request_key(provider.endpoint, request) for request in requests]
-    answers: dict[str, tuple[ModelResponse | None, ProviderError | None, bool]] = {}
-
-    pending: dict[str, ModelRequest] = {}
-    for key, request in zip(keys, requests, strict=True):
-        if key in answers or key in pending:
-            stats.deduplicated += 1
-            continue
-        cached = cache.get(provider.endpoint, request)
-        if cached is not None:
-            answers[key] = (cached, None, True)
-            stats.cache_hits += 1
-        else:
-            pending[key] = request
-
-    if pending and cache.mode == "read-only":
-        raise CacheError(
-            f"{len(pending)} of {len(answers) + len(pending)} distinct requests are not in the response cache, "
-            "and this session may only read cached responses (zero API requests)",
-            hint="run `evalkit run` for this task first (same prompt, models and sample) to fill the cache",
-        )
+    keys, cached, pending = partition(requests, provider.endpoint, cache, stats)
+    answers: dict[str, tuple[ModelResponse | None, ProviderError | None, bool]] = {
+        key: (response, None, True) for key, response in cached.items()}
 
     if pending:
         progress.start(label, total=len(pending))

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.config import SimCorpus, SimTier
+from evalkit.config import SimCorpus
 from evalkit.sim import writer
-from evalkit.sim.tokens import content_text, count_tokens, system_texts
+from evalkit.sim.tokens import content_text, system_texts
 
 _WORD = re.compile(r"[a-z][a-z0-9']+")
 
@@ -335,6 +335,3 @@ def compose_answer(brain: Brain, body: dict[str, Any], *, model: str, tier: str,
                 f"{reason} Confidence {thought.confidence:.2f}.")
     return json.dumps(answer), thinking
 
-
-def thinking_tokens(text: str) -> int:
-    return count_tokens(text)

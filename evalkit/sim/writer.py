@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
 
 import numpy as np
 
@@ -77,6 +76,3 @@ def _similarity(reference: str, candidate: str) -> tuple[float, str]:
         return float(field_prf(cand_obj, ref_obj)["f1"]), "Field agreement"
     return token_f1(candidate, reference), "Token overlap"
 
-
-def compose_text(body: dict[str, Any], user: str, tier: str, rng: np.random.Generator) -> str:
-    return summarize(user, tier, rng)

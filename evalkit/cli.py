@@ -160,8 +160,10 @@ def validate(task_file: Path, sample_size: int | None) -> None:
     prepared = prepare(task_file, sample_size=sample_size, offline=True)
     task = prepared.task
     click.echo(f"{task_file}: OK")
+    answer = (f"{len(task.output.label_names)} labels" if task.output.kind == "classification"
+              else f"{task.output.kind} answers")
     click.echo(f"  task {task.name}: {task.models.candidate} vs {task.models.reference}, "
-               f"{len(task.output.label_names)} labels, margin {100 * task.decision.margin:g} points")
+               f"{answer}, margin {100 * task.decision.margin:g} points")
     click.echo(f"  dataset {prepared.samples.dataset_source}: {prepared.samples.rows_available} rows, "
                f"sample of {len(prepared.samples.samples)} (seed {task.sample.seed})")
     click.echo(f"  {len(prepared.requests)} requests would be sent; system prompt "

@@ -281,17 +281,24 @@ def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05, rela
     point: Verdict = "GO" if loss <= margin else "NO-GO"
     bound = (f"quality loss {_pct(loss)} points, {100 * level:.0f}% interval "
              f"[{_pct(interval[0])}, {_pct(interval[1])}]")
-    if verdict == "GO":
-        reason = f"{subject}; {bound} stays within the {_pct(margin)}-point margin."
-    elif verdict == "NO-GO":
-        reason = f"{subject}; {bound} lies beyond the {_pct(margin)}-point margin."
-    else:
-        more = details.get("n_to_decide")
-        tail = (f" About {more - n} more samples (N ≈ {more}) would likely decide it."
-                if isinstance(more, int) and more > n else " The gap is too close to the margin to settle.")
-        reason = f"{subject}; {bound} straddles the {_pct(margin)}-point margin.{tail}"
+    more = details.get("n_to_decide")
+    undecided = (f"straddles the {_pct(margin)}-point margin."
+                 + (f" About {more - n} more samples (N ≈ {more}) would likely decide it."
+                    if isinstance(more, int) and more > n else " The gap is too close to the margin to settle."))
+    reason = _reason(verdict, subject, bound, margin, within="stays within", beyond="lies beyond",
+                     undecided=undecided)
     return Decision(verdict=verdict, mode=mode, rule=rule, margin=margin, alpha=alpha, n=n, loss=loss,
                     loss_interval=interval, point_verdict=point, reason=reason, details=details)
+
+
+def _reason(verdict: str, subject: str, bound: str, margin: float, *, within: str, beyond: str,
+            undecided: str, at: str = "") -> str:
+    """The one-sentence reason shown with a decision."""
+    if verdict == "GO":
+        return f"{subject}; {bound} {within} the {_pct(margin)}-point margin{at}."
+    if verdict == "NO-GO":
+        return f"{subject}; {bound} {beyond} the {_pct(margin)}-point margin{at}."
+    return f"{subject}; {bound} {undecided}"
 
 
 def _insufficient(mode: str, margin: float, alpha: float, why: str) -> Decision:
@@ -374,12 +381,8 @@ def decide_sequential_look(rows: list[ScoredSample], *, margin: float, alpha: fl
     stopped_early = verdict in ("GO", "NO-GO") and look < looks
     bound = (f"quality loss {_pct(loss)} points, repeated {100 * level:.1f}% interval "
              f"[{_pct(interval[0])}, {_pct(interval[1])}]")
-    if verdict == "GO":
-        reason = f"{subject}; {bound} is within the {_pct(margin)}-point margin at look {look}."
-    elif verdict == "NO-GO":
-        reason = f"{subject}; {bound} is beyond the {_pct(margin)}-point margin at look {look}."
-    else:
-        reason = f"{subject}; {bound}: not decided by the last look ({n} samples)."
+    reason = _reason(verdict, subject, bound, margin, within="is within", beyond="is beyond",
+                     undecided=f"is not decided by the last look ({n} samples).", at=f" at look {look}")
     if stopped_early:
         reason += f" Stopped early: {n_max - len(rows)} of {n_max} samples were not needed."
     point: Verdict = "GO" if loss <= margin else "NO-GO"

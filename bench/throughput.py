@@ -8,10 +8,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from _common import evalkit, make_project, served_simulator, table
+
+INSPECT_TASK = """
+import json
+from inspect_ai import Task, task
+from inspect_ai.dataset import Sample
+from inspect_ai.scorer import match
+from inspect_ai.solver import generate, system_message
+
+
+@task
+def triage():
+    rows = [json.loads(line) for line in open({path!r})][-{n}:]
+    return Task(dataset=[Sample(input=r["text"], target=r["category"]) for r in rows],
+                solver=[system_message("Route the message to one queue: billing, technical, account, "
+                                       "feature_request or general."), generate()],
+                scorer=match())
+"""
 
 
 def main() -> None:
@@ -19,6 +38,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--latency-ms", type=float, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--inspect", metavar="PATH_TO_INSPECT", default=None,
+                        help="an `inspect` executable (inspect_ai in its own venv) to run side by side")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -27,6 +48,19 @@ def main() -> None:
         with served_simulator(project, Path(tmp) / "state") as env:
             wall, _ = evalkit(project, "run", "tasks/triage.yaml", "-q", "-n", str(args.samples), "--mode",
                               "realtime", "-j", str(args.concurrency), "--run-id", "tp", env=env)
+            inspect_wall = None
+            if args.inspect:
+                task_file = Path(tmp) / "inspect_task.py"
+                task_file.write_text(INSPECT_TASK.format(path=str(project / "datasets" / "triage.jsonl"),
+                                                         n=args.samples))
+                started = time.perf_counter()
+                for model in ("claude-haiku-5-5", "claude-sonnet-5-5"):  # the same 2 × samples requests
+                    result = subprocess.run([args.inspect, "eval", task_file.name, "--model", f"anthropic/{model}",
+                                    "--max-connections", str(args.concurrency), "--log-dir", str(Path(tmp) / "logs"),
+                                    "--no-fail-on-error"], env=env, capture_output=True, text=True, cwd=tmp)
+                    if result.returncode != 0:
+                        raise SystemExit(f"inspect failed: {result.stderr[-1500:]}")
+                inspect_wall = time.perf_counter() - started
         summary = json.loads((project / "reports" / "triage" / "tp" / "summary.json").read_text())
         requests = summary["execution"]["requests_sent"]
         ideal = requests * args.latency_ms / 1000 / args.concurrency
@@ -35,6 +69,9 @@ def main() -> None:
                      f"{execute / ideal:.2f}x"])
         rows.append(["evalkit: whole command", requests, args.concurrency, f"{ideal:.1f}", f"{wall:.1f}",
                      f"{wall / ideal:.2f}x"])
+        if inspect_wall is not None:
+            rows.append(["inspect_ai: two evals (one per model)", requests, args.concurrency, f"{ideal:.1f}",
+                         f"{inspect_wall:.1f}", f"{inspect_wall / ideal:.2f}x"])
     print(table(["runner", "requests", "concurrency", "ideal s", "wall s", "wall / ideal"], rows))
     print("wall includes process start, imports, dataset load, the per-model cache warm-up request and "
           "the report; target ≤ 1.15x")

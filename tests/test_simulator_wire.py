@@ -174,3 +174,23 @@ def test_answers_are_computed_and_reproducible(sim: tuple[anthropic.AsyncAnthrop
     text = "The Jira integration throws error 500 every time we sync tickets"
     assert label(text, "claude-sonnet-5-5") == "technical"
     assert label(text, "claude-sonnet-5-5") == label(text, "claude-sonnet-5-5")
+
+
+def test_streaming_has_the_recorded_event_shape(sim: tuple[anthropic.AsyncAnthropic, SimulatorState]) -> None:
+    client, _ = sim
+    recorded = json.loads((RECORDED / "messages_stream_cache_write_1h_sonnet-4-6.sse_events.json").read_text())
+
+    async def collect() -> tuple[list[str], anthropic.types.Message]:
+        kinds = []
+        async with client.messages.stream(**_params(thinking={"type": "disabled"})) as stream:
+            async for event in stream:
+                kinds.append(event.type)
+            return kinds, await stream.get_final_message()
+
+    kinds, final = asyncio.run(collect())
+    raw_kinds = [e["type"] for e in recorded]
+    assert kinds[0] == "message_start" and "message_delta" in kinds and kinds[-1] == "message_stop"
+    assert {k for k in raw_kinds if k != "ping"} <= set(kinds) | {"ping"}
+    streamed = json.loads(final.content[0].text)
+    plain = asyncio.run(client.messages.create(**_params(thinking={"type": "disabled"})))
+    assert streamed == json.loads(plain.content[0].text)  # same request, same answer, streamed or not

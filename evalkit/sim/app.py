@@ -22,11 +22,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from evalkit._hashing import digest
@@ -201,8 +202,6 @@ class SimulatorState:
                     raise invalid(f"messages.{index}: user messages must have non-empty content")
             elif not isinstance(content, list):
                 raise invalid(f"messages.{index}.content: Input should be a valid string or list")
-        if body.get("stream"):
-            raise invalid("stream: the evalkit simulator does not implement streaming; send stream=false")
         thinking = body.get("thinking")
         if thinking is not None and (not isinstance(thinking, dict)
                                      or thinking.get("type") not in ("enabled", "disabled", "adaptive")):
@@ -296,6 +295,41 @@ def _count_cache_breakpoints(body: dict[str, Any]) -> int:
         if isinstance(message, dict) and isinstance(message.get("content"), list):
             blocks += message["content"]
     return count + sum(1 for block in blocks if isinstance(block, dict) and block.get("cache_control"))
+
+
+def _sse_events(message: dict[str, Any]) -> Iterator[str]:
+    """The Message as the API's server-sent events (shape of recorded/messages_stream_*.sse_events.json):
+    message_start, per block start/delta/stop, message_delta with the final usage, message_stop."""
+
+    def event(data: dict[str, Any]) -> str:
+        return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n"
+
+    usage = message["usage"]
+    start_usage = {**usage, "output_tokens": 1}
+    yield event({"type": "message_start", "message": {**message, "content": [], "stop_reason": None,
+                                                      "usage": start_usage}})
+    yield event({"type": "ping"})
+    for index, block in enumerate(message["content"]):
+        if block["type"] == "thinking":
+            yield event({"type": "content_block_start", "index": index,
+                         "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+            yield event({"type": "content_block_delta", "index": index,
+                         "delta": {"type": "thinking_delta", "thinking": block["thinking"]}})
+            yield event({"type": "content_block_delta", "index": index,
+                         "delta": {"type": "signature_delta", "signature": block["signature"]}})
+        else:
+            yield event({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
+            text = block["text"]
+            for piece in range(0, len(text), 40):
+                yield event({"type": "content_block_delta", "index": index,
+                             "delta": {"type": "text_delta", "text": text[piece:piece + 40]}})
+        yield event({"type": "content_block_stop", "index": index})
+    yield event({"type": "message_delta",
+                 "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None, "stop_details": None,
+                           "container": None},
+                 "usage": {k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens",
+                                                 "cache_read_input_tokens", "output_tokens")}})
+    yield event({"type": "message_stop"})
 
 
 def _truncate_tokens(text: str, tokens: int) -> str:
@@ -395,6 +429,9 @@ def create_app(state: SimulatorState) -> Starlette:
         except ApiError as error:
             return _error_response(error)
         request_id = message.pop("_request_id")
+        if body.get("stream"):
+            return StreamingResponse(_sse_events(message), media_type="text/event-stream",
+                                     headers=_headers(request_id))
         return JSONResponse(message, headers=_headers(request_id))
 
     async def count_tokens_endpoint(request: Request) -> Response:

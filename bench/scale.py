@@ -1,7 +1,8 @@
 """Scale: time per sample and peak memory of full runs, and evalkit's own pipeline at 100k samples.
 
-Full runs (batch mode, in-process simulator with no delay) at growing sizes, then — because the
-simulated models themselves cost ~1 ms per answer — the client pipeline alone at 100k samples:
+Full runs (batch mode against `evalkit sim serve` with no delay, so the memory measured is evalkit's
+own) at growing sizes, then — because the simulated models cost ~1 ms per answer — the client
+pipeline alone at 100k samples:
 load, stratified sample, render, request building, batch chunking at the API limits (100,000
 requests / 256 MB per batch). Peak memory is the child process's max RSS.
     python bench/scale.py [--sizes 1000 5000] [--pipeline 100000]
@@ -10,14 +11,25 @@ requests / 256 MB per batch). Peak memory is the child process's max RSS.
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import make_project, table
+from _common import make_project, served_simulator, table
+
+#: Runs the evalkit CLI and reports its own peak RSS (the simulator runs in a separate server process).
+MEASURED_CLI = r"""
+import resource, runpy, sys
+sys.argv = ["evalkit", *sys.argv[1:]]
+try:
+    runpy.run_module("evalkit", run_name="__main__")
+except SystemExit as exit:
+    if exit.code:
+        raise
+print("RSS_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)
+"""
 
 PIPELINE = r"""
 import json, resource, sys, time
@@ -46,14 +58,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             project = make_project(Path(tmp) / "p", rows=size,
                                    settings={"batch_delay_s": "0", "poll_initial_s": "0.2", "concurrency": "32"})
-            started = time.perf_counter()
-            result = subprocess.run([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-q", "-n",
-                                     str(size), "--run-id", "s"], cwd=project, capture_output=True, text=True)
-            wall = time.perf_counter() - started
+            with served_simulator(project, Path(tmp) / "state") as env:
+                started = time.perf_counter()
+                result = subprocess.run([sys.executable, "-c", MEASURED_CLI, "run", "tasks/triage.yaml", "-q", "-n",
+                                         str(size), "--run-id", "s"], cwd=project, env=env, capture_output=True,
+                                        text=True)
+                wall = time.perf_counter() - started
             if result.returncode != 0:
                 raise SystemExit(result.stderr[-2000:])
-            rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-            rows.append([f"full run, {size} samples", f"{wall:.1f}", f"{1000 * wall / size:.1f}", f"{rss:.0f}"])
+            rss = float(result.stderr.rsplit("RSS_MB", 1)[1].split()[0])
+            rows.append([f"full batch run, {size} samples (evalkit process)", f"{wall:.1f}", f"{1000 * wall / size:.1f}",
+                         f"{rss:.0f}"])
     import json
 
     with tempfile.TemporaryDirectory() as tmp:

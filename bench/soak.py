@@ -14,9 +14,7 @@ import argparse
 import json
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +23,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import make_project, served_simulator
 FAULTS = """
 [simulator.faults]
 rate_limit = 0.06
@@ -37,24 +35,12 @@ slow_ms = 300
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def make_project(root: Path) -> None:
-    (root / "tasks").mkdir(parents=True)
-    (root / "datasets").mkdir()
-    text = (REPO / "evalkit.toml").read_text()
-    text = text.replace("batch_errored_fraction = 0.0", "batch_errored_fraction = 0.05")
-    text = text.replace("batch_expired_fraction = 0.0", "batch_expired_fraction = 0.05")
-    text = text.replace("max_retries = 4", "max_retries = 8").replace("poll_initial_s = 2", "poll_initial_s = 0.2")
-    text = text.replace("batch_delay_s = 1", "batch_delay_s = 0.5")
-    (root / "evalkit.toml").write_text(text + FAULTS)
-    shutil.copy(REPO / "tasks" / "triage.yaml", root / "tasks" / "triage.yaml")
-    for path in (REPO / "datasets").glob("*.*"):
-        shutil.copy(path, root / "datasets" / path.name)
+def make_faulty_project(root: Path) -> Path:
+    make_project(root, settings={"batch_errored_fraction": "0.05", "batch_expired_fraction": "0.05",
+                                 "max_retries": "8", "poll_initial_s": "0.2", "batch_delay_s": "0.5"})
+    with (root / "evalkit.toml").open("a") as handle:
+        handle.write(FAULTS)
+    return root
 
 
 def main() -> int:
@@ -70,21 +56,10 @@ def main() -> int:
         mode = "batch" if index % 2 else "realtime"
         kill = index % 3 == 2
         with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp) / "project"
-            make_project(root)
-            port, state = free_port(), Path(tmp) / "state"
-            server = subprocess.Popen([sys.executable, "-m", "evalkit", "sim", "serve", "--port", str(port),
-                                       "--state-dir", str(state)], cwd=root, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
-            try:
-                for _ in range(300):
-                    try:
-                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                        break
-                    except OSError:
-                        time.sleep(0.1)
-                env = {**os.environ, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}",
-                       "ANTHROPIC_API_KEY": "soak-test-key"}
+            root = make_faulty_project(Path(tmp) / "project")
+            state = Path(tmp) / "state"
+            with served_simulator(root, state) as env:
+                base_url = env["ANTHROPIC_BASE_URL"]
                 command = [sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-q", "-n",
                            str(args.samples), "--mode", mode, "--fallback", "realtime", "--run-id", "soak"]
                 if kill:
@@ -100,13 +75,10 @@ def main() -> int:
                     totals["failed_runs"] += 1
                     print(f"run {index} ({mode}) failed: {result.stderr.strip()[-300:]}")
                     continue
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_simulator/stats") as response:
+                with urllib.request.urlopen(f"{base_url}/_simulator/stats") as response:
                     stats = json.load(response)
                 for kind, count in stats.get("faults_injected", {}).items():
                     totals[f"fault:{kind}"] += count
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
             rows = [json.loads(line) for line in
                     (root / "reports" / "triage" / "soak" / "results.jsonl").read_text().splitlines()]
             lost = sum(1 for row in rows for role in ("candidate", "reference")

@@ -226,6 +226,12 @@ def paired_cells(rows: Iterable[ScoredSample]) -> dict[str, int]:
     return cells
 
 
+def agreement_counts(rows: Iterable[ScoredSample]) -> tuple[int, int]:
+    """(agreements, comparable samples): samples without a valid reference answer do not count."""
+    agreements = [row.agree for row in rows if row.agree is not None]
+    return int(sum(agreements)), len(agreements)
+
+
 def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05, relative: bool = False,
            plan_power: bool = True, mode: str | None = None) -> Decision:
     """The three-way decision at ``margin`` with one-sided error ``alpha``.
@@ -236,8 +242,7 @@ def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05, rela
     mode = mode or scoring_mode(rows)
     level = 1 - 2 * alpha
     if mode == "reference":
-        agreements = [row.agree for row in rows if row.agree is not None]
-        n, x = len(agreements), int(sum(agreements))
+        x, n = agreement_counts(rows)
         if n == 0:
             return _insufficient(mode, margin, alpha, "no sample had a valid reference answer to compare against")
         verdict, p_go, p_nogo = decide_single(x, n, margin=margin, alpha=alpha)
@@ -353,8 +358,7 @@ def decide_sequential_look(rows: list[ScoredSample], *, margin: float, alpha: fl
     rule = (f"group-sequential test, look {look} of {looks} (n={len(rows)} of {n_max}), "
             f"O'Brien–Fleming boundary ±{boundary:.3f}")
     if mode == "reference":
-        agreements = [row.agree for row in rows if row.agree is not None]
-        n, x = len(agreements), int(sum(agreements))
+        x, n = agreement_counts(rows)
         if n == 0:
             return _insufficient(mode, margin, alpha, "no sample had a valid reference answer to compare against")
         _, p_go, p_nogo = decide_single(x, n, margin=margin, alpha=alpha)

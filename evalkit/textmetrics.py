@@ -267,16 +267,13 @@ def field_prf(pred: Mapping[str, Any], ref: Mapping[str, Any]) -> dict[str, floa
     the reference has it.
     """
     tp, n_pred, n_ref, same = _field_counts(pred, ref)
+    return _scores(tp, n_pred, n_ref, float(same))
+
+
+def _scores(tp: int, n_pred: int, n_ref: int, exact_record: float) -> dict[str, float]:
     precision, recall, f1 = _prf(tp, n_pred, n_ref)
-    return {
-        "tp": tp,
-        "n_pred": n_pred,
-        "n_ref": n_ref,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "exact_record": float(same),
-    }
+    return {"tp": tp, "n_pred": n_pred, "n_ref": n_ref, "precision": precision, "recall": recall, "f1": f1,
+            "exact_record": exact_record}
 
 
 def micro_field_prf(pairs: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> dict[str, float]:
@@ -296,17 +293,7 @@ def micro_field_prf(pairs: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]]
         n_docs += 1
     if n_docs == 0:
         raise ValueError("micro_field_prf needs at least one (pred, ref) pair")
-    precision, recall, f1 = _prf(tp, n_pred, n_ref)
-    return {
-        "tp": tp,
-        "n_pred": n_pred,
-        "n_ref": n_ref,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "exact_record": n_exact / n_docs,
-        "n_docs": n_docs,
-    }
+    return {**_scores(tp, n_pred, n_ref, n_exact / n_docs), "n_docs": n_docs}
 
 
 def per_field_accuracy(pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> dict[str, float]:

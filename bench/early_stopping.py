@@ -18,8 +18,8 @@ sys.path.insert(0, str(REPO))
 def main() -> None:
     from scipy import stats
 
-    from evalkit.sequential import group_sequential_bounds, looks_every
-    from evalkit.stats import tango_statistic
+    from evalkit.stats.sequential import group_sequential_bounds, looks_every
+    from evalkit.stats.decision import tango_statistic
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=2000)

@@ -34,8 +34,8 @@ print("RSS_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=
 PIPELINE = r"""
 import json, resource, sys, time
 from evalkit.api import prepare
-from evalkit.batching import chunk_items, custom_id_for
-from evalkit.cache import request_key
+from evalkit.providers.batching import chunk_items, custom_id_for
+from evalkit.providers.response_cache import request_key
 from evalkit.config import BatchSettings
 t = time.perf_counter()
 prepared = prepare("tasks/triage.yaml", sample_size=int(sys.argv[1]), mode="batch")

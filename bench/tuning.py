@@ -33,8 +33,8 @@ def main() -> None:
         imports = time.perf_counter() - started
         # tune's own work, in process, after imports
         code = ("import time, datasets, sklearn.linear_model, sklearn.model_selection, statsmodels.stats.proportion;"
-                "import evalkit.sim.app, evalkit.calibration; from evalkit.api import tune_task;"
-                "from evalkit.routing import RoutingOptions;"
+                "import evalkit.sim.app, evalkit.routing.calibration; from evalkit.api import tune_task;"
+                "from evalkit.routing.analysis import RoutingOptions;"
                 "t=time.perf_counter(); tune_task('tasks/triage.yaml', RoutingOptions(target_loss=0.05), "
                 "mode='realtime', sample_size=500); print(time.perf_counter()-t)")
         own = float(subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True,

@@ -20,30 +20,30 @@ from typing import Any, Literal
 
 from evalkit import __version__
 from evalkit._hashing import digest
-from evalkit.batching import BatchLedger, BatchReport, Fallback, execute_batch
-from evalkit.budget import BudgetError, check_budget, estimate_cost
-from evalkit.cache import CacheMode, ResponseCache
-from evalkit.cost import call_cost
-from evalkit.caching import CachePlan, plan_caching
+from evalkit.providers.batching import BatchLedger, BatchReport, Fallback, execute_batch
+from evalkit.cost.estimate import BudgetError, check_budget, estimate_cost
+from evalkit.providers.response_cache import CacheMode, ResponseCache
+from evalkit.cost.prices import call_cost
+from evalkit.prompts.prompt_caching import CachePlan, plan_caching
 from evalkit.config import Settings, load_settings
 from evalkit.datasets import SampleSet, load_samples
 from evalkit.errors import DatasetError, UsageError
-from evalkit.lint import Finding, lint_templates
-from evalkit.execute import CallResult, ExecutionStats, execute_realtime
-from evalkit.outputs import parse_answer
+from evalkit.prompts.lint import Finding, lint_templates
+from evalkit.providers.execute import CallResult, ExecutionStats, execute_realtime
+from evalkit.scoring.answers import parse_answer
 from evalkit.progress import NullProgress, Progress
-from evalkit.prompts import ModelRequest, PromptRenderer, build_request, output_schema
+from evalkit.prompts.render import ModelRequest, PromptRenderer, build_request, output_schema
 from evalkit.providers import Backend, ModelResponse, connect
-from evalkit.records import ROLES, SampleResult, totals
-from evalkit.projection import project
-from evalkit.report import write_run_folder
-from evalkit.routing import RoutingOptions, analyse_routing, routing_file
+from evalkit.record.rows import ROLES, SampleResult, totals
+from evalkit.cost.projection import project
+from evalkit.report.html import write_run_folder
+from evalkit.routing.analysis import RoutingOptions, analyse_routing, routing_file
 from evalkit._io import atomic_write_json
-from evalkit.scoring import ScoredSample, check_metric_names, compute_metrics, outcome_counts, scoring_mode
-from evalkit.sequential import group_sequential_bounds, looks_every
+from evalkit.scoring.samples import ScoredSample, check_metric_names, compute_metrics, outcome_counts, scoring_mode
+from evalkit.stats.sequential import group_sequential_bounds, looks_every
 from evalkit.spec import TaskSpec, load_task
-from evalkit.valuemetrics import judge_params, parse_judge, score_sample
-from evalkit.stats import Decision, decide, decide_groups, decide_sequential_look, wilson_interval
+from evalkit.scoring.valuemetrics import judge_params, parse_judge, score_sample
+from evalkit.stats.decision import Decision, decide, decide_groups, decide_sequential_look, wilson_interval
 
 SUMMARY_SCHEMA = 1
 

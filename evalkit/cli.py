@@ -205,7 +205,7 @@ def tune(task_file: Path, target_loss: float, delta: float, budget_per_1k: float
       evalkit tune tasks/triage.yaml --budget 0.50          # USD per 1,000 requests
     """
     from evalkit.api import tune_task  # noqa: PLC0415
-    from evalkit.routing import RoutingOptions  # noqa: PLC0415
+    from evalkit.routing.analysis import RoutingOptions  # noqa: PLC0415
 
     if budget_per_1k is not None and escalation_rate is not None:
         raise UsageError("give at most one of --budget and --escalation-rate")
@@ -266,7 +266,7 @@ def plan(task_file: Path, expected_gap: float, discordance: float, power: float)
     Exact power of the same test the run uses (exact binomial without gold labels, Tango with them).
     """
     from evalkit.spec import load_task  # noqa: PLC0415
-    from evalkit.stats import plan_sample_size  # noqa: PLC0415
+    from evalkit.stats.decision import plan_sample_size  # noqa: PLC0415
 
     task = load_task(task_file)
     if not 0 <= expected_gap < 1 or not 0 < power < 1:
@@ -297,7 +297,7 @@ def lint(task_file: Path, mode: str) -> None:
     static text placed after per-sample content, and prefixes too short to cache, each with the task
     file's line and a fix. Exit code 0 when clean, 1 when there are warnings or errors.
     """
-    from evalkit.lint import lint_task  # noqa: PLC0415
+    from evalkit.prompts.lint import lint_task  # noqa: PLC0415
     from evalkit.spec import load_task  # noqa: PLC0415
 
     findings = lint_task(load_task(task_file), mode=mode)

@@ -27,7 +27,7 @@ from scipy import stats as scipy_stats
 
 from evalkit._io import atomic_write_json, atomic_write_text
 from evalkit.errors import ConfigError
-from evalkit.stats import tango_interval, tango_statistic
+from evalkit.stats.decision import tango_interval, tango_statistic
 
 BASELINE_SCHEMA = 1
 EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from evalkit.batching import chunk_items, custom_id_for
+from evalkit.providers.batching import chunk_items, custom_id_for
 from evalkit.cli import main
 from evalkit.config import BatchSettings
-from evalkit.prompts import ModelRequest
+from evalkit.prompts.render import ModelRequest
 from evalkit.sim.app import Ledger
 from evalkit.sim.batches import CUSTOM_ID
 
@@ -201,8 +201,8 @@ def test_a_batch_created_just_before_a_crash_is_found_and_adopted(fast: Path) ->
     from datetime import UTC, datetime
 
     from evalkit.api import batch_ledger_dir, prepare
-    from evalkit.batching import BatchLedger, LedgerRecord
-    from evalkit.cache import request_key
+    from evalkit.providers.batching import BatchLedger, LedgerRecord
+    from evalkit.providers.response_cache import request_key
     from evalkit.config import load_settings
     from evalkit.providers import connect
 

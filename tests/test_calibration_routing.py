@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn.calibration import calibration_curve
 
-from evalkit.calibration import (
+from evalkit.routing.calibration import (
     auroc,
     brier,
     calibration_report,
@@ -21,7 +21,7 @@ from evalkit.calibration import (
     recalibrate_cv,
     reliability_diagram,
 )
-from evalkit.routing_math import (
+from evalkit.routing.thresholds import (
     GRID,
     cross_fit,
     pareto_front,

@@ -102,9 +102,9 @@ def test_max_cost_below_the_estimate_sends_no_request(project: Path) -> None:
 
 def test_running_spend_stops_a_realtime_run_cleanly(project: Path) -> None:
     from evalkit.api import SpendTracker, prepare
-    from evalkit.cache import ResponseCache
+    from evalkit.providers.response_cache import ResponseCache
     from evalkit.config import load_settings
-    from evalkit.execute import execute_realtime
+    from evalkit.providers.execute import execute_realtime
     from evalkit.providers import connect
 
     settings = load_settings(project)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from evalkit.errors import ProviderError
-from evalkit.outputs import parse_answer
+from evalkit.scoring.answers import parse_answer
 from evalkit.providers.base import ModelResponse
 from evalkit.spec import OutputSpec
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from evalkit.api import prepare
 from evalkit.cli import main
 from evalkit.config import load_settings
-from evalkit.lint import lint_task
+from evalkit.prompts.lint import lint_task
 from evalkit.sim.app import SimulatorState, create_app
 from evalkit.sim.prompt_cache import PromptCache
 from evalkit.spec import load_task

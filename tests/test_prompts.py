@@ -8,7 +8,7 @@ import pytest
 
 from evalkit.datasets import Sample
 from evalkit.errors import TemplateError
-from evalkit.prompts import PromptRenderer, build_request
+from evalkit.prompts.render import PromptRenderer, build_request
 from evalkit.spec import load_task
 
 TASK = """\

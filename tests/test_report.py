@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from evalkit.cli import main
-from evalkit.report import render_html, script_json
+from evalkit.report.html import render_html, script_json
 
 XSS_SCRIPT = "<script>alert(1)</script>"
 XSS_OUTPUT = "</script><img src=x onerror=alert(1)>"

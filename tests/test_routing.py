@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from evalkit.cli import main
 from evalkit.config import load_settings
 from evalkit.errors import ConfigError
-from evalkit.router import Router
+from evalkit.routing.router import Router
 from evalkit.sim.app import SimulatorState, create_app
 from evalkit.spec import load_task
 from tests.test_batches import billed, summary

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from evalkit import sequential
-from evalkit.sequential import (
+from evalkit.stats import sequential
+from evalkit.stats.sequential import (
     group_sequential_bounds,
     ld_obf_spending,
     look_schedule,

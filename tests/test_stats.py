@@ -6,9 +6,9 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint
 
 from evalkit.datasets import Sample
-from evalkit.outputs import Answer
-from evalkit.scoring import ScoredSample
-from evalkit.stats import (
+from evalkit.scoring.answers import Answer
+from evalkit.scoring.samples import ScoredSample
+from evalkit.stats.decision import (
     clopper_pearson_interval,
     decide,
     decide_groups,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evalkit.textmetrics import (
+from evalkit.scoring.textmetrics import (
     UnicodeRougeTokenizer,
     _as_number,
     exact_match,

@@ -8,10 +8,10 @@ import pytest
 
 from evalkit.datasets import Sample
 from evalkit.errors import SpecError
-from evalkit.outputs import Answer
+from evalkit.scoring.answers import Answer
 from evalkit.spec import load_task
-from evalkit.stats import decide
-from evalkit.valuemetrics import VALUE_METRICS, judge_params, parse_judge, score_sample
+from evalkit.stats.decision import decide
+from evalkit.scoring.valuemetrics import VALUE_METRICS, judge_params, parse_judge, score_sample
 
 TEXT_TASK = """\
 name: notes
@@ -100,7 +100,7 @@ def test_judge_metric_decides_on_the_references_verdicts(tmp_path: Path) -> None
 
 
 def test_metric_that_does_not_fit_the_task_kind_is_refused(tmp_path: Path) -> None:
-    from evalkit.scoring import check_metric_names
+    from evalkit.scoring.samples import check_metric_names
 
     task = _task(tmp_path, TEXT_TASK + "metrics: [token_f1, macro_f1]\n")
     with pytest.raises(SpecError) as caught:

@@ -14,7 +14,7 @@ import anthropic
 import httpx2
 
 from evalkit.errors import AuthError, ModelNotFoundError, ProviderError
-from evalkit.prompts import ModelRequest
+from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import SIMULATOR_HEADER, BatchInfo, BatchItemResult, ModelResponse, Provider
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"

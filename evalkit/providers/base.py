@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from evalkit.prompts import ModelRequest
+from evalkit.prompts.render import ModelRequest
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from evalkit.textmetrics import field_prf, token_f1
+from evalkit.scoring.textmetrics import field_prf, token_f1
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
 _TAG = re.compile(r"<(reference_answer|candidate_answer)>\n?(.*?)\n?</\1>", re.DOTALL)

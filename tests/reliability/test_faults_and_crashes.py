@@ -72,9 +72,9 @@ def test_concurrency_limit_is_respected(project: Path, tmp_path: Path) -> None:
     import httpx2
 
     from evalkit.api import prepare
-    from evalkit.cache import ResponseCache
+    from evalkit.providers.response_cache import ResponseCache
     from evalkit.config import load_settings
-    from evalkit.execute import execute_realtime
+    from evalkit.providers.execute import execute_realtime
     from evalkit.providers.anthropic import AnthropicProvider, make_client
     from evalkit.sim.app import SimulatorState, create_app
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evalkit.errors import SpecError
-from evalkit.outputs import parse_answer
+from evalkit.scoring.answers import parse_answer
 from evalkit.providers.base import ModelResponse
 from evalkit.spec import OutputSpec, parse_task
 

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evalkit.config import PricingTable
-from evalkit.cost import Cost, call_cost
+from evalkit.cost.prices import Cost, call_cost
 from evalkit.datasets import Sample
-from evalkit.execute import CallResult
-from evalkit.outputs import Answer
+from evalkit.providers.execute import CallResult
+from evalkit.scoring.answers import Answer
 from evalkit.providers.base import Usage
-from evalkit.scoring import ScoredSample
+from evalkit.scoring.samples import ScoredSample
 
 ROLES = ("candidate", "reference")
 

@@ -3,7 +3,7 @@
 It does what the seed's ``classify_with_routing`` does, with the threshold calibrated by ``evalkit tune``
 (``routing.json``) and the exact prompts that were evaluated (the task file)::
 
-    from evalkit.router import Router
+    from evalkit.routing.router import Router
     router = Router.from_files("reports/triage/routing.json", "tasks/triage.yaml")
     routed = router.route("I was charged twice this month")   # RoutedAnswer
     routed.answer.label, routed.escalated, routed.reason
@@ -23,8 +23,8 @@ from typing import Any
 
 from evalkit.datasets import Sample
 from evalkit.errors import ConfigError
-from evalkit.outputs import Answer, parse_answer
-from evalkit.prompts import PromptRenderer, build_request
+from evalkit.scoring.answers import Answer, parse_answer
+from evalkit.prompts.render import PromptRenderer, build_request
 from evalkit.spec import TaskSpec, load_task
 
 

@@ -32,12 +32,12 @@ from typing import Any, Literal
 from filelock import FileLock
 
 from evalkit._io import atomic_write_json
-from evalkit.cache import ResponseCache
+from evalkit.providers.response_cache import ResponseCache
 from evalkit.config import BatchSettings
 from evalkit.errors import BatchPendingError, ProviderError
-from evalkit.execute import CallResult, ExecutionStats, execute_realtime, partition
+from evalkit.providers.execute import CallResult, ExecutionStats, execute_realtime, partition
 from evalkit.progress import NullProgress, Progress
-from evalkit.prompts import ModelRequest
+from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import BatchInfo, ModelResponse, Provider
 
 LEDGER_SCHEMA = 1

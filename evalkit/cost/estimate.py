@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalkit.cache import ResponseCache
-from evalkit.caching import CachePlan
+from evalkit.providers.response_cache import ResponseCache
+from evalkit.prompts.prompt_caching import CachePlan
 from evalkit.config import PricingTable
 from evalkit.errors import EvalkitError
-from evalkit.prompts import ModelRequest
+from evalkit.prompts.render import ModelRequest
 from evalkit.tokens import count_tokens
 
 

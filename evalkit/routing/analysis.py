@@ -22,10 +22,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from evalkit import calibration, routing_math
+from evalkit.routing import calibration
+from evalkit.routing import thresholds as routing_math
 from evalkit.config import PricingTable
-from evalkit.records import SampleResult
-from evalkit.scoring import scoring_mode
+from evalkit.record.rows import SampleResult
+from evalkit.scoring.samples import scoring_mode
 
 Objective = Literal["quality", "budget", "escalation"]
 SEED_DEFAULT_THRESHOLD = 0.75  # the threshold the seed's router hard-codes
@@ -64,7 +65,7 @@ def _signals(results: list[SampleResult], honour_flag: bool) -> tuple[np.ndarray
 
 def _per_request_costs(results: list[SampleResult], pricing: PricingTable) -> tuple[float, float]:
     """Mean USD per request for each model at real-time (production) rates, from measured usage."""
-    from evalkit.projection import mean_usage, per_request_cost  # noqa: PLC0415
+    from evalkit.cost.projection import mean_usage, per_request_cost  # noqa: PLC0415
 
     out = []
     for role in ("candidate", "reference"):

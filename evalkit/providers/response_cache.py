@@ -15,7 +15,7 @@ import diskcache
 
 from evalkit._hashing import digest
 from evalkit.errors import CacheError
-from evalkit.prompts import ModelRequest
+from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import ModelResponse
 
 #: Bump when the stored value format changes; old entries then simply miss.

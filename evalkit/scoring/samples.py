@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score
 
 from evalkit.datasets import Sample
-from evalkit.outputs import Answer
+from evalkit.scoring.answers import Answer
 from evalkit.spec import TaskSpec
 
 INVALID = "__invalid__"
@@ -189,7 +189,7 @@ METRIC_KINDS: dict[str, tuple[str, ...]] = {
 
 
 def check_metric_names(task: TaskSpec) -> None:
-    from evalkit.valuemetrics import PRIMARY_METRICS, VALUE_METRICS  # noqa: PLC0415
+    from evalkit.scoring.valuemetrics import PRIMARY_METRICS, VALUE_METRICS  # noqa: PLC0415
 
     kind = task.output.kind
     kinds_of = {**METRIC_KINDS, **{name: kinds for name, (kinds, _) in VALUE_METRICS.items()}}
@@ -210,7 +210,7 @@ def check_metric_names(task: TaskSpec) -> None:
 
 
 def compute_metrics(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any]:
-    from evalkit.valuemetrics import VALUE_METRICS  # noqa: PLC0415
+    from evalkit.scoring.valuemetrics import VALUE_METRICS  # noqa: PLC0415
 
     extra = ["per_label"] if task.output.kind == "classification" else []
     names = list(dict.fromkeys([*task.metric_names, "agreement", *extra]))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.config import PricingTable
-from evalkit.records import SampleResult
+from evalkit.record.rows import SampleResult
 
 
 @dataclass(frozen=True)

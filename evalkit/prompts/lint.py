@@ -120,8 +120,8 @@ def lint_task(task: TaskSpec, *, mode: str = "batch") -> list[Finding]:
     findings = lint_templates(task)
     if any(f.severity == "error" for f in findings):
         return findings
-    from evalkit.caching import plan_caching  # noqa: PLC0415
-    from evalkit.prompts import PromptRenderer, output_schema  # noqa: PLC0415
+    from evalkit.prompts.prompt_caching import plan_caching  # noqa: PLC0415
+    from evalkit.prompts.render import PromptRenderer, output_schema  # noqa: PLC0415
 
     try:
         renderer = PromptRenderer(task)

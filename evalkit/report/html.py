@@ -3,7 +3,7 @@
 The report folder is assembled in a hidden temporary folder and renamed into place, so a crash never
 leaves a half-written report behind.
 
-``report.html`` needs no network: CSS, the plots (inline SVG from :mod:`evalkit.plots`) and the script
+``report.html`` needs no network: CSS, the plots (inline SVG from :mod:`evalkit.report.plots`) and the script
 are all in the file. Model output and dataset text are untrusted input:
 
 * in the HTML they go through jinja2's autoescape;
@@ -281,7 +281,7 @@ def _figure(drawn: str | None) -> Markup | None:
 
 def build_context(summary: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Everything the template shows, with the sections that do not apply set to None."""
-    from evalkit import plots  # noqa: PLC0415 - imports matplotlib
+    from evalkit.report import plots  # noqa: PLC0415 - imports matplotlib
 
     metrics = summary.get("metrics") or {}
     decision = summary.get("decision") or {}
@@ -342,7 +342,7 @@ def build_context(summary: dict[str, Any], rows: list[dict[str, Any]]) -> dict[s
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("evalkit", "templates"),
+        loader=jinja2.PackageLoader("evalkit.report", "templates"),
         autoescape=True,  # model output and dataset text are untrusted
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

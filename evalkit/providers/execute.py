@@ -10,10 +10,10 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from evalkit.cache import ResponseCache, request_key
+from evalkit.providers.response_cache import ResponseCache, request_key
 from evalkit.errors import AuthError, CacheError, ModelNotFoundError, ProviderError
 from evalkit.progress import NullProgress, Progress
-from evalkit.prompts import ModelRequest
+from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import ModelResponse, Provider
 
 #: Errors that will fail every other request the same way: stop the run instead of recording each.

@@ -26,7 +26,7 @@ from scipy import optimize, stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
-from evalkit.scoring import ScoredSample, scoring_mode
+from evalkit.scoring.samples import ScoredSample, scoring_mode
 
 Verdict = Literal["GO", "NO-GO", "INCONCLUSIVE", "INSUFFICIENT-DATA"]
 

@@ -16,10 +16,10 @@ import numpy as np
 from scipy import stats
 
 from evalkit.datasets import Sample
-from evalkit.outputs import Answer
-from evalkit.scoring import ScoredSample
+from evalkit.scoring.answers import Answer
+from evalkit.scoring.samples import ScoredSample
 from evalkit.spec import TaskSpec
-from evalkit.textmetrics import exact_match, field_prf, micro_field_prf, per_field_accuracy, rouge_l, token_f1
+from evalkit.scoring.textmetrics import exact_match, field_prf, micro_field_prf, per_field_accuracy, rouge_l, token_f1
 
 #: Metrics that can decide a task (per-sample, in [0, 1]) and the kinds they apply to.
 PRIMARY_METRICS: dict[str, tuple[str, ...]] = {

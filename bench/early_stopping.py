@@ -9,7 +9,6 @@ import argparse
 import sys
 
 import numpy as np
-
 from _common import REPO, table
 
 sys.path.insert(0, str(REPO))
@@ -18,8 +17,8 @@ sys.path.insert(0, str(REPO))
 def main() -> None:
     from scipy import stats
 
-    from evalkit.stats.sequential import group_sequential_bounds, looks_every
     from evalkit.stats.decision import tango_statistic
+    from evalkit.stats.sequential import group_sequential_bounds, looks_every
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=2000)

@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from _common import make_project, served_simulator
+
 FAULTS = """
 [simulator.faults]
 rate_limit = 0.06

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from evalkit import __version__
+from evalkit._version import __version__
 from evalkit.errors import EvalkitError, UsageError
 
 TASK = click.argument("task_file", type=click.Path(dir_okay=False, path_type=Path), metavar="TASK.yaml")
@@ -101,52 +101,55 @@ def run(task_file: Path, offline: bool | None, mode: str, max_wait: float | None
       evalkit run tasks/triage.yaml --max-wait 600         # come back later; it resumes the batch
       evalkit run tasks/triage.yaml --cache read-only     # prove it costs nothing
     """
-    from evalkit.api import RunOptions, run_task  # noqa: PLC0415
-    from evalkit.progress import NullProgress, RichProgress  # noqa: PLC0415
+    from evalkit import api  # noqa: PLC0415
 
-    progress = NullProgress() if quiet else RichProgress()
-    options = RunOptions(offline=offline, mode=mode, max_wait_s=max_wait, fallback=fallback,  # type: ignore[arg-type]
-                         sequential=sequential, max_cost=max_cost,
-                         sample_size=sample_size, cache_mode=cache_mode,  # type: ignore[arg-type]
-                         concurrency=concurrency, run_id=run_id, reports_dir=reports_dir)
-    result = run_task(task_file, options, progress=progress)
-    _print_result(result.summary, result.folder)
+    options = api.RunOptions(offline=offline, mode=mode, max_wait_s=max_wait, fallback=fallback,  # type: ignore[arg-type]
+                             sequential=sequential, max_cost=max_cost,
+                             sample_size=sample_size, cache_mode=cache_mode,  # type: ignore[arg-type]
+                             concurrency=concurrency, run_id=run_id, reports_dir=reports_dir).validate()
+    if gate_baseline is not None and not gate_baseline.exists():
+        raise UsageError(f"baseline {gate_baseline} does not exist",
+                         hint="create it with `evalkit baseline save TASK.yaml --out <path>` and commit it")
+    result = api.run_task(task_file, options, progress=_progress(quiet))
+    _print_result(result.record, result.folder)
     if gate_baseline is not None:
-        from evalkit.gate import GateOptions  # noqa: PLC0415
-
-        _finish_gate(result, gate_baseline, GateOptions())
+        _finish_gate(api.check_gate(result, gate_baseline))
 
 
-def _print_result(summary: dict[str, Any], folder: Path) -> None:
-    decision = summary["decision"]
-    colour = {"GO": "green", "NO-GO": "red"}.get(decision["verdict"], "yellow")
-    if summary["simulated"]:
+def _progress(quiet: bool) -> Any:
+    from evalkit.progress import NullProgress, RichProgress  # noqa: PLC0415 - rich only when needed
+
+    return NullProgress() if quiet else RichProgress()
+
+
+def _print_result(record: Any, folder: Path) -> None:
+    decision = record.decision
+    colour = {"GO": "green", "NO-GO": "red"}.get(decision.verdict, "yellow")
+    if record.simulated:
         click.secho("SIMULATED — answers came from evalkit's offline simulator, not from Claude.",
                     fg="yellow", bold=True)
-    models = summary["models"]
-    click.echo(f"{summary['task']['name']}: can {models['candidate']} replace {models['reference']}?")
-    click.secho(f"  {decision['verdict']}", fg=colour, bold=True, nl=False)
-    click.echo(f" — {decision['reason']}")
-    sequential = summary.get("sequential")
+    models = record.provenance.models
+    click.echo(f"{record.task_name}: can {models.candidate} replace {models.reference}?")
+    click.secho(f"  {decision.verdict}", fg=colour, bold=True, nl=False)
+    click.echo(f" — {decision.reason}")
+    sequential = record.sequential
     if sequential:
-        click.echo(f"  sequential: stopped at n={sequential['stopped_at']} of {sequential['n_max']} "
-                   f"(saved {sequential['samples_saved']} samples, about ${sequential['cost_saved_usd']:.4f})")
-    noise = summary.get("reference_noise")
-    if noise:
-        click.echo(f"  reference noise: {noise['note']}")
-    weak = [f"{column}={name}" for column, groups in summary.get("group_decisions", {}).items()
-            for name, group in groups.items() if group["verdict"] == "NO-GO"]
-    if weak and decision["verdict"] != "NO-GO":
+        click.echo(f"  sequential: stopped at n={sequential.stopped_at} of {sequential.n_max} "
+                   f"(saved {sequential.samples_saved} samples, about ${sequential.cost_saved_usd:.4f})")
+    if record.reference_noise:
+        click.echo(f"  reference noise: {record.reference_noise.note}")
+    weak = [f"{column}={name}" for column, groups in record.group_decisions.items()
+            for name, group in groups.items() if group.verdict == "NO-GO"]
+    if weak and decision.verdict != "NO-GO":
         click.secho(f"  NO-GO within: {', '.join(weak)}", fg="red")
-    execution = summary["execution"]
-    click.echo(f"  requests sent: {execution['requests_sent']}, answered from cache: {execution['cache_hits']}, "
-               f"failed: {execution['errors']}")
-    cost = summary["cost_usd"]
-    saved = f", batch discount saved ${cost['batch_savings']:.4f}" if cost["batch_savings"] > 0 else ""
-    click.echo(f"  cost of these answers: ${cost['answers']:.4f} (paid this run: ${cost['this_run']:.4f}{saved})")
-    batch = summary.get("batch") or {}
-    if batch.get("answer_batch_ids"):
-        click.echo(f"  batches: {', '.join(batch['answer_batch_ids'])}")
+    execution = record.execution
+    click.echo(f"  requests sent: {execution.requests_sent}, answered from cache: {execution.cache_hits}, "
+               f"failed: {execution.errors}")
+    cost = record.cost_usd
+    saved = f", batch discount saved ${cost.batch_savings:.4f}" if cost.batch_savings > 0 else ""
+    click.echo(f"  cost of these answers: ${cost.answers:.4f} (paid this run: ${cost.this_run:.4f}{saved})")
+    if record.batch.answer_batch_ids:
+        click.echo(f"  batches: {', '.join(record.batch.answer_batch_ids)}")
     click.echo(f"  report: {folder / 'report.html'}")
 
 
@@ -155,9 +158,9 @@ def _print_result(summary: dict[str, Any], folder: Path) -> None:
 @click.option("--sample-size", "-n", type=int, default=None, help="Check this many samples.")
 def validate(task_file: Path, sample_size: int | None) -> None:
     """Check TASK.yaml, its dataset and its prompts without calling any model."""
-    from evalkit.api import prepare  # noqa: PLC0415
+    from evalkit import api  # noqa: PLC0415
 
-    prepared = prepare(task_file, sample_size=sample_size, offline=True)
+    prepared = api.validate_task(task_file, sample_size=sample_size)
     task = prepared.task
     click.echo(f"{task_file}: OK")
     answer = (f"{len(task.output.label_names)} labels" if task.output.kind == "classification"
@@ -204,52 +207,51 @@ def tune(task_file: Path, target_loss: float, delta: float, budget_per_1k: float
       evalkit tune tasks/triage.yaml --target-loss 0.03
       evalkit tune tasks/triage.yaml --budget 0.50          # USD per 1,000 requests
     """
-    from evalkit.api import tune_task  # noqa: PLC0415
-    from evalkit.routing.analysis import RoutingOptions  # noqa: PLC0415
+    from evalkit import api  # noqa: PLC0415
 
     if budget_per_1k is not None and escalation_rate is not None:
         raise UsageError("give at most one of --budget and --escalation-rate")
     objective = "budget" if budget_per_1k is not None else "escalation" if escalation_rate is not None else "quality"
-    options = RoutingOptions(objective=objective, target_loss=target_loss, delta=delta,  # type: ignore[arg-type]
+    options = api.RoutingOptions(objective=objective, target_loss=target_loss, delta=delta,  # type: ignore[arg-type]
                              budget_per_1k=budget_per_1k, escalation_rate=escalation_rate,
                              honour_escalate_flag=not ignore_escalate_flag)
-    result = tune_task(task_file, options, offline=offline, mode=mode, sample_size=sample_size,  # type: ignore[arg-type]
+    result = api.tune_task(task_file, options, offline=offline, mode=mode, sample_size=sample_size,  # type: ignore[arg-type]
                        out=out)
     _print_tune(result.analysis, result.requests_sent)
     click.echo(f"routing.json: {result.path}")
 
 
-def _print_tune(analysis: dict[str, Any], requests_sent: int) -> None:
+def _print_tune(analysis: Any, requests_sent: int) -> None:
     click.echo(f"{requests_sent} API requests: every answer came from the response cache")
-    costs = analysis["costs"]
-    click.echo(f"samples {analysis['n']} · always-reference accuracy {100 * analysis['always_reference_accuracy']:.1f}% "
-               f"(${costs['always_reference_per_1k']:.4f}/1k) · always-candidate "
-               f"{100 * analysis['always_candidate_accuracy']:.1f}% (${costs['always_candidate_per_1k']:.4f}/1k)")
+    costs = analysis.costs
+    click.echo(f"samples {analysis.n} · always-reference accuracy {100 * analysis.always_reference_accuracy:.1f}% "
+               f"(${costs.always_reference_per_1k:.4f}/1k) · always-candidate "
+               f"{100 * analysis.always_candidate_accuracy:.1f}% (${costs.always_candidate_per_1k:.4f}/1k)")
     click.echo(f"{'t':>5} {'escalate':>9} {'routed acc':>11} {'loss':>7} {'$/1k req':>10}")
-    marks = {analysis["chosen"]["t"] if analysis["chosen"] else None: "  ← chosen",
-             analysis["seed_default"]["t"]: "  ← seed default",
-             analysis["naive"]["threshold"]: "  ← naive in-sample"}
-    shown = [row for row in analysis["sweep"] if round(row["t"] * 100) % 5 == 0 or row["t"] in marks]
+    marks = {analysis.chosen.t if analysis.chosen else None: "  ← chosen",
+             analysis.seed_default.t: "  ← seed default",
+             analysis.naive.threshold: "  ← naive in-sample"}
+    shown = [row for row in analysis.sweep if round(row.t * 100) % 5 == 0 or row.t in marks]
     for row in shown:
-        click.echo(f"{row['t']:>5.2f} {100 * row['escalation_rate']:>8.1f}% {100 * row['routed_accuracy']:>10.1f}% "
-                   f"{100 * row['quality_loss']:>6.1f} {row['cost_per_1k']:>10.4f}{marks.get(row['t'], '')}")
-    click.echo(f"objective: {analysis['objective']}")
-    click.echo(f"guarantee: {analysis['guarantee']}")
-    fit = analysis["cross_fitted"]
-    click.echo(f"held-out (5-fold cross-fitted): escalate {100 * fit['escalation_rate']:.1f}%, routed accuracy "
-               f"{100 * fit['routed_accuracy']:.1f}%, loss {100 * fit['quality_loss']:.1f} points, "
-               f"${fit['cost_per_1k']:.4f}/1k; fold thresholds {fit['fold_thresholds']}")
-    naive = analysis["naive"]
-    if naive["in_sample"]:
-        click.echo(f"naive in-sample pick t={naive['threshold']:.2f} claims loss "
-                   f"{100 * naive['in_sample']['quality_loss']:.1f} points; held out it is "
-                   f"{100 * naive['cross_fitted']['quality_loss']:.1f} (optimism "
-                   f"{100 * naive['optimism_quality_loss']:.1f} points)")
-    calibration = analysis.get("calibration")
+        click.echo(f"{row.t:>5.2f} {100 * row.escalation_rate:>8.1f}% {100 * row.routed_accuracy:>10.1f}% "
+                   f"{100 * row.quality_loss:>6.1f} {row.cost_per_1k:>10.4f}{marks.get(row.t, '')}")
+    click.echo(f"objective: {analysis.objective}")
+    click.echo(f"guarantee: {analysis.guarantee}")
+    fit = analysis.cross_fitted
+    click.echo(f"held-out (5-fold cross-fitted): escalate {100 * fit.escalation_rate:.1f}%, routed accuracy "
+               f"{100 * fit.routed_accuracy:.1f}%, loss {100 * fit.quality_loss:.1f} points, "
+               f"${fit.cost_per_1k:.4f}/1k; fold thresholds {fit.fold_thresholds}")
+    naive = analysis.naive
+    if naive.in_sample:
+        click.echo(f"naive in-sample pick t={naive.threshold:.2f} claims loss "
+                   f"{100 * naive.in_sample.quality_loss:.1f} points; held out it is "
+                   f"{100 * naive.cross_fitted.quality_loss:.1f} (optimism "
+                   f"{100 * naive.optimism_quality_loss:.1f} points)")
+    calibration = analysis.calibration
     if calibration:
-        click.echo(f"confidence: mean {calibration['mean_confidence']:.2f} vs accuracy {calibration['accuracy']:.2f}, "
-                   f"ECE {calibration['ece_uniform10']:.3f}, Brier {calibration['brier']:.3f}, AUROC "
-                   f"{calibration['auroc']:.3f}")
+        click.echo(f"confidence: mean {calibration.mean_confidence:.2f} vs accuracy {calibration.accuracy:.2f}, "
+                   f"ECE {calibration.ece_uniform10:.3f}, Brier {calibration.brier:.3f}, AUROC "
+                   f"{calibration.auroc:.3f}")
 
 
 @main.command()
@@ -265,23 +267,18 @@ def plan(task_file: Path, expected_gap: float, discordance: float, power: float)
 
     Exact power of the same test the run uses (exact binomial without gold labels, Tango with them).
     """
-    from evalkit.spec import load_task  # noqa: PLC0415
-    from evalkit.stats.decision import plan_sample_size  # noqa: PLC0415
+    from evalkit import api  # noqa: PLC0415
 
-    task = load_task(task_file)
-    if not 0 <= expected_gap < 1 or not 0 < power < 1:
-        raise UsageError("--expected-gap must be in [0, 1) and --power in (0, 1)")
-    mode = "gold" if task.dataset.label_column else "reference"
-    result = plan_sample_size(mode=mode, expected_gap=expected_gap, margin=task.decision.margin,
-                              alpha=task.decision.alpha, power=power, discordance=discordance)
+    result = api.plan_task(task_file, expected_gap=expected_gap, discordance=discordance, power=power)
+    task = result.task
     margin = 100 * task.decision.margin
-    if result["n"] is None:
-        click.echo(f"no sample size decides it: {result.get('why', 'the gap is too close to the margin')}")
+    if result.n is None:
+        click.echo(f"no sample size decides it: {result.why or 'the gap is too close to the margin'}")
         sys.exit(1)
     click.echo(f"{task.name}: with an expected loss of {100 * expected_gap:g} points against a {margin:g}-point "
-               f"margin ({'gold labels' if mode == 'gold' else 'agreement with the reference'}), "
-               f"{result['n']} samples give a {100 * power:g}% chance of a {result['side']}.")
-    if result["n"] > 500:
+               f"margin ({'gold labels' if result.mode == 'gold' else 'agreement with the reference'}), "
+               f"{result.n} samples give a {100 * power:g}% chance of a {result.side}.")
+    if result.n > 500:
         click.echo("  that is more than the 200–500 evalkit is designed for: the gap is close to the margin; "
                    "consider --sequential, or accept INCONCLUSIVE as the likely outcome")
 
@@ -297,10 +294,9 @@ def lint(task_file: Path, mode: str) -> None:
     static text placed after per-sample content, and prefixes too short to cache, each with the task
     file's line and a fix. Exit code 0 when clean, 1 when there are warnings or errors.
     """
-    from evalkit.prompts.lint import lint_task  # noqa: PLC0415
-    from evalkit.spec import load_task  # noqa: PLC0415
+    from evalkit import api  # noqa: PLC0415
 
-    findings = lint_task(load_task(task_file), mode=mode)
+    findings = api.lint_task(task_file, mode=mode)
     for finding in findings:
         colour = {"error": "red", "warning": "yellow"}.get(finding.severity)
         click.secho(finding.render(), fg=colour)
@@ -310,22 +306,14 @@ def lint(task_file: Path, mode: str) -> None:
     sys.exit(1 if serious else 0)
 
 
-def _finish_gate(result: Any, baseline_path: Path, options: Any, junit: Path | None = None) -> None:
-    """Compare a finished run with the baseline, write JUnit/Markdown, print, and exit with the gate code."""
-    import json  # noqa: PLC0415
-
-    from evalkit.gate import compare, exit_code, load_baseline, write_gate_outputs  # noqa: PLC0415
-
-    baseline = load_baseline(baseline_path)
-    rows = [json.loads(line) for line in (result.folder / "results.jsonl").read_text().splitlines()]
-    checks = compare(result.summary, rows, baseline, options)
-    code = exit_code(checks, options)
-    outputs = write_gate_outputs(result.folder, result.summary, checks, code, junit)
+def _finish_gate(gate: Any) -> None:
+    """Print the gate's checks and exit with its code."""
     colours = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": None}
-    for check in checks:
+    for check in gate.checks:
         click.secho(f"  gate {check.name}: {check.status} — {check.message}", fg=colours[check.status])
+    code = gate.exit_code
     label = {0: "PASS", 1: "FAIL (regression or NO-GO)", 3: "INCONCLUSIVE"}.get(code, str(code))
-    click.secho(f"gate: {label} (exit {code}); JUnit {outputs['junit']}, summary {outputs['markdown']}",
+    click.secho(f"gate: {label} (exit {code}); JUnit {gate.junit}, summary {gate.markdown}",
                 fg="green" if code == 0 else "red" if code == 1 else "yellow", bold=True)
     sys.exit(code)
 
@@ -361,18 +349,15 @@ def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance:
                 (--inconclusive pass|fail to map it) · 4 API failure · 5 batch still running
                 (re-run to resume) · 6 budget guard stopped the run
     """
-    from evalkit.api import RunOptions, run_task  # noqa: PLC0415
-    from evalkit.gate import GateOptions  # noqa: PLC0415
-    from evalkit.progress import NullProgress, RichProgress  # noqa: PLC0415
+    from evalkit import api  # noqa: PLC0415
 
-    options = RunOptions(offline=offline, mode=mode, sample_size=sample_size, max_cost=max_cost)  # type: ignore[arg-type]
-    if not baseline_path.exists():
-        raise UsageError(f"baseline {baseline_path} does not exist",
-                         hint="create it with `evalkit baseline save TASK.yaml --out <path>` and commit it")
-    result = run_task(task_file, options, progress=NullProgress() if quiet else RichProgress())
-    _print_result(result.summary, result.folder)
-    _finish_gate(result, baseline_path, GateOptions(tolerance=tolerance, cost_tolerance=cost_tolerance,
-                                                    inconclusive=inconclusive), junit)  # type: ignore[arg-type]
+    options = api.RunOptions(offline=offline, mode=mode, sample_size=sample_size, max_cost=max_cost)  # type: ignore[arg-type]
+    gate_options = api.GateOptions(tolerance=tolerance, cost_tolerance=cost_tolerance,
+                                   inconclusive=inconclusive)  # type: ignore[arg-type]
+    result = api.gate_task(task_file, baseline_path, gate=gate_options, options=options, junit=junit,
+                           progress=_progress(quiet))
+    _print_result(result.run.record, result.run.folder)
+    _finish_gate(result)
 
 
 @main.group()
@@ -389,36 +374,13 @@ def baseline() -> None:
               help="Where to write it (default: baselines/<task>.json in the project).")
 def baseline_save(task_file: Path, run_id: str | None, routing_path: Path | None, out: Path | None) -> None:
     """Save a finished run as the baseline the gate compares against (commit the file)."""
-    import json  # noqa: PLC0415
+    from evalkit import api  # noqa: PLC0415
 
-    from evalkit._io import atomic_write_json  # noqa: PLC0415
-    from evalkit.config import load_settings  # noqa: PLC0415
-    from evalkit.gate import make_baseline  # noqa: PLC0415
-    from evalkit.spec import load_task  # noqa: PLC0415
-
-    task = load_task(task_file)
-    settings = load_settings(task.base_dir)
-    runs_dir = settings.reports_dir / task.name
-    if run_id is None:
-        runs = sorted((p for p in runs_dir.glob("*/summary.json")), key=lambda p: p.stat().st_mtime)
-        if not runs:
-            raise UsageError(f"no finished run of '{task.name}' under {runs_dir}",
-                             hint=f"run `evalkit run {task_file}` first")
-        folder = runs[-1].parent
-    else:
-        folder = runs_dir / run_id
-        if not (folder / "summary.json").exists():
-            raise UsageError(f"no run '{run_id}' under {runs_dir}")
-    summary = json.loads((folder / "summary.json").read_text())
-    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
-    routing_path = routing_path or (runs_dir / "routing.json")
-    routing = json.loads(routing_path.read_text()) if routing_path.exists() else None
-    content = make_baseline(summary, rows, routing)
-    out = out or settings.root / "baselines" / f"{task.name}.json"
-    atomic_write_json(out, content)
-    click.echo(f"baseline from run {summary['run_id']} ({summary['decision']['verdict']}, {len(content['outcomes'])} "
-               f"samples{', routing threshold ' + str(content['routing']['threshold']) if content['routing'] else ''})"
-               f" written to {out}")
+    saved = api.save_baseline(task_file, run_id=run_id, routing_path=routing_path, out=out)
+    baseline = saved.baseline
+    routing = f", routing threshold {baseline.routing.threshold}" if baseline.routing else ""
+    click.echo(f"baseline from run {baseline.run_id} ({baseline.decision}, {len(baseline.outcomes)} "
+               f"samples{routing}) written to {saved.path}")
 
 
 @main.command()
@@ -428,13 +390,13 @@ def baseline_save(task_file: Path, run_id: str | None, routing_path: Path | None
 @click.option("--sample-size", "-n", type=int, default=None)
 def estimate(task_file: Path, mode: str, offline: bool | None, sample_size: int | None) -> None:
     """Print what `evalkit run` would cost, without sending any request."""
-    from evalkit.api import estimate_task  # noqa: PLC0415
+    from evalkit import api  # noqa: PLC0415
 
-    result = estimate_task(task_file, mode=mode, offline=offline, sample_size=sample_size)  # type: ignore[arg-type]
+    result = api.estimate_task(task_file, mode=mode, offline=offline, sample_size=sample_size)  # type: ignore[arg-type]
     click.echo(result.describe())
     for model, entry in result.by_model.items():
-        click.echo(f"  {model}: {int(entry['requests'])} requests, ${entry['expected_usd']:.4f} expected, "
-                   f"${entry['upper_usd']:.4f} at most")
+        click.echo(f"  {model}: {entry.requests} requests, ${entry.expected_usd:.4f} expected, "
+                   f"${entry.upper_usd:.4f} at most")
 
 
 @main.group()
@@ -454,11 +416,22 @@ def sim_serve(host: str, port: int, state_dir: Path | None) -> None:
       export ANTHROPIC_BASE_URL=http://127.0.0.1:8765 ANTHROPIC_API_KEY=anything
       evalkit run tasks/triage.yaml --online
     """
-    from evalkit.config import load_settings  # noqa: PLC0415
-    from evalkit.sim.server import serve  # noqa: PLC0415
+    from evalkit import api  # noqa: PLC0415
 
-    settings = load_settings()
-    state_dir = state_dir or settings.cache_dir.parent / "simulator-server"
-    click.echo(f"evalkit simulator on http://{host}:{port} (ledger: {state_dir / 'billing.jsonl'}); "
+    click.echo(f"evalkit simulator on http://{host}:{port} (ledger: {api.simulator_ledger(state_dir)}); "
                "answers are SIMULATED", err=True)
-    serve(settings, host=host, port=port, state_dir=state_dir)
+    api.serve_simulator(host=host, port=port, state_dir=state_dir)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), metavar="RUN_DIR")
+def report(run_dir: Path) -> None:
+    """Re-render RUN_DIR/report.html from its summary.json and results.jsonl (no model, no network).
+
+    \b
+    Example:
+      evalkit report reports/triage/20261201-101500-ab12cd
+    """
+    from evalkit import api  # noqa: PLC0415
+
+    click.echo(f"report: {api.render_report(run_dir)}")

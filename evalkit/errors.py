@@ -105,6 +105,12 @@ class BatchPendingError(EvalkitError):
         self.batch_ids = batch_ids
 
 
+class BudgetError(EvalkitError):
+    """The run would cost (or has cost) more than --max-cost / max_cost_usd. Nothing beyond it was spent."""
+
+    exit_code = 6
+
+
 class CacheError(EvalkitError):
     """The response cache cannot serve what was asked (e.g. a read-only session misses)."""
 

@@ -23,13 +23,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
 from scipy import stats as scipy_stats
 
 from evalkit._io import atomic_write_json, atomic_write_text
+from evalkit._typed import Typed
 from evalkit.errors import ConfigError
+from evalkit.record.model import RunRecord
+from evalkit.record.rows import SampleRow
+from evalkit.routing.router import RoutingFile
+from evalkit.routing.rule import should_escalate
 from evalkit.stats.decision import tango_interval, tango_statistic
 
-BASELINE_SCHEMA = 1
+BASELINE_SCHEMA = 2
 EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
@@ -49,82 +55,118 @@ class Check:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _outcomes(rows: list[dict[str, Any]], mode: str) -> dict[str, bool]:
-    key = "candidate_correct" if mode == "gold" else "agree"
-    return {row["id"]: bool(row["scores"][key]) for row in rows if row["scores"].get(key) is not None}
+class BaselineModels(Typed):
+    candidate: str
+    reference: str
+    reference_source: str
 
 
-def _cost_per_request(summary: dict[str, Any]) -> float | None:
-    usage = summary.get("models_usage") or {}
-    answered = max((usage.get("candidate") or {}).get("answered", 0), 1)
-    total = sum((usage.get(role) or {}).get("cost_without_batch_discount_usd", {}).get("total", 0.0)
-                for role in ("candidate", "reference"))
+class BaselineRouting(Typed):
+    threshold: float
+    target_loss: float
+    delta: float
+    honour_escalate_flag: bool
+
+
+class Baseline(Typed):
+    """A committed reference point for the gate: one run's per-sample outcomes, quality, cost and routing."""
+
+    schema_version: Literal[2] = BASELINE_SCHEMA
+    task: str
+    created_at: str
+    run_id: str
+    simulated: bool
+    models: BaselineModels
+    spec_hash: str
+    system_prompt_hash: str
+    scoring_mode: str
+    decision: str
+    quality: float | None
+    outcomes: dict[str, bool]
+    cost_per_request_usd: float | None
+    routing: BaselineRouting | None
+
+
+def _outcomes(rows: list[SampleRow], mode: str) -> dict[str, bool]:
+    values = {row.id: (row.scores.candidate_correct if mode == "gold" else row.scores.agree) for row in rows}
+    return {sample_id: bool(value) for sample_id, value in values.items() if value is not None}
+
+
+def _cost_per_request(record: RunRecord) -> float | None:
+    usage = record.models_usage
+    answered = max(usage["candidate"].answered if "candidate" in usage else 0, 1)
+    total = sum(usage[role].cost_without_batch_discount_usd.total for role in ("candidate", "reference")
+                if role in usage)
     return total / answered if total else None
 
 
-def make_baseline(summary: dict[str, Any], rows: list[dict[str, Any]], routing: dict[str, Any] | None) -> dict[str, Any]:
-    mode = summary["scoring_mode"]
-    return {
-        "schema": BASELINE_SCHEMA,
-        "task": summary["task"]["name"],
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "run_id": summary["run_id"],
-        "simulated": summary["simulated"],
-        "models": summary["models"],
-        "spec_hash": summary["task"]["spec_hash"],
-        "system_prompt_hash": summary["prompt"]["system_hash"],
-        "scoring_mode": mode,
-        "decision": summary["decision"]["verdict"],
-        "quality": _quality(summary),
-        "outcomes": _outcomes(rows, mode),
-        "cost_per_request_usd": _cost_per_request(summary),
-        "routing": ({"threshold": routing.get("threshold"), "target_loss": routing.get("target_loss"),
-                     "delta": routing.get("delta"), "honour_escalate_flag": routing.get("honour_escalate_flag")}
-                    if routing and routing.get("threshold") is not None else None),
-    }
+def make_baseline(record: RunRecord, rows: list[SampleRow], routing: RoutingFile | None) -> Baseline:
+    mode = record.scoring_mode
+    provenance = record.provenance
+    return Baseline(
+        task=provenance.task.name,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        run_id=provenance.run_id,
+        simulated=provenance.simulated,
+        models=BaselineModels(**provenance.models.model_dump()),
+        spec_hash=provenance.task.spec_hash,
+        system_prompt_hash=provenance.prompt.system_hash,
+        scoring_mode=mode,
+        decision=record.decision.verdict,
+        quality=_quality(record),
+        outcomes=_outcomes(rows, mode),
+        cost_per_request_usd=_cost_per_request(record),
+        routing=(BaselineRouting(threshold=routing.threshold, target_loss=routing.target_loss, delta=routing.delta,
+                                 honour_escalate_flag=routing.honour_escalate_flag)
+                 if routing is not None and routing.threshold is not None else None),
+    )
 
 
-def _quality(summary: dict[str, Any]) -> float | None:
-    metrics = summary.get("metrics") or {}
-    if summary["scoring_mode"] == "gold" and metrics.get("accuracy"):
-        return metrics["accuracy"]["candidate"]["value"]
-    return (metrics.get("agreement") or {}).get("value")
+def _quality(record: RunRecord) -> float | None:
+    metrics = record.metrics
+    if record.scoring_mode == "gold" and metrics.accuracy is not None:
+        return metrics.accuracy.candidate.value
+    return metrics.agreement.value
 
 
-def load_baseline(path: Path) -> dict[str, Any]:
+def load_baseline(path: Path) -> Baseline:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read baseline {path}: {exc.strerror}",
                           hint="create one with `evalkit baseline save TASK.yaml`") from None
+    try:
+        data = json.loads(text)
     except ValueError as exc:
-        raise ConfigError(f"baseline {path} is not valid JSON: {exc}") from None
-    if data.get("schema") != BASELINE_SCHEMA or "outcomes" not in data:
-        raise ConfigError(f"{path} is not an evalkit baseline (schema {BASELINE_SCHEMA})",
-                          hint="create one with `evalkit baseline save TASK.yaml`")
-    return data
+        raise ConfigError(f"baseline {path} is not valid JSON: {exc}",
+                          hint="create one with `evalkit baseline save TASK.yaml`") from None
+    try:
+        return Baseline.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ConfigError(f"{path} is not an evalkit baseline (schema {BASELINE_SCHEMA}): {error['msg']} at "
+                          f"{'.'.join(map(str, error['loc'])) or 'the top level'}",
+                          hint="create one with `evalkit baseline save TASK.yaml`") from None
 
 
-def compare(summary: dict[str, Any], rows: list[dict[str, Any]], baseline: dict[str, Any],
-            options: GateOptions) -> list[Check]:
+def compare(record: RunRecord, rows: list[SampleRow], baseline: Baseline, options: GateOptions) -> list[Check]:
     checks: list[Check] = []
-    if baseline["task"] != summary["task"]["name"]:
-        raise ConfigError(f"baseline is for task '{baseline['task']}', this run is '{summary['task']['name']}'")
-    verdict = summary["decision"]["verdict"]
-    checks.append(Check("decision", {"GO": "pass", "NO-GO": "fail"}.get(verdict, "inconclusive"),
-                        f"{verdict}: {summary['decision']['reason']}"))
-    checks.append(_quality_check(summary, rows, baseline, options))
-    checks.append(_routing_check(summary, rows, baseline))
-    checks.append(_cost_check(summary, baseline, options))
+    if baseline.task != record.task_name:
+        raise ConfigError(f"baseline is for task '{baseline.task}', this run is '{record.task_name}'")
+    verdict = record.decision.verdict
+    checks.append(Check("decision", {"GO": "pass", "NO-GO": "fail"}.get(verdict, "inconclusive"),  # type: ignore[arg-type]
+                        f"{verdict}: {record.decision.reason}"))
+    checks.append(_quality_check(record, rows, baseline, options))
+    checks.append(_routing_check(record, rows, baseline))
+    checks.append(_cost_check(record, baseline, options))
     return checks
 
 
-def _quality_check(summary: dict[str, Any], rows: list[dict[str, Any]], baseline: dict[str, Any],
-                   options: GateOptions) -> Check:
-    mode = summary["scoring_mode"]
-    if mode != baseline["scoring_mode"]:
-        return Check("quality", "fail", f"scoring mode changed from {baseline['scoring_mode']} to {mode}")
-    now, before = _outcomes(rows, mode), baseline["outcomes"]
+def _quality_check(record: RunRecord, rows: list[SampleRow], baseline: Baseline, options: GateOptions) -> Check:
+    mode = record.scoring_mode
+    if mode != baseline.scoring_mode:
+        return Check("quality", "fail", f"scoring mode changed from {baseline.scoring_mode} to {mode}")
+    now, before = _outcomes(rows, mode), baseline.outcomes
     common = sorted(set(now) & set(before))
     if len(common) < 20:
         return Check("quality", "skipped", f"only {len(common)} samples in common with the baseline; need 20")
@@ -145,27 +187,24 @@ def _quality_check(summary: dict[str, Any], rows: list[dict[str, Any]], baseline
     return Check("quality", "pass", f"{text}; no drop beyond {100 * options.tolerance:g} points shown", details)
 
 
-def _routing_check(summary: dict[str, Any], rows: list[dict[str, Any]], baseline: dict[str, Any]) -> Check:
-    stored = baseline.get("routing")
-    if not stored:
+def _routing_check(record: RunRecord, rows: list[SampleRow], baseline: Baseline) -> Check:
+    stored = baseline.routing
+    if stored is None:
         return Check("routing", "skipped", "the baseline has no routing threshold")
-    threshold, target, delta = stored["threshold"], stored.get("target_loss") or 0.01, stored.get("delta") or 0.1
-    mode = summary["scoring_mode"]
+    threshold, target, delta = stored.threshold, stored.target_loss, stored.delta
+    mode = record.scoring_mode
     harm = 0
     n = 0
     for row in rows:
-        cand = row["candidate"]["answer"]
         if mode == "gold":
-            c, r = row["scores"]["candidate_correct"], row["scores"]["reference_correct"]
+            c, r = row.scores.candidate_correct, row.scores.reference_correct
         else:
-            c, r = row["scores"]["agree"], True
+            c, r = row.scores.agree, True
         if c is None or r is None:
             continue
         n += 1
-        forced = cand["outcome"] != "ok" or cand["confidence"] is None or (
-            stored.get("honour_escalate_flag", True) and cand.get("escalate") is True)
-        kept = not forced and round(cand["confidence"], 2) >= threshold
-        harm += int(kept and r and not c)
+        escalated, _ = should_escalate(row.candidate.answer, threshold, honour_flag=stored.honour_escalate_flag)
+        harm += int(not escalated and r and not c)
     if n == 0:
         return Check("routing", "skipped", "no answered samples")
     p_value = float(scipy_stats.binom.cdf(harm, n, target))
@@ -177,8 +216,8 @@ def _routing_check(summary: dict[str, Any], rows: list[dict[str, Any]], baseline
     return Check("routing", "pass", f"{text}; still certified", details)
 
 
-def _cost_check(summary: dict[str, Any], baseline: dict[str, Any], options: GateOptions) -> Check:
-    now, before = _cost_per_request(summary), baseline.get("cost_per_request_usd")
+def _cost_check(record: RunRecord, baseline: Baseline, options: GateOptions) -> Check:
+    now, before = _cost_per_request(record), baseline.cost_per_request_usd
     if not now or not before:
         return Check("cost", "skipped", "no cost per request to compare")
     rise = now / before - 1
@@ -213,28 +252,28 @@ def junit_xml(checks: list[Check], *, task: str, run_id: str) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 
-def markdown(summary: dict[str, Any], checks: list[Check], code: int, report_path: Path) -> str:
+def markdown(record: RunRecord, checks: list[Check], code: int, report_path: Path) -> str:
     icon = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️", "skipped": "➖"}
-    lines = [f"## evalkit gate: {summary['task']['name']} — {'PASS' if code == 0 else 'FAIL' if code == 1 else 'INCONCLUSIVE'}",
-             ""]
-    if summary.get("simulated"):
+    outcome = {EXIT_PASS: "PASS", EXIT_REGRESSION: "FAIL"}.get(code, "INCONCLUSIVE")
+    lines = [f"## evalkit gate: {record.task_name} — {outcome}", ""]
+    if record.simulated:
         lines += ["> **SIMULATED** — answers came from evalkit's offline simulator, not from Claude.", ""]
-    models = summary["models"]
-    lines += [f"`{models['candidate']}` vs `{models['reference']}`: **{summary['decision']['verdict']}** — "
-              f"{summary['decision']['reason']}", "", "| check | result | detail |", "|---|---|---|"]
+    models = record.provenance.models
+    lines += [f"`{models.candidate}` vs `{models.reference}`: **{record.decision.verdict}** — "
+              f"{record.decision.reason}", "", "| check | result | detail |", "|---|---|---|"]
     for check in checks:
         lines.append(f"| {check.name} | {icon[check.status]} {check.status} | {check.message.replace('|', '/')} |")
-    lines += ["", f"Cost of this run: ${summary['cost_usd']['this_run']:.4f} "
-              f"({summary['execution']['requests_sent']} requests, {summary['execution']['cache_hits']} from cache). "
+    lines += ["", f"Cost of this run: ${record.cost_usd.this_run:.4f} "
+              f"({record.execution.requests_sent} requests, {record.execution.cache_hits} from cache). "
               f"Report: `{report_path}`", ""]
     return "\n".join(lines)
 
 
-def write_gate_outputs(folder: Path, summary: dict[str, Any], checks: list[Check], code: int,
+def write_gate_outputs(folder: Path, record: RunRecord, checks: list[Check], code: int,
                        junit_path: Path | None = None) -> dict[str, Path]:
     junit = junit_path or folder / "junit.xml"
-    atomic_write_text(junit, junit_xml(checks, task=summary["task"]["name"], run_id=summary["run_id"]))
-    text = markdown(summary, checks, code, folder / "report.html")
+    atomic_write_text(junit, junit_xml(checks, task=record.task_name, run_id=record.run_id))
+    text = markdown(record, checks, code, folder / "report.html")
     atomic_write_text(folder / "summary.md", text)
     atomic_write_json(folder / "gate.json", {"exit_code": code, "checks": [c.__dict__ for c in checks]})
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")

@@ -43,10 +43,12 @@ class RichProgress:
         from rich.progress import (  # noqa: PLC0415
             BarColumn,
             MofNCompleteColumn,
-            Progress as _Progress,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
+        )
+        from rich.progress import (
+            Progress as _Progress,
         )
 
         self._console = Console(stderr=True)

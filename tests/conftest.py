@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,3 +32,13 @@ def project(tmp_path: Path) -> Path:
         if path.is_file():
             shutil.copy(path, root / "datasets" / path.name)
     return root
+
+
+def prepared_task(path: Path, *, sample_size: int, mode: str = "batch", settings: Any = None) -> Any:
+    """A task loaded and prepared as a run would (no request sent)."""
+    from evalkit.config import load_settings
+    from evalkit.run.prepare import prepare
+    from evalkit.spec import load_task
+
+    task = load_task(path)
+    return prepare(task, settings or load_settings(task.base_dir), sample_size=sample_size, mode=mode)

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from evalkit.providers.batching import chunk_items, custom_id_for
 from evalkit.cli import main
 from evalkit.config import BatchSettings
 from evalkit.prompts.render import ModelRequest
+from evalkit.providers.batching import chunk_items, custom_id_for
 from evalkit.sim.app import Ledger
 from evalkit.sim.batches import CUSTOM_ID
 
@@ -78,7 +78,7 @@ def test_batch_run_gives_the_same_results_as_realtime(tmp_path: Path, project: P
             assert b[role]["usage"]["output_tokens"] == r[role]["usage"]["output_tokens"]
     batch_summary, realtime_summary = summary(project, "b"), summary(other, "r")
     assert batch_summary["decision"] == realtime_summary["decision"]
-    assert batch_summary["mode"] == "batch"
+    assert batch_summary["provenance"]["mode"] == "batch"
     assert len(batch_summary["batch"]["answer_batch_ids"]) == 2  # the cache warm-up, then the rest
     cost = batch_summary["cost_usd"]
     assert cost["answers"] == pytest.approx(cost["answers_without_batch_discount"] / 2, abs=2e-6)
@@ -200,11 +200,12 @@ def test_a_batch_created_just_before_a_crash_is_found_and_adopted(fast: Path) ->
     import uuid
     from datetime import UTC, datetime
 
-    from evalkit.api import batch_ledger_dir, prepare
+    from evalkit.backends import connect
+    from evalkit.config import load_settings
     from evalkit.providers.batching import BatchLedger, LedgerRecord
     from evalkit.providers.response_cache import request_key
-    from evalkit.config import load_settings
-    from evalkit.providers import connect
+    from evalkit.run.session import batch_ledger_dir
+    from tests.conftest import prepared_task as prepare
 
     settings = load_settings(fast)
     prepared = prepare(fast / "tasks" / "triage.yaml", sample_size=10, settings=settings)

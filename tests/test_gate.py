@@ -101,11 +101,12 @@ def test_max_cost_below_the_estimate_sends_no_request(project: Path) -> None:
 
 
 def test_running_spend_stops_a_realtime_run_cleanly(project: Path) -> None:
-    from evalkit.api import SpendTracker, prepare
-    from evalkit.providers.response_cache import ResponseCache
+    from evalkit.backends import connect
     from evalkit.config import load_settings
+    from evalkit.cost.estimate import SpendTracker
     from evalkit.providers.execute import execute_realtime
-    from evalkit.providers import connect
+    from evalkit.providers.response_cache import ResponseCache
+    from tests.conftest import prepared_task as prepare
 
     settings = load_settings(project)
     prepared = prepare(_task(project), sample_size=30, settings=settings, mode="realtime")

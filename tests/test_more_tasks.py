@@ -39,7 +39,7 @@ def _billed(root: Path) -> list[dict]:
 def test_invoice_extraction_scores_field_by_field(workspace: Path) -> None:
     summary = _run(workspace, "invoice_extraction.yaml", "-n", "40", "--run-id", "inv")
     metrics = summary["metrics"]
-    assert summary["simulated"] and summary["scoring_mode"] == "gold"
+    assert summary["provenance"]["simulated"] and summary["scoring_mode"] == "gold"
     f1 = metrics["field_f1"]
     assert 0.3 < f1["candidate_vs_gold"] < f1["reference_vs_gold"] <= 1.0  # the small tier reads less
     assert set(metrics["per_field_accuracy"]["candidate"]) >= {"vendor", "invoice_number", "total", "line_items"}
@@ -71,7 +71,7 @@ def test_reference_from_logs_makes_no_reference_requests_and_decides_the_same(wo
     assert not [e for e in after[before:] if e["model"] == "claude-sonnet-5-5"]  # no reference request
     assert logged["decision"] == called["decision"]
     assert logged["metrics"]["agreement"] == called["metrics"]["agreement"]
-    assert logged["models"]["reference_source"].startswith("production log")
+    assert logged["provenance"]["models"]["reference_source"].startswith("production log")
     assert logged["models_usage"]["reference"]["cost_this_run_usd"]["total"] == 0
 
 

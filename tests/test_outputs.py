@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from evalkit.errors import ProviderError
-from evalkit.scoring.answers import parse_answer
 from evalkit.providers.base import ModelResponse
+from evalkit.scoring.answers import parse_answer
 from evalkit.spec import OutputSpec
 
 SPEC = OutputSpec(label_field="category", labels=["billing", "technical"], fields={"reason": "string"})

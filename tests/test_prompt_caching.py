@@ -13,7 +13,6 @@ import httpx2
 import pytest
 from click.testing import CliRunner
 
-from evalkit.api import prepare
 from evalkit.cli import main
 from evalkit.config import load_settings
 from evalkit.prompts.lint import lint_task
@@ -21,6 +20,7 @@ from evalkit.sim.app import SimulatorState, create_app
 from evalkit.sim.prompt_cache import PromptCache
 from evalkit.spec import load_task
 from tests.conftest import SHARED_REFERENCE
+from tests.conftest import prepared_task as prepare
 from tests.test_batches import configure, summary
 
 LONG = "Please explain what Python is and its main use cases. " * 120  # ~1,300 tokens

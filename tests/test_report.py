@@ -22,7 +22,15 @@ import pytest
 from click.testing import CliRunner
 
 from evalkit.cli import main
-from evalkit.report.html import render_html, script_json
+from evalkit.record.model import RunRecord
+from evalkit.record.rows import SampleRow
+from evalkit.report.html import render_html as _render_html
+from evalkit.report.html import script_json
+
+
+def render_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The page for a (possibly edited) summary.json and results.jsonl, validated as the typed record."""
+    return _render_html(RunRecord.model_validate(summary), [SampleRow.model_validate(row) for row in rows])
 
 XSS_SCRIPT = "<script>alert(1)</script>"
 XSS_OUTPUT = "</script><img src=x onerror=alert(1)>"
@@ -268,7 +276,7 @@ def test_untrusted_text_is_escaped_and_inert(run: Run, browser: Page, tmp_path: 
     second["gold"] = "<b onmouseover=alert(2)>gold</b>"
     second["candidate"]["answer"].update(outcome="invalid", label=None, reason="<svg onload=alert(3)>")
     second["scores"]["agree"] = False
-    summary["task"]["name"] = "</title><script>alert(4)</script>"
+    summary["provenance"]["task"]["name"] = "</title><script>alert(4)</script>"
     summary["dataset"]["notes"] = ["<script>alert(5)</script> & more"]
     summary["group_decisions"]["channel"]["<img src=x onerror=alert(6)>"] = summary["decision"]
     labels = summary["metrics"]["confusion_matrix"]["labels"]
@@ -364,8 +372,9 @@ def test_report_is_self_contained(run: Run) -> None:
     for plot in ("plot-intervals", "plot-confusion", "plot-cost-quality", "plot-reliability"):
         assert re.search(rf'<figure class="plot" id="{plot}"[^>]*>\s*<svg\b', html), plot
     summary = run.summary
-    assert summary["dataset"]["hash"] in html and summary["prompt"]["system_hash"] in html
-    assert summary["pricing"]["as_of"] in html and summary["evalkit_version"] in html
+    provenance = summary["provenance"]
+    assert summary["dataset"]["hash"] in html and provenance["prompt"]["system_hash"] in html
+    assert provenance["pricing"]["as_of"] in html and provenance["evalkit_version"] in html
     assert 'id="projection-table"' in html and html.count("<tr class=\"hl\"><td>routed") == 4
 
     # Deterministic: the same run renders byte for byte the same page.
@@ -376,8 +385,8 @@ def test_report_is_self_contained(run: Run) -> None:
 def test_simulated_banner_shows_iff_simulated(run: Run) -> None:
     assert 'id="simulated-banner"' in run.html and "(SIMULATED)" in run.html
     summary, rows = run.copies()
-    summary["simulated"] = False
-    summary["backend"] = {"kind": "anthropic", "endpoint": "api", "description": "the Anthropic API"}
+    summary["provenance"]["simulated"] = False
+    summary["provenance"]["backend"] = {"kind": "api", "endpoint": "api", "description": "the Anthropic API"}
     html = render_html(summary, rows)
     assert 'id="simulated-banner"' not in html
     assert "SIMULATED" not in html and "SIMULATOR" not in html
@@ -395,10 +404,8 @@ def test_sections_degrade_without_routing_projection_or_groups(run: Run) -> None
     assert 'id="plot-confusion"' in html and 'id="usage-table"' in html
     assert _embedded_data(html)["sweep"] == []
 
-    # Older or partial summaries: whole sections missing, an undecided run.
-    for key in ("routing", "projection", "group_decisions", "reference_noise", "sequential", "caching",
-                "lint"):
-        summary.pop(key, None)
+    # Empty sections and an undecided run.
+    summary.update(group_decisions={}, reference_noise=None, sequential=None, caching={}, lint=[])
     summary["decision"] = {"verdict": "INSUFFICIENT-DATA", "mode": "gold", "rule": "none", "margin": 0.05,
                            "alpha": 0.05, "n": 0, "loss": None, "loss_interval": None,
                            "point_verdict": "INSUFFICIENT-DATA", "details": {},

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from evalkit.cli import main
 from evalkit.config import load_settings
 from evalkit.errors import ConfigError
-from evalkit.routing.router import Router
+from evalkit.routing.router import Router, RoutingFile
 from evalkit.sim.app import SimulatorState, create_app
 from evalkit.spec import load_task
 from tests.test_batches import billed, summary
@@ -85,9 +85,7 @@ def test_router_escalates_exactly_the_requests_below_the_threshold(project: Path
         api_key="k", base_url="http://sim.test",
         http_client=anthropic.DefaultAsyncHttpxClient(transport=httpx2.ASGITransport(app=create_app(state))))
     task = load_task(project / "tasks" / "triage.yaml")
-    routing = {"threshold": 0.8, "candidate": "claude-haiku-5-5", "reference": "claude-sonnet-5-5",
-               "honour_escalate_flag": False}
-    router = Router(routing, task, client)
+    router = Router(task, threshold=0.8, honour_escalate_flag=False, client=client)
     texts = [json.loads(line) for line in (project / "datasets" / "triage.jsonl").read_text().splitlines()][:40]
 
     async def route_all() -> list:
@@ -109,4 +107,6 @@ def test_router_escalates_exactly_the_requests_below_the_threshold(project: Path
 def test_router_refuses_a_routing_file_for_other_models(project: Path) -> None:
     task = load_task(project / "tasks" / "triage.yaml")
     with pytest.raises(ConfigError, match="tuned for"):
-        Router({"threshold": 0.8, "candidate": "claude-haiku-4-5", "reference": "claude-sonnet-5-5"}, task)
+        Router.from_routing(RoutingFile.model_construct(threshold=0.8, candidate="claude-haiku-4-5",
+                                                        reference="claude-sonnet-5-5", honour_escalate_flag=True),
+                            task)

@@ -105,14 +105,14 @@ def test_gold_mode_decision_matches_spec_worked_examples(cells, t, tango, newcom
                                                          n_plugin) -> None:
     decision = decide(_paired_rows(*cells), margin=0.05, alpha=0.05, plan_power=False)
     assert decision.mode == "gold" and decision.verdict == verdict
-    assert decision.details["tango_t"] == pytest.approx(t, abs=1e-3)
+    assert decision.details.tango_t == pytest.approx(t, abs=1e-3)
     assert decision.loss_interval == (pytest.approx(tango[0], abs=1e-4), pytest.approx(tango[1], abs=1e-4))
-    assert decision.details["newcombe_interval"] == [pytest.approx(v, abs=1e-4) for v in newcombe]
-    assert decision.details["mcnemar"]["exact_p"] == pytest.approx(mcnemar_p, rel=1e-2)
+    assert decision.details.newcombe_interval == [pytest.approx(v, abs=1e-4) for v in newcombe]
+    assert decision.details.mcnemar.exact_p == pytest.approx(mcnemar_p, rel=1e-2)
     b, c = cells[1], cells[2]
     assert n_to_decide_paired(b, c, 300, margin=0.05) == n_plugin
     if verdict == "INCONCLUSIVE":
-        assert decision.details["n_to_decide"] == n_plugin
+        assert decision.details.n_to_decide == n_plugin
         assert f"About {n_plugin - 300} more samples" in decision.reason
 
 
@@ -137,8 +137,8 @@ def test_reference_mode_decision_matches_spec_worked_examples(x, cp, p_go, p_nog
                                                               n_power) -> None:
     decision = decide(_reference_rows(x, 300), margin=0.05, plan_power=False)
     assert decision.mode == "reference" and decision.verdict == verdict
-    assert decision.details["p_go"] == pytest.approx(p_go, rel=2e-2)
-    assert decision.details["p_nogo"] == pytest.approx(p_nogo, rel=2e-2)
+    assert decision.details.p_go == pytest.approx(p_go, rel=2e-2)
+    assert decision.details.p_nogo == pytest.approx(p_nogo, rel=2e-2)
     low, high = clopper_pearson_interval(x, 300, confidence=0.90)
     assert (low, high) == (pytest.approx(cp[0], abs=1e-4), pytest.approx(cp[1], abs=1e-4))
     assert decision.loss_interval == (pytest.approx(1 - cp[1], abs=1e-4), pytest.approx(1 - cp[0], abs=1e-4))

@@ -9,9 +9,11 @@ import pytest
 from evalkit.datasets import Sample
 from evalkit.errors import SpecError
 from evalkit.scoring.answers import Answer
+from evalkit.scoring.judge import judge_params, parse_judge
+from evalkit.scoring.metrics import METRICS
+from evalkit.scoring.samples import score_sample
 from evalkit.spec import load_task
 from evalkit.stats.decision import decide
-from evalkit.scoring.valuemetrics import VALUE_METRICS, judge_params, parse_judge, score_sample
 
 TEXT_TASK = """\
 name: notes
@@ -76,9 +78,9 @@ def test_extraction_scores_fields_and_reports_micro_f1(tmp_path: Path) -> None:
     assert row.primary["cand_vs_gold"] == pytest.approx(0.7273, abs=1e-4)  # spec §7 field F1
     assert row.correct("candidate") is False  # below the 0.8 default threshold
     assert row.correct("reference") is True
-    report = VALUE_METRICS["field_f1"][1]([row] * 12, task)
-    assert report["candidate_vs_gold"] == pytest.approx(0.7273, abs=1e-4)
-    assert report["micro_candidate_vs_gold"]["precision"] == pytest.approx(4 / 6, abs=1e-4)
+    report = METRICS["field_f1"].compute([row] * 12, task)
+    assert report.candidate_vs_gold == pytest.approx(0.7273, abs=1e-4)
+    assert report.micro_candidate_vs_gold.precision == pytest.approx(4 / 6, abs=1e-4)
     decision = decide([row] * 40, margin=0.05, plan_power=False)
     assert decision.mode == "gold" and decision.verdict == "NO-GO"
 
@@ -100,7 +102,7 @@ def test_judge_metric_decides_on_the_references_verdicts(tmp_path: Path) -> None
 
 
 def test_metric_that_does_not_fit_the_task_kind_is_refused(tmp_path: Path) -> None:
-    from evalkit.scoring.samples import check_metric_names
+    from evalkit.scoring.metrics import check_metric_names
 
     task = _task(tmp_path, TEXT_TASK + "metrics: [token_f1, macro_f1]\n")
     with pytest.raises(SpecError) as caught:

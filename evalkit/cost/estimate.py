@@ -8,40 +8,36 @@ half of max_tokens — and an upper bound at max_tokens. Batch mode applies the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
-from evalkit.providers.response_cache import ResponseCache
-from evalkit.prompts.prompt_caching import CachePlan
+from evalkit._typed import Typed
 from evalkit.config import PricingTable
-from evalkit.errors import EvalkitError
+from evalkit.cost.prices import call_cost, discount, price_tokens
+from evalkit.errors import BudgetError
+from evalkit.prompts.prompt_caching import CachePlan
 from evalkit.prompts.render import ModelRequest
+from evalkit.providers.base import ModelResponse
+from evalkit.providers.response_cache import ResponseCache
 from evalkit.tokens import count_tokens
 
 
-class BudgetError(EvalkitError):
-    """The run would cost (or has cost) more than --max-cost / max_cost_usd. Nothing beyond it was spent."""
+class ModelEstimate(Typed):
+    requests: int
+    expected_usd: float
+    upper_usd: float
 
-    exit_code = 6
 
+class Estimate(Typed):
+    """What the requests the response cache cannot answer would cost."""
 
-@dataclass
-class Estimate:
-    requests: int = 0
-    cached: int = 0
+    requests_to_send: int = 0
+    answered_from_cache: int = 0
     expected_usd: float = 0.0
-    upper_usd: float = 0.0
-    by_model: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"requests_to_send": self.requests, "answered_from_cache": self.cached,
-                "expected_usd": round(self.expected_usd, 6), "upper_bound_usd": round(self.upper_usd, 6),
-                "by_model": self.by_model}
+    upper_bound_usd: float = 0.0
+    by_model: dict[str, ModelEstimate] = {}
 
     def describe(self) -> str:
-        return (f"estimated cost: ${self.expected_usd:.4f} for {self.requests} requests "
-                f"(at most ${self.upper_usd:.4f} if every answer used max_tokens); "
-                f"{self.cached} already answered by the response cache")
+        return (f"estimated cost: ${self.expected_usd:.4f} for {self.requests_to_send} requests "
+                f"(at most ${self.upper_bound_usd:.4f} if every answer used max_tokens); "
+                f"{self.answered_from_cache} already answered by the response cache")
 
 
 def _input_tokens(request: ModelRequest) -> tuple[int, int]:
@@ -57,44 +53,46 @@ def _input_tokens(request: ModelRequest) -> tuple[int, int]:
 
 def estimate_cost(requests: list[ModelRequest], cache: ResponseCache, endpoint: str, pricing: PricingTable,
                   plans: dict[str, CachePlan], *, batch: bool) -> Estimate:
-    estimate = Estimate()
     measured: dict[str, list[int]] = {}
     pending: list[ModelRequest] = []
+    cached = 0
     for request in requests:
         hit = cache.get(endpoint, request) if cache.readable else None
         if hit is not None:
-            estimate.cached += 1
+            cached += 1
             measured.setdefault(request.model, []).append(hit.usage.output_tokens)
         else:
             pending.append(request)
-    factor = pricing.batch_discount if batch else 1.0
+    factor = discount(pricing, batch=batch)
     written: set[str] = set()
+    by_model: dict[str, dict[str, float]] = {}
     for request in pending:
         rates = pricing.price_for(request.model)
         prefix, rest = _input_tokens(request)
         plan = plans.get(request.role) or plans.get("reference")
+        tokens = {"input": float(rest)}
         if plan is not None and plan.enabled:
             if request.model in written:
-                prefix_cost = prefix * rates.cache_read
+                tokens["cache_read"] = prefix
             else:
-                prefix_cost = prefix * (rates.cache_write_1h if plan.ttl == "1h" else rates.cache_write_5m)
+                tokens["cache_write_1h" if plan.ttl == "1h" else "cache_write_5m"] = prefix
                 written.add(request.model)
         else:
-            prefix_cost = prefix * rates.input
+            tokens["input"] += prefix
         max_tokens = int(request.params.get("max_tokens", 0))
         seen = measured.get(request.model)
         expected_out = sum(seen) / len(seen) if seen else max_tokens / 2
-        input_cost = prefix_cost + rest * rates.input
-        expected = (input_cost + expected_out * rates.output) * factor / 1_000_000
-        upper = (input_cost + max_tokens * rates.output) * factor / 1_000_000
-        entry = estimate.by_model.setdefault(request.model, {"requests": 0, "expected_usd": 0.0, "upper_usd": 0.0})
+        expected = price_tokens(rates, **tokens, output=expected_out, factor=factor).total
+        upper = price_tokens(rates, **tokens, output=max_tokens, factor=factor).total
+        entry = by_model.setdefault(request.model, {"requests": 0, "expected_usd": 0.0, "upper_usd": 0.0})
         entry["requests"] += 1
         entry["expected_usd"] += expected
         entry["upper_usd"] += upper
-        estimate.requests += 1
-        estimate.expected_usd += expected
-        estimate.upper_usd += upper
-    return estimate
+    return Estimate(requests_to_send=len(pending), answered_from_cache=cached,
+                    expected_usd=round(sum(e["expected_usd"] for e in by_model.values()), 6),
+                    upper_bound_usd=round(sum(e["upper_usd"] for e in by_model.values()), 6),
+                    by_model={model: ModelEstimate(requests=int(e["requests"]), expected_usd=e["expected_usd"],
+                                                   upper_usd=e["upper_usd"]) for model, e in by_model.items()})
 
 
 def check_budget(estimate: Estimate, max_cost: float | None) -> None:
@@ -103,3 +101,26 @@ def check_budget(estimate: Estimate, max_cost: float | None) -> None:
         raise BudgetError(
             f"refusing to start: the {estimate.describe()}, over the budget of ${max_cost:.4f}; no request was sent",
             hint="raise --max-cost (or max_cost_usd in the task), or evaluate fewer samples with -n")
+
+
+class SpendTracker:
+    """Running spend of a real-time run; tells the executor to stop once the budget is reached."""
+
+    def __init__(self, pricing: PricingTable, limit: float) -> None:
+        self.pricing, self.limit, self.spent = pricing, limit, 0.0
+
+    def add(self, request: ModelRequest, response: ModelResponse) -> bool:
+        self.spent += call_cost(self.pricing, request.model, response.usage).total
+        return self.spent < self.limit
+
+    @property
+    def exceeded(self) -> bool:
+        return self.spent >= self.limit
+
+    def check(self) -> None:
+        """Raise when the run stopped at its budget (after every received answer was cached)."""
+        if self.exceeded:
+            raise BudgetError(
+                f"stopped at the budget of ${self.limit:.4f} after spending ${self.spent:.4f}; every answer "
+                "received is in the response cache",
+                hint="re-run with a higher --max-cost to finish: cached answers are not paid for again")

@@ -1,14 +1,16 @@
-"""Dollars from token counts: per call, per model, with the batch discount and cache multipliers.
+"""Dollars from token counts: the one place where tokens are multiplied by prices.
 
-Prices come from the pricing table in settings (built-in, dated, overridable). A model without a price
-is an error, never $0.
+Every figure evalkit shows — what a call was billed, the mean cost of a request in production, the
+estimate before a run — comes from :func:`price_tokens`, with the batch discount and the cache
+multipliers. Prices come from the pricing table in settings (built-in, dated, overridable). A model
+without a price is an error, never $0.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from evalkit.config import PricingTable
+from evalkit.config import PricingTable, TokenPrices
 from evalkit.providers.base import Usage
 
 _PER_TOKEN = 1e-6  # prices are per million tokens
@@ -37,14 +39,48 @@ class Cost:
         return data
 
 
+def price_tokens(rates: TokenPrices, *, input: float = 0.0, output: float = 0.0, cache_write_5m: float = 0.0,
+                 cache_write_1h: float = 0.0, cache_read: float = 0.0, factor: float = 1.0) -> Cost:
+    """Token counts (possibly fractional means) at ``rates``; ``factor`` is the batch discount or 1."""
+    scale = _PER_TOKEN * factor
+    return Cost(input=input * rates.input * scale, output=output * rates.output * scale,
+                cache_write_5m=cache_write_5m * rates.cache_write_5m * scale,
+                cache_write_1h=cache_write_1h * rates.cache_write_1h * scale,
+                cache_read=cache_read * rates.cache_read * scale)
+
+
+def discount(pricing: PricingTable, *, batch: bool) -> float:
+    return pricing.batch_discount if batch else 1.0
+
+
 def call_cost(pricing: PricingTable, model: str, usage: Usage, *, batch: bool = False) -> Cost:
     """What one call was billed. ``batch`` applies the Batch API discount to every category."""
     rates = pricing.price_for(model).for_prompt(usage.total_input_tokens)
-    factor = _PER_TOKEN * (pricing.batch_discount if batch else 1.0)
-    return Cost(
-        input=usage.input_tokens * rates.input * factor,
-        output=usage.output_tokens * rates.output * factor,
-        cache_write_5m=usage.cache_write_5m_tokens * rates.cache_write_5m * factor,
-        cache_write_1h=usage.cache_write_1h_tokens * rates.cache_write_1h * factor,
-        cache_read=usage.cache_read_input_tokens * rates.cache_read * factor,
-    )
+    return price_tokens(rates, input=usage.input_tokens, output=usage.output_tokens,
+                        cache_write_5m=usage.cache_write_5m_tokens, cache_write_1h=usage.cache_write_1h_tokens,
+                        cache_read=usage.cache_read_input_tokens, factor=discount(pricing, batch=batch))
+
+
+def uncached_cost(pricing: PricingTable, model: str, usage: Usage, *, batch: bool = False) -> Cost:
+    """The same call with every input token billed as plain input: what prompt caching saved."""
+    return call_cost(pricing, model, Usage(input_tokens=usage.total_input_tokens, output_tokens=usage.output_tokens),
+                     batch=batch)
+
+
+@dataclass(frozen=True)
+class MeanUsage:
+    """Mean tokens of one model's requests, as measured in a run."""
+
+    model: str
+    input_tokens: float  # everything the model reads per request
+    prefix_tokens: float  # of which the cacheable static prefix
+    output_tokens: float
+
+
+def per_request_cost(pricing: PricingTable, usage: MeanUsage, *, caching: bool, batch: bool) -> float:
+    """Mean USD per request; with ``caching`` the static prefix is billed as a cache read (steady traffic
+    keeps it warm; one write per TTL is negligible at production volume)."""
+    rates = pricing.price_for(usage.model).for_prompt(int(usage.input_tokens))
+    cached = usage.prefix_tokens if caching else 0.0
+    return price_tokens(rates, input=usage.input_tokens - cached, cache_read=cached, output=usage.output_tokens,
+                        factor=discount(pricing, batch=batch)).total

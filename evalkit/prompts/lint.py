@@ -13,12 +13,11 @@ file's line:
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
-from typing import Any
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from evalkit._typed import Typed
 from evalkit.errors import TemplateError
 from evalkit.spec import TaskSpec
 
@@ -30,8 +29,9 @@ VOLATILE_FILTERS = frozenset({"random", "shuffle"})
 STATIC_TAIL_CHARS = 300  # about 75 tokens: worth caching
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(Typed):
+    """One thing in a task's templates that would stop prompt caching from paying, located."""
+
     severity: str  # "error" | "warning" | "info"
     where: str  # file:line
     key: str
@@ -41,8 +41,9 @@ class Finding:
     def render(self) -> str:
         return f"{self.where}: {self.severity}: {self.key}: {self.message}\n    fix: {self.fix}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+def _finding(severity: str, where: str, key: str, message: str, fix: str) -> Finding:
+    return Finding(severity=severity, where=where, key=key, message=message, fix=fix)
 
 
 def _where(task: TaskSpec, key: str, template_line: int | None) -> str:
@@ -72,7 +73,7 @@ def lint_templates(task: TaskSpec) -> list[Finding]:
         user_tree = env.parse(task.prompt.user)
     except TemplateSyntaxError as exc:
         key = "prompt.system" if exc.source == task.prompt.system else "prompt.user"
-        return [Finding("error", _where(task, key, exc.lineno), key, f"template syntax error: {exc.message}",
+        return [_finding("error", _where(task, key, exc.lineno), key, f"template syntax error: {exc.message}",
                         "fix the jinja2 syntax")]
 
     undeclared = meta.find_undeclared_variables(system_tree)
@@ -80,20 +81,20 @@ def lint_templates(task: TaskSpec) -> list[Finding]:
     for name in sorted(undeclared, key=lambda n: lines.get(n, 0)):
         where = _where(task, "prompt.system", lines.get(name))
         if VOLATILE_NAMES.match(name):
-            findings.append(Finding(
+            findings.append(_finding(
                 "warning", where, "prompt.system",
                 f"volatile value '{{{{ {name} }}}}' in the cached system prompt: each new value writes a new "
                 "cache entry (at 1.25–2× the input price) instead of reading one (0.1×)",
                 f"drop it, or move {{{{ {name} }}}} to the end of prompt.user"))
         elif name not in static:
-            findings.append(Finding(
+            findings.append(_finding(
                 "error", where, "prompt.system",
                 f"'{{{{ {name} }}}}' is not a static variable: the system prompt is the cached prefix shared by "
                 "every request, so it cannot hold per-sample values",
                 f"move {{{{ {name} }}}} to prompt.user, or define it under prompt.variables if it is static"))
     for node in system_tree.find_all(nodes.Filter):
         if node.name in VOLATILE_FILTERS:
-            findings.append(Finding(
+            findings.append(_finding(
                 "warning", _where(task, "prompt.system", node.lineno), "prompt.system",
                 f"the '{node.name}' filter makes the cached system prompt differ between renders",
                 "render a fixed order or choice in prompt.system"))
@@ -105,7 +106,7 @@ def lint_templates(task: TaskSpec) -> list[Finding]:
             if isinstance(child, nodes.TemplateData):
                 text = child.data.strip()
                 if seen_dynamic and len(text) >= STATIC_TAIL_CHARS:
-                    findings.append(Finding(
+                    findings.append(_finding(
                         "warning", _where(task, "prompt.user", child.lineno), "prompt.user",
                         f"{len(text)} characters of static text come after per-sample content: they are "
                         "sent uncached with every request",
@@ -126,7 +127,7 @@ def lint_task(task: TaskSpec, *, mode: str = "batch") -> list[Finding]:
     try:
         renderer = PromptRenderer(task)
     except TemplateError as exc:
-        return [*findings, Finding("error", _where(task, "prompt.system", None), "prompt.system", exc.message,
+        return [*findings, _finding("error", _where(task, "prompt.system", None), "prompt.system", exc.message,
                                    exc.hint or "fix the template")]
     schema = output_schema(task.output) if task.output.structured else None
     seen_models: set[str] = set()
@@ -134,6 +135,6 @@ def lint_task(task: TaskSpec, *, mode: str = "batch") -> list[Finding]:
         if plan.model in seen_models or plan.enabled or task.prompt.cache == "off":
             continue
         seen_models.add(plan.model)
-        findings.append(Finding("info", _where(task, "prompt.system", None), "prompt.system",
+        findings.append(_finding("info", _where(task, "prompt.system", None), "prompt.system",
                                 f"{plan.model}: {plan.reason}", "nothing to fix if the prompt is meant to be short"))
     return findings

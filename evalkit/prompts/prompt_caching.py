@@ -13,16 +13,17 @@ batch reads it); real-time runs use the default 5 minutes, refreshed by every hi
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from evalkit._typed import Typed
 from evalkit.modelinfo import min_cacheable_tokens
 from evalkit.spec import TaskSpec
 from evalkit.tokens import count_tokens
 
 
-@dataclass(frozen=True)
-class CachePlan:
+class CachePlan(Typed):
+    """Whether one model's requests carry a prompt-cache breakpoint, with which TTL, and why."""
+
     model: str
     prefix_tokens: int  # estimate of the static prefix (system + schema)
     minimum: int
@@ -30,9 +31,6 @@ class CachePlan:
     enabled: bool
     ttl: str | None  # "5m" | "1h" | None when disabled
     reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def estimate_prefix_tokens(system: str, schema: dict[str, Any] | None) -> int:
@@ -48,16 +46,17 @@ def plan_caching(task: TaskSpec, system: str, schema: dict[str, Any] | None, *, 
         minimum, known = min_cacheable_tokens(model)
         qualifier = "" if known else " (assumed: evalkit does not know this model's minimum)"
         if task.prompt.cache == "off":
-            plans[role] = CachePlan(model, prefix, minimum, known, False, None,
-                                    "prompt caching is turned off in the task (prompt.cache: off)")
+            plans[role] = CachePlan(model=model, prefix_tokens=prefix, minimum=minimum, minimum_known=known,
+                                    enabled=False, ttl=None,
+                                    reason="prompt caching is turned off in the task (prompt.cache: off)")
         elif prefix < minimum:
             plans[role] = CachePlan(
-                model, prefix, minimum, known, False, None,
-                f"the static prefix is about {prefix} tokens, below {model}'s minimum cacheable length of "
+                model=model, prefix_tokens=prefix, minimum=minimum, minimum_known=known, enabled=False, ttl=None,
+                reason=f"the static prefix is about {prefix} tokens, below {model}'s minimum cacheable length of "
                 f"{minimum}{qualifier}; the API would silently not cache it. Longer instructions or few-shot "
                 "examples in prompt.system would make it cacheable")
         else:
-            plans[role] = CachePlan(model, prefix, minimum, known, True, ttl,
-                                    f"static prefix of about {prefix} tokens ≥ {minimum}{qualifier}: "
+            plans[role] = CachePlan(model=model, prefix_tokens=prefix, minimum=minimum, minimum_known=known,
+                                    enabled=True, ttl=ttl, reason=f"static prefix of about {prefix} tokens ≥ {minimum}{qualifier}: "
                                     f"cached with a {ttl} TTL")
     return plans

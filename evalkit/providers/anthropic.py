@@ -15,7 +15,8 @@ import httpx2
 
 from evalkit.errors import AuthError, ModelNotFoundError, ProviderError
 from evalkit.prompts.render import ModelRequest
-from evalkit.providers.base import SIMULATOR_HEADER, BatchInfo, BatchItemResult, ModelResponse, Provider
+from evalkit.providers.base import BatchInfo, BatchItemResult, ModelResponse, Provider
+from evalkit.wire import SIMULATOR_HEADER
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 #: Messages parameters that count_tokens accepts (it has no max_tokens, metadata, stop_sequences…).
@@ -175,12 +176,12 @@ def make_client(
     base_url: str | None,
     max_retries: int,
     timeout_s: float,
-    transport: httpx2.AsyncBaseTransport | None = None,
+    asgi_app: Any = None,
 ) -> anthropic.AsyncAnthropic:
-    """An ``AsyncAnthropic`` client; ``transport`` routes it in-process (to the simulator)."""
+    """An ``AsyncAnthropic`` client; ``asgi_app`` routes it in-process (to the simulator), no sockets."""
     http_client = None
-    if transport is not None:
-        http_client = anthropic.DefaultAsyncHttpxClient(transport=transport)
+    if asgi_app is not None:
+        http_client = anthropic.DefaultAsyncHttpxClient(transport=httpx2.ASGITransport(app=asgi_app))
     return anthropic.AsyncAnthropic(
         api_key=api_key,
         base_url=base_url,
@@ -188,3 +189,8 @@ def make_client(
         timeout=timeout_s,
         http_client=http_client,
     )
+
+
+def default_client() -> anthropic.AsyncAnthropic:
+    """A client configured from the environment, as the SDK does it (``ANTHROPIC_API_KEY`` and friends)."""
+    return anthropic.AsyncAnthropic()

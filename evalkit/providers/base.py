@@ -178,6 +178,3 @@ class Provider(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
-
-#: Response header by which evalkit's simulator identifies itself, however it is reached.
-SIMULATOR_HEADER = "x-evalkit-simulator"

@@ -32,13 +32,13 @@ from typing import Any, Literal
 from filelock import FileLock
 
 from evalkit._io import atomic_write_json
-from evalkit.providers.response_cache import ResponseCache
 from evalkit.config import BatchSettings
 from evalkit.errors import BatchPendingError, ProviderError
-from evalkit.providers.execute import CallResult, ExecutionStats, execute_realtime, partition
 from evalkit.progress import NullProgress, Progress
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import BatchInfo, ModelResponse, Provider
+from evalkit.providers.execute import CallResult, ExecutionStats, execute_realtime, partition
+from evalkit.providers.response_cache import ResponseCache
 
 LEDGER_SCHEMA = 1
 #: Errors worth another submission; anything else (invalid request, unknown model) fails the same way again.
@@ -128,8 +128,18 @@ class BatchReport:
     warmup_items: int = 0
     poll_seconds: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def merge(self, other: BatchReport) -> None:
+        """Add another execution's batch activity (sequential looks, the judge)."""
+        self.batch_ids = sorted({*self.batch_ids, *other.batch_ids})
+        self.reattached = sorted({*self.reattached, *other.reattached})
+        self.submitted_items += other.submitted_items
+        self.resubmitted_items += other.resubmitted_items
+        for outcome, count in other.failed_items.items():
+            self.failed_items[outcome] = self.failed_items.get(outcome, 0) + count
+        self.fallback_realtime += other.fallback_realtime
+        self.given_up += other.given_up
+        self.warmup_items += other.warmup_items
+        self.poll_seconds += other.poll_seconds
 
 
 def _stamp(moment: datetime) -> str:

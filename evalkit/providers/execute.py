@@ -10,11 +10,11 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from evalkit.providers.response_cache import ResponseCache, request_key
 from evalkit.errors import AuthError, CacheError, ModelNotFoundError, ProviderError
 from evalkit.progress import NullProgress, Progress
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import ModelResponse, Provider
+from evalkit.providers.response_cache import ResponseCache, request_key
 
 #: Errors that will fail every other request the same way: stop the run instead of recording each.
 FATAL_ERRORS = (AuthError, ModelNotFoundError)
@@ -36,6 +36,16 @@ class ExecutionStats:
     deduplicated: int = 0
     retries: int = 0  # SDK retries (429 / 5xx / dropped connections) behind the answers
     by_model: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: ExecutionStats) -> None:
+        """Add another execution's counts (e.g. the judge's requests after the task's own)."""
+        self.requests_sent += other.requests_sent
+        self.cache_hits += other.cache_hits
+        self.errors += other.errors
+        self.deduplicated += other.deduplicated
+        self.retries += other.retries
+        for model, count in other.by_model.items():
+            self.by_model[model] = self.by_model.get(model, 0) + count
 
 
 def partition(requests: list[ModelRequest], endpoint: str, cache: ResponseCache, stats: ExecutionStats

@@ -24,13 +24,20 @@ import math
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from markupsafe import Markup
 
-from evalkit._io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from evalkit._io import atomic_write_text
+from evalkit.record.model import RunRecord
+from evalkit.record.rows import CallRow, SampleRow
+from evalkit.report import plots
+from evalkit.scoring.answers import Answer
+from evalkit.scoring.metrics import Rate
+from evalkit.stats.decision import Decision
 
 #: At most this many samples are embedded for the sample browser (disagreements first).
 MAX_BROWSER_SAMPLES = 2000
@@ -83,23 +90,21 @@ def _usd(value: Any) -> str:
     return ("−$" if value < 0 else "$") + text
 
 
-def _wilson(entry: Any, confidence: float = 0.95) -> dict[str, Any] | None:
-    """A rate entry ``{value, successes, n}`` with its Wilson interval."""
-    if not isinstance(entry, dict) or not entry.get("n") or entry.get("value") is None:
+def _wilson(entry: Rate | None, confidence: float = 0.95) -> dict[str, Any] | None:
+    """A rate with its Wilson interval."""
+    if entry is None or not entry.n or entry.value is None:
         return None
     from statsmodels.stats.proportion import proportion_confint  # noqa: PLC0415
 
-    successes, n = int(entry["successes"]), int(entry["n"])
-    low, high = proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
-    return {"value": successes / n, "low": float(low), "high": float(high), "successes": successes, "n": n}
+    low, high = proportion_confint(entry.successes, entry.n, alpha=1 - confidence, method="wilson")
+    return {"value": entry.successes / entry.n, "low": float(low), "high": float(high),
+            "successes": entry.successes, "n": entry.n}
 
 
-def _interval_level(decision: dict[str, Any] | None) -> float | None:
+def _interval_level(decision: Decision) -> float:
     """Coverage of the decision's two-sided interval: 1 − 2α (repeated interval: nominal α)."""
-    if not decision:
-        return None
-    alpha = (decision.get("details") or {}).get("nominal_alpha", decision.get("alpha"))
-    return 1 - 2 * alpha if _is_number(alpha) else None
+    alpha = decision.details.nominal_alpha if decision.details.nominal_alpha is not None else decision.alpha
+    return 1 - 2 * alpha
 
 
 def _finite(value: Any) -> Any:
@@ -143,60 +148,50 @@ def _cut(text: Any) -> str | None:
     return text
 
 
-def answer_text(answer: dict[str, Any] | None) -> str:
+def answer_text(answer: Answer) -> str:
     """What a model answered, in one line: the label, the text, or the extracted fields."""
-    if not answer:
-        return "no answer"
-    if answer.get("outcome") != "ok":
-        reason = answer.get("reason") or ""
-        return f"{answer.get('outcome', 'error')}: {reason}".rstrip(": ")
-    if answer.get("label") is not None:
-        return str(answer["label"])
-    fields = answer.get("fields") or {}
-    if set(fields) == {"text"}:
-        return str(fields["text"])
-    return json.dumps(fields, ensure_ascii=False, sort_keys=True)
+    if not answer.ok:
+        return f"{answer.outcome}: {answer.reason or ''}".rstrip(": ")
+    if answer.label is not None:
+        return answer.label
+    if set(answer.fields) == {"text"}:
+        return str(answer.fields["text"])
+    return json.dumps(answer.fields, ensure_ascii=False, sort_keys=True)
 
 
-def _side(row: dict[str, Any], role: str) -> dict[str, Any]:
-    side = row.get(role) or {}
-    answer = side.get("answer") or {}
-    confidence = answer.get("confidence")
-    return {"answer": _cut(answer_text(answer)), "outcome": answer.get("outcome"),
+def _side(call: CallRow) -> dict[str, Any]:
+    answer = call.answer
+    confidence = answer.confidence
+    return {"answer": _cut(answer_text(answer)), "outcome": answer.outcome,
             "confidence": confidence if _is_number(confidence) else None,
-            "escalate": answer.get("escalate"), "output": _cut(side.get("output")),
-            "error": side.get("error")}
+            "escalate": answer.escalate, "output": _cut(call.output), "error": call.error}
 
 
-def _browser_samples(rows: list[dict[str, Any]], scoring_mode: str) -> list[dict[str, Any]]:
+def _browser_samples(rows: list[SampleRow], scoring_mode: str) -> list[dict[str, Any]]:
     samples = []
     for row in rows:
-        scores = row.get("scores") or {}
+        scores = row.scores
         flags = []
-        if scores.get("agree") is False:
+        if scores.agree is False:
             flags.append("disagree")
-        if scores.get("candidate_correct") is False:
+        if scores.candidate_correct is False:
             flags.append("candidate_wrong")
-        if scores.get("reference_correct") is False:
+        if scores.reference_correct is False:
             flags.append("reference_wrong")
-        outcomes = {((row.get(role) or {}).get("answer") or {}).get("outcome")
-                    for role in ("candidate", "reference")}
-        if outcomes - {"ok"}:
+        if {row.candidate.answer.outcome, row.reference.answer.outcome} - {"ok"}:
             flags.append("invalid")
-        gold = row.get("gold")
-        reference_label = ((row.get("reference") or {}).get("answer") or {}).get("label")
-        truth = gold if scoring_mode == "gold" and isinstance(gold, str) else reference_label
-        metric_values = scores.get("metric_values") or {}
+        gold = row.gold
+        truth = gold if scoring_mode == "gold" and isinstance(gold, str) else row.reference.answer.label
         samples.append({
-            "id": str(row.get("id")),
-            "text": _cut(row.get("text")),
+            "id": row.id,
+            "text": _cut(row.text),
             "gold": _cut(gold),
             "truth": truth if isinstance(truth, str) else None,
-            "segments": " · ".join(f"{k}: {v}" for k, v in (row.get("segments") or {}).items()),
+            "segments": " · ".join(f"{k}: {v}" for k, v in row.segments.items()),
             "flags": flags,
-            "scores": {k: v for k, v in metric_values.items() if _is_number(v)},
-            "candidate": _side(row, "candidate"),
-            "reference": _side(row, "reference"),
+            "scores": {k: v for k, v in (scores.metric_values or {}).items() if _is_number(v)},
+            "candidate": _side(row.candidate),
+            "reference": _side(row.reference),
         })
     # Disagreements and errors first, so the cap never drops what a reader most needs.
     flagged = [s for s in samples if s["flags"]]
@@ -205,59 +200,59 @@ def _browser_samples(rows: list[dict[str, Any]], scoring_mode: str) -> list[dict
 
 
 # -- sections -----------------------------------------------------------------------------------------
-def _groups(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """group_decisions as ``[{dimension, groups: [{name, decision}]}]``, the label dimension first."""
-    out = []
-    for dimension, groups in (summary.get("group_decisions") or {}).items():
-        if not isinstance(groups, dict) or not groups:
-            continue
-        entries = [{"name": str(name), "decision": decision or {}} for name, decision in groups.items()]
-        out.append({"dimension": str(dimension), "groups": entries,
-                    "nogo": sum(1 for e in entries if e["decision"].get("verdict") == "NO-GO")})
-    return out
+@dataclass(frozen=True)
+class GroupRow:
+    name: str
+    decision: Decision
 
 
-def _interval_entries(summary: dict[str, Any], groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    def entry(name: str, decision: dict[str, Any]) -> dict[str, Any]:
-        interval = decision.get("loss_interval") or [None, None]
-        return {"name": name, "loss": decision.get("loss"), "low": interval[0], "high": interval[1],
-                "verdict": decision.get("verdict")}
+@dataclass(frozen=True)
+class GroupDimension:
+    dimension: str
+    groups: list[GroupRow]
 
-    entries = [entry("all samples", summary.get("decision") or {})]
+    @property
+    def nogo(self) -> int:
+        return sum(1 for g in self.groups if g.decision.verdict == "NO-GO")
+
+
+def _groups(record: RunRecord) -> list[GroupDimension]:
+    """group_decisions per dimension, the label dimension first."""
+    return [GroupDimension(dimension, [GroupRow(name, decision) for name, decision in groups.items()])
+            for dimension, groups in record.group_decisions.items() if groups]
+
+
+def _interval_entries(record: RunRecord, groups: list[GroupDimension]) -> list[plots.IntervalEntry]:
+    def entry(name: str, decision: Decision) -> plots.IntervalEntry:
+        low, high = decision.loss_interval or (None, None)
+        return plots.IntervalEntry(name=name, loss=decision.loss, low=low, high=high, verdict=decision.verdict)
+
+    entries = [entry("all samples", record.decision)]
     for dimension in groups:
-        if len(dimension["groups"]) <= MAX_PLOTTED_GROUPS:
-            entries += [entry(f"{dimension['dimension']}: {g['name']}", g["decision"])
-                        for g in dimension["groups"]]
+        if len(dimension.groups) <= MAX_PLOTTED_GROUPS:
+            entries += [entry(f"{dimension.dimension}: {g.name}", g.decision) for g in dimension.groups]
     return entries
 
 
-def _routing(summary: dict[str, Any]) -> dict[str, Any] | None:
-    routing = summary.get("routing") or {}
-    if not routing.get("available") or not routing.get("sweep"):
+def _routing(record: RunRecord) -> dict[str, Any] | None:
+    routing = record.routing
+    if not routing.available or not routing.sweep:
         return None
-    sweep = sorted(routing["sweep"], key=lambda row: row["t"])
-    start = routing.get("chosen") or routing.get("seed_default") or sweep[0]
-    index = min(range(len(sweep)), key=lambda i: abs(sweep[i]["t"] - start["t"]))
-    quality = "accuracy" if routing.get("mode") == "gold" else "agreement with the reference"
-    calibration = routing.get("calibration") or None
+    sweep = sorted(routing.sweep, key=lambda row: row.t)
+    start = routing.chosen or routing.seed_default or sweep[0]
+    index = min(range(len(sweep)), key=lambda i: abs(sweep[i].t - start.t))
+    quality = "accuracy" if routing.mode == "gold" else "agreement with the reference"
     return {"data": routing, "sweep": sweep, "start_index": index, "start": sweep[index], "quality": quality,
-            "calibration": calibration}
+            "calibration": routing.calibration}
 
 
-def _projection(summary: dict[str, Any]) -> dict[str, Any] | None:
-    projection = summary.get("projection") or {}
-    if not projection.get("available") or not projection.get("rows"):
+def _projection(record: RunRecord) -> dict[str, Any] | None:
+    projection = record.projection
+    if not projection.available or not projection.rows:
         return None
     order = {"all_reference": 0, "all_candidate": 1, "routed": 2}
-    rows = sorted(projection["rows"], key=lambda r: (bool(r.get("batch")), bool(r.get("caching")),
-                                                     order.get(r.get("stack"), 9)))
+    rows = sorted(projection.rows, key=lambda r: (r.batch, r.caching, order.get(r.stack, 9)))
     return {"data": projection, "rows": rows}
-
-
-def _other_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    shown = {"agreement", "accuracy", "macro_f1", "kappa", "confusion_matrix", "per_label", "exact_match",
-             "token_f1", "rouge_l", "field_f1", "judge", "per_field_accuracy"}
-    return {k: v for k, v in metrics.items() if k not in shown and v is not None}
 
 
 def _plot(draw: Any, *args: Any, **kwargs: Any) -> Any:
@@ -279,17 +274,15 @@ def _figure(drawn: str | None) -> Markup | None:
     return Markup(drawn) if drawn else None  # noqa: S704 - matplotlib escapes the text it draws
 
 
-def build_context(summary: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+def build_context(record: RunRecord, rows: list[SampleRow]) -> dict[str, Any]:
     """Everything the template shows, with the sections that do not apply set to None."""
-    from evalkit.report import plots  # noqa: PLC0415 - imports matplotlib
-
-    metrics = summary.get("metrics") or {}
-    decision = summary.get("decision") or {}
-    scoring = summary.get("scoring_mode") or "reference"
-    groups = _groups(summary)
-    nogo = [{"dimension": d["dimension"], **g} for d in groups for g in d["groups"]
-            if g["decision"].get("verdict") == "NO-GO"]
-    routing = _routing(summary)
+    metrics = record.metrics
+    decision = record.decision
+    scoring = record.scoring_mode
+    groups = _groups(record)
+    nogo = [{"dimension": d.dimension, "name": g.name, "decision": g.decision} for d in groups for g in d.groups
+            if g.decision.verdict == "NO-GO"]
+    routing = _routing(record)
     cost_quality = None
     if routing:
         drawn = _plot(plots.cost_quality_svg, routing["data"], quality_name=routing["quality"].split(" ")[0])
@@ -297,44 +290,43 @@ def build_context(summary: dict[str, Any], rows: list[dict[str, Any]]) -> dict[s
             cost_quality = {"svg": _figure(drawn), "map": {}}
         elif drawn:
             cost_quality = {"svg": _figure(drawn[0]), "map": drawn[1]}
-    confusion = metrics.get("confusion_matrix") if isinstance(metrics.get("confusion_matrix"), dict) else None
-    per_label = metrics.get("per_label") if isinstance(metrics.get("per_label"), dict) else None
-    label_groups = next((d["groups"] for d in groups if d["dimension"] == "label"), [])
-    labels = list(per_label) if per_label else (list(confusion["labels"]) if confusion else [])
+    confusion = metrics.confusion_matrix
+    per_label = metrics.per_label
+    label_groups = next((d.groups for d in groups if d.dimension == "label"), [])
+    labels = list(per_label) if per_label else (list(confusion.labels) if confusion else [])
     samples = _browser_samples(rows, scoring)
+    costs = record.routing.costs
     data = {
-        "sweep": routing["sweep"] if routing else [],
+        "sweep": [point.model_dump() for point in routing["sweep"]] if routing else [],
         "start_index": routing["start_index"] if routing else 0,
         "plot_map": cost_quality["map"] if cost_quality else {},
-        "always_reference_per_1k": (routing["data"].get("costs") or {}).get("always_reference_per_1k")
-        if routing else None,
+        "always_reference_per_1k": costs.always_reference_per_1k if routing and costs else None,
         "samples": samples,
         "total_samples": len(rows),
         "labels": labels,
         "gold": scoring == "gold",
     }
     return {
-        "s": summary,
+        "s": record,
         "metrics": metrics,
         "decision": decision,
         "scoring": scoring,
         "level": _interval_level(decision),
         "groups": groups,
         "nogo_groups": nogo,
-        "label_verdicts": {g["name"]: g["decision"].get("verdict") for g in label_groups},
+        "label_verdicts": {g.name: g.decision.verdict for g in label_groups},
         "per_label": per_label,
         "labels": labels,
         "confusion": confusion,
-        "other_metrics": _other_metrics(metrics),
         "routing": routing,
-        "projection": _projection(summary),
-        "noise": summary.get("reference_noise") or None,
-        "sequential": summary.get("sequential") or None,
+        "projection": _projection(record),
+        "noise": record.reference_noise,
+        "sequential": record.sequential,
         "plot_confusion": _figure(_plot(plots.confusion_matrix_svg, confusion)),
         "plot_cost_quality": cost_quality["svg"] if cost_quality else None,
-        "plot_reliability": _figure(_plot(plots.reliability_svg, (routing or {}).get("calibration"))),
-        "plot_intervals": _figure(_plot(plots.loss_intervals_svg, _interval_entries(summary, groups),
-                                        decision.get("margin"))),
+        "plot_reliability": _figure(_plot(plots.reliability_svg, routing["calibration"] if routing else None)),
+        "plot_intervals": _figure(_plot(plots.loss_intervals_svg, _interval_entries(record, groups),
+                                        decision.margin)),
         "flagged_count": sum(1 for s in samples if {"disagree", "candidate_wrong"} & set(s["flags"])),
         "data_json": script_json(data),
     }
@@ -357,19 +349,19 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+def render_html(record: RunRecord, rows: list[SampleRow]) -> str:
     """The self-contained report page for one run."""
-    return _environment().get_template("report.html.j2").render(**build_context(summary, rows))
+    return _environment().get_template("report.html.j2").render(**build_context(record, rows))
 
 
-def write_run_folder(folder: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
+def write_run_folder(folder: Path, record: RunRecord, rows: list[SampleRow]) -> Path:
     """Write the three run files into ``folder`` all at once (temp folder + rename)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        atomic_write_jsonl(staging / "results.jsonl", rows)
-        atomic_write_json(staging / "summary.json", summary)
-        atomic_write_text(staging / "report.html", render_html(summary, rows))
+        atomic_write_text(staging / "results.jsonl", "".join(row.model_dump_json() + "\n" for row in rows))
+        atomic_write_text(staging / "summary.json", record.model_dump_json(indent=2) + "\n")
+        atomic_write_text(staging / "report.html", render_html(record, rows))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)

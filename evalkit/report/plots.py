@@ -15,7 +15,11 @@ import io
 import math
 import re
 import warnings
+from dataclasses import dataclass
 from typing import Any
+
+from evalkit.routing.analysis import CalibrationReport, RoutingAnalysis
+from evalkit.scoring.metrics import ConfusionMatrix
 
 # A small, neutral palette (colour-blind safe for the pairs that matter).
 INK = "#1d2433"
@@ -103,14 +107,14 @@ def _render(prefix: str, width: float, height: float, draw: Any, after: Any = No
 
 
 # -- confusion matrix -------------------------------------------------------------------------------
-def confusion_matrix_svg(confusion: dict[str, Any] | None) -> str | None:
+def confusion_matrix_svg(confusion: ConfusionMatrix | None) -> str | None:
     """Heatmap of the candidate's answers per true label: colour = share of the row, text = count."""
-    if not confusion or not confusion.get("matrix") or not confusion.get("labels"):
+    if confusion is None or not confusion.matrix or not confusion.labels:
         return None
-    labels = list(confusion["labels"])
-    columns = list(confusion.get("columns") or labels)
-    matrix = [list(map(int, row)) for row in confusion["matrix"]]
-    truth = "gold" if confusion.get("truth") == "gold" else "reference"
+    labels = list(confusion.labels)
+    columns = list(confusion.columns or labels)
+    matrix = [list(map(int, row)) for row in confusion.matrix]
+    truth = "gold" if confusion.truth == "gold" else "reference"
 
     def draw(fig: Any) -> None:
         import numpy as np  # noqa: PLC0415
@@ -141,48 +145,48 @@ def confusion_matrix_svg(confusion: dict[str, Any] | None) -> str | None:
 
 
 # -- routing: cost versus quality ---------------------------------------------------------------------
-def cost_quality_svg(routing: dict[str, Any] | None, *, quality_name: str = "accuracy"
+def cost_quality_svg(routing: RoutingAnalysis | None, *, quality_name: str = "accuracy"
                      ) -> tuple[str, dict[str, float]] | None:
     """The routing sweep as cost per 1,000 requests against routed quality, the chosen threshold marked.
 
     Returns the SVG and the affine map from data to SVG user units (``x = ax + bx * cost``,
     ``y = ay + by * quality_percent``) so the page's slider can move a marker along the curve.
     """
-    if not routing or not routing.get("available") or not routing.get("sweep"):
+    if routing is None or not routing.available or not routing.sweep:
         return None
-    sweep = sorted(routing["sweep"], key=lambda row: row["t"])
-    chosen = routing.get("chosen")
-    default = routing.get("seed_default")
-    costs = routing.get("costs") or {}
+    sweep = sorted(routing.sweep, key=lambda row: row.t)
+    chosen = routing.chosen
+    default = routing.seed_default
+    costs = routing.costs
     mapping: dict[str, float] = {}
 
     def draw(fig: Any) -> None:
         ax = fig.add_subplot()
-        xs = [row["cost_per_1k"] for row in sweep]
-        ys = [100 * row["routed_accuracy"] for row in sweep]
+        xs = [row.cost_per_1k for row in sweep]
+        ys = [100 * row.routed_accuracy for row in sweep]
         ax.plot(xs, ys, color=LIGHT_BLUE, linewidth=1.5, marker="o", markersize=2.5, zorder=2,
                 label="threshold sweep")
-        pareto = sorted(routing.get("pareto") or [], key=lambda row: row["cost_per_1k"])
+        pareto = sorted(routing.pareto, key=lambda row: row.cost_per_1k)
         if pareto:
-            ax.plot([p["cost_per_1k"] for p in pareto], [100 * p["routed_accuracy"] for p in pareto],
+            ax.plot([p.cost_per_1k for p in pareto], [100 * p.routed_accuracy for p in pareto],
                     color=BLUE, linewidth=0, marker="o", markersize=4.5, zorder=3, label="Pareto front")
-        reference_quality = routing.get("always_reference_accuracy")
+        reference_quality = routing.always_reference_accuracy
         if reference_quality is not None:
             ax.axhline(100 * reference_quality, color=GREY, linestyle=":", linewidth=1, zorder=1)
             ax.annotate("always reference", (0, 100 * reference_quality), xycoords=("axes fraction", "data"),
                         xytext=(3, 3), textcoords="offset points", ha="left", va="bottom", fontsize=7.5,
                         color=MUTED)
-        candidate_quality = routing.get("always_candidate_accuracy")
-        if candidate_quality is not None and costs.get("always_candidate_per_1k") is not None:
-            ax.plot([costs["always_candidate_per_1k"]], [100 * candidate_quality], marker="s", markersize=5,
+        candidate_quality = routing.always_candidate_accuracy
+        if candidate_quality is not None and costs is not None:
+            ax.plot([costs.always_candidate_per_1k], [100 * candidate_quality], marker="s", markersize=5,
                     color=GREY, linewidth=0, zorder=3, label="always candidate")
         if default:
-            ax.plot([default["cost_per_1k"]], [100 * default["routed_accuracy"]], marker="D", markersize=5.5,
-                    color=AMBER, linewidth=0, zorder=4, label=f"default t = {default['t']:.2f}")
+            ax.plot([default.cost_per_1k], [100 * default.routed_accuracy], marker="D", markersize=5.5,
+                    color=AMBER, linewidth=0, zorder=4, label=f"default t = {default.t:.2f}")
         if chosen:
-            ax.plot([chosen["cost_per_1k"]], [100 * chosen["routed_accuracy"]], marker="*", markersize=13,
+            ax.plot([chosen.cost_per_1k], [100 * chosen.routed_accuracy], marker="*", markersize=13,
                     color=GREEN, markeredgecolor="white", markeredgewidth=0.8, linewidth=0, zorder=5,
-                    label=f"chosen t = {chosen['t']:.2f}")
+                    label=f"chosen t = {chosen.t:.2f}")
         ax.set_xlabel("cost per 1,000 requests (USD, real-time rates)")
         ax.set_ylabel(f"routed {quality_name} (%)")
         ax.margins(x=0.04, y=0.12)
@@ -205,12 +209,13 @@ def cost_quality_svg(routing: dict[str, Any] | None, *, quality_name: str = "acc
 
 
 # -- calibration -------------------------------------------------------------------------------------
-def reliability_svg(calibration: dict[str, Any] | None) -> str | None:
+def reliability_svg(calibration: CalibrationReport | None) -> str | None:
     """Reliability diagram: stated confidence against observed accuracy per bin, with the bin counts."""
-    reliability = (calibration or {}).get("reliability") or {}
-    predicted = reliability.get("prob_pred") or []
-    observed = reliability.get("prob_true") or []
-    counts = reliability.get("counts") or [1] * len(predicted)
+    if calibration is None:
+        return None
+    predicted = calibration.reliability.prob_pred
+    observed = calibration.reliability.prob_true
+    counts = calibration.reliability.counts or [1] * len(predicted)
     if not predicted or len(predicted) != len(observed):
         return None
 
@@ -236,30 +241,39 @@ def reliability_svg(calibration: dict[str, Any] | None) -> str | None:
 
 
 # -- decision intervals -------------------------------------------------------------------------------
-def loss_intervals_svg(entries: list[dict[str, Any]], margin: float | None) -> str | None:
+@dataclass(frozen=True)
+class IntervalEntry:
+    """One row of the forest plot: a quality loss (fraction) and its interval, with the verdict."""
+
+    name: str
+    loss: float | None
+    low: float | None
+    high: float | None
+    verdict: str
+
+
+def loss_intervals_svg(entries: list[IntervalEntry], margin: float | None) -> str | None:
     """Forest plot of quality loss (points) with its interval, overall and per group, against the margin.
 
-    ``entries``: ``{"name", "loss", "low", "high", "verdict"}`` with fractions; rows without an interval
-    are left out.
+    Rows without an interval are left out.
     """
-    rows = [e for e in entries if e.get("low") is not None and e.get("high") is not None
-            and e.get("loss") is not None]
+    rows = [e for e in entries if e.low is not None and e.high is not None and e.loss is not None]
     if not rows:
         return None
 
     def draw(fig: Any) -> None:
         ax = fig.add_subplot()
         for index, entry in enumerate(rows):
-            colour = VERDICT_COLOURS.get(entry.get("verdict", ""), GREY)
-            ax.plot([100 * entry["low"], 100 * entry["high"]], [index, index], color=colour, linewidth=2.2,
-                    solid_capstyle="butt")
-            ax.plot([100 * entry["loss"]], [index], marker="o", markersize=5, color=colour, linewidth=0)
+            colour = VERDICT_COLOURS.get(entry.verdict, GREY)
+            ax.plot([100 * entry.low, 100 * entry.high], [index, index], color=colour,  # type: ignore[operator]
+                    linewidth=2.2, solid_capstyle="butt")
+            ax.plot([100 * entry.loss], [index], marker="o", markersize=5, color=colour, linewidth=0)  # type: ignore[operator]
         ax.axvline(0, color=GREY, linewidth=0.8)
         if margin is not None:
             ax.axvline(100 * margin, color=RED, linestyle="--", linewidth=1)
             ax.annotate(f"margin {100 * margin:g}", (100 * margin, 1), xycoords=("data", "axes fraction"),
                         xytext=(3, -2), textcoords="offset points", va="top", fontsize=7.5, color=RED)
-        ax.set_yticks(range(len(rows)), [_plain(e["name"], 34) for e in rows])
+        ax.set_yticks(range(len(rows)), [_plain(e.name, 34) for e in rows])
         ax.set_ylim(len(rows) - 0.5, -0.7)
         ax.set_xlabel("quality loss vs reference (points; right = candidate worse)")
         ax.grid(True, axis="x", color=GRID, linewidth=0.6)

@@ -17,16 +17,17 @@ them with its optimism. The candidate's confidence is also checked for calibrati
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from evalkit._typed import Typed
 from evalkit.routing import calibration
 from evalkit.routing import thresholds as routing_math
-from evalkit.config import PricingTable
-from evalkit.record.rows import SampleResult
-from evalkit.scoring.samples import scoring_mode
+from evalkit.routing.rule import forced_escalation
+from evalkit.scoring.samples import SampleResult, scoring_mode
 
 Objective = Literal["quality", "budget", "escalation"]
 SEED_DEFAULT_THRESHOLD = 0.75  # the threshold the seed's router hard-codes
@@ -43,7 +44,110 @@ class RoutingOptions:
     seed: int = 0
 
 
-def _signals(results: list[SampleResult], honour_flag: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+# -- what the analysis returns ------------------------------------------------------------------------
+class SweepPoint(Typed):
+    """The router at one threshold t."""
+
+    t: float
+    escalation_rate: float
+    routed_accuracy: float
+    quality_loss: float
+    cost_per_1k: float
+    ltt_p: float | None = None
+
+
+class CrossFitted(Typed):
+    """Held-out numbers for a threshold-selection rule (5-fold cross-fitting)."""
+
+    fold_thresholds: list[float | None]
+    folds_without_threshold: int
+    escalation_rate: float
+    routed_accuracy: float
+    quality_loss: float
+    cost_per_1k: float
+
+
+class NaivePick(Typed):
+    threshold: float | None
+    in_sample: SweepPoint | None
+    cross_fitted: CrossFitted
+    optimism_quality_loss: float | None
+
+
+class RoutingCosts(Typed):
+    candidate_per_request: float
+    reference_per_request: float
+    always_reference_per_1k: float
+    always_candidate_per_1k: float
+    break_even_escalation_rate: float | None
+
+
+class AppliedOptions(Typed):
+    objective: Objective
+    target_loss: float
+    delta: float
+    budget_per_1k: float | None
+    escalation_rate: float | None
+    honour_escalate_flag: bool
+
+
+class ScoreSummary(Typed):
+    ece_uniform10: float | None
+    ece_quantile10: float | None
+    brier: float | None
+    auroc: float | None
+
+
+class Reliability(Typed):
+    prob_pred: list[float]
+    prob_true: list[float]
+    counts: list[int]
+
+
+class CalibrationReport(Typed):
+    """How well the candidate's stated confidence matches how often it is right (stats-spec §5)."""
+
+    n: int
+    n_missing_confidence: int
+    accuracy: float
+    mean_confidence: float
+    n_levels: int
+    ece_uniform10: float | None
+    ece_quantile10: float | None
+    ece_by_level: float | None
+    brier: float | None
+    auroc: float | None
+    reliability: Reliability
+    isotonic_cv: ScoreSummary | None
+    platt_cv: ScoreSummary | None
+    recalibration_helps: str | None
+
+
+class RoutingAnalysis(Typed):
+    """The whole routing analysis (also what ``routing.json`` is built from); ``available`` False says why."""
+
+    available: bool
+    why: str | None = None
+    mode: str | None = None
+    n: int = 0
+    objective: str | None = None
+    options: AppliedOptions | None = None
+    costs: RoutingCosts | None = None
+    always_reference_accuracy: float | None = None
+    always_candidate_accuracy: float | None = None
+    forced_escalations: int = 0
+    sweep: list[SweepPoint] = []
+    pareto: list[SweepPoint] = []
+    seed_default: SweepPoint | None = None
+    chosen: SweepPoint | None = None
+    guarantee: str | None = None
+    cross_fitted: CrossFitted | None = None
+    naive: NaivePick | None = None
+    calibration: CalibrationReport | None = None
+
+
+# -- the analysis -------------------------------------------------------------------------------------
+def _signals(results: Sequence[SampleResult], honour_flag: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """(confidence with forced escalations as NaN — always escalated —, candidate right, reference right, mode)."""
     rows = [r.scored for r in results]
     mode = scoring_mode(rows)
@@ -56,51 +160,42 @@ def _signals(results: list[SampleResult], honour_flag: bool) -> tuple[np.ndarray
             c, r = row.agree, True
         if c is None or r is None:
             continue  # unanswered calls are not routing evidence
-        forced = (not answer.ok) or answer.confidence is None or (honour_flag and answer.escalate is True)
+        forced = forced_escalation(answer, honour_flag=honour_flag) is not None
         conf.append(float("nan") if forced else float(answer.confidence))  # type: ignore[arg-type]
         cand.append(bool(c))
         ref.append(bool(r))
     return np.array(conf, float), np.array(cand, bool), np.array(ref, bool), mode
 
 
-def _per_request_costs(results: list[SampleResult], pricing: PricingTable) -> tuple[float, float]:
-    """Mean USD per request for each model at real-time (production) rates, from measured usage."""
-    from evalkit.cost.projection import mean_usage, per_request_cost  # noqa: PLC0415
-
-    out = []
-    for role in ("candidate", "reference"):
-        usage = mean_usage(results, role)
-        out.append(per_request_cost(pricing, usage, caching=usage.prefix_tokens > 0, batch=False) if usage else 0.0)
-    return out[0], out[1]
+def _point(row: dict[str, Any]) -> SweepPoint:
+    return SweepPoint(t=row["t"], escalation_rate=round(row["escalation_rate"], 6),
+                      routed_accuracy=round(row["routed_accuracy"], 6), quality_loss=round(row["harm_rate"], 6),
+                      cost_per_1k=round(1000 * row["cost"], 6), ltt_p=row["ltt_p"])
 
 
-def _row_view(row: dict[str, Any]) -> dict[str, Any]:
-    return {"t": row["t"], "escalation_rate": round(row["escalation_rate"], 6),
-            "routed_accuracy": round(row["routed_accuracy"], 6), "quality_loss": round(row["harm_rate"], 6),
-            "cost_per_1k": round(1000 * row["cost"], 6), "ltt_p": row["ltt_p"]}
-
-
-def analyse_routing(results: list[SampleResult], pricing: PricingTable,
-                    options: RoutingOptions | None = None) -> dict[str, Any]:
-    """The whole routing analysis, as a JSON-ready dict (also what ``routing.json`` is built from)."""
+def analyse_routing(results: Sequence[SampleResult], costs: tuple[float, float],
+                    options: RoutingOptions | None = None) -> RoutingAnalysis:
+    """The routing analysis at the mean per-request ``costs`` (candidate, reference) of production."""
     options = options or RoutingOptions()
     conf, cand, ref, mode = _signals(results, options.honour_escalate_flag)
     n = len(conf)
     if n < 20:
-        return {"available": False, "why": f"only {n} samples have both answers; routing needs at least 20"}
-    c_cand, c_ref = _per_request_costs(results, pricing)
+        return RoutingAnalysis(available=False,
+                               why=f"only {n} samples have both answers; routing needs at least 20")
+    c_cand, c_ref = costs
     alpha = options.target_loss
     rows = routing_math.sweep(conf, cand, ref, cost_candidate=c_cand, cost_reference=c_ref, alpha=alpha)
     by_t = {round(float(row["t"]), 2): row for row in rows}
 
+    def sub_sweep(indices: np.ndarray) -> list[dict[str, Any]]:
+        return routing_math.sweep(conf[indices], cand[indices], ref[indices], cost_candidate=c_cand,
+                                  cost_reference=c_ref, alpha=alpha)
+
     def select(indices: np.ndarray) -> float | None:
-        sub = routing_math.sweep(conf[indices], cand[indices], ref[indices], cost_candidate=c_cand,
-                                 cost_reference=c_ref, alpha=alpha)
-        return _pick(sub, conf[indices], options)
+        return _pick(sub_sweep(indices), conf[indices], options)
 
     def naive(indices: np.ndarray) -> float | None:
-        sub = routing_math.sweep(conf[indices], cand[indices], ref[indices], cost_candidate=c_cand,
-                                 cost_reference=c_ref, alpha=alpha)
+        sub = sub_sweep(indices)
         return routing_math.pick_naive(sub, alpha) if options.objective == "quality" else _pick(sub, conf[indices], options)
 
     chosen_t = _pick(rows, conf, options)
@@ -109,38 +204,31 @@ def analyse_routing(results: list[SampleResult], pricing: PricingTable,
                                  cost_candidate=c_cand, cost_reference=c_ref)
     naive_fit = routing_math.cross_fit(conf, cand, ref, naive, folds=5, seed=options.seed,
                                        cost_candidate=c_cand, cost_reference=c_ref)
-    always_ref = float(ref.mean())
-    chosen = _row_view(by_t[chosen_t]) if chosen_t is not None else None
-    naive_row = _row_view(by_t[naive_t]) if naive_t is not None else None
-    default_row = _row_view(by_t[SEED_DEFAULT_THRESHOLD])
+    naive_row = _point(by_t[naive_t]) if naive_t is not None else None
     valid = np.isfinite(conf)
-    calib = (calibration.calibration_report(cand[valid].astype(int), conf[valid])
+    calib = (CalibrationReport.model_validate(calibration.calibration_report(cand[valid].astype(int), conf[valid]))
              if valid.sum() >= 20 and 0 < cand[valid].mean() < 1 else None)
-    return {
-        "available": True,
-        "mode": mode,
-        "n": n,
-        "objective": _objective_text(options),
-        "options": {"objective": options.objective, "target_loss": options.target_loss, "delta": options.delta,
-                    "budget_per_1k": options.budget_per_1k, "escalation_rate": options.escalation_rate,
-                    "honour_escalate_flag": options.honour_escalate_flag},
-        "costs": {"candidate_per_request": c_cand, "reference_per_request": c_ref,
-                  "always_reference_per_1k": 1000 * c_ref, "always_candidate_per_1k": 1000 * c_cand,
-                  "break_even_escalation_rate": (1 - c_cand / c_ref) if c_ref else None},
-        "always_reference_accuracy": always_ref,
-        "always_candidate_accuracy": float(cand.mean()),
-        "forced_escalations": int(np.isnan(conf).sum()),
-        "sweep": [_row_view(row) for row in rows],
-        "pareto": [_row_view(row) for row in routing_math.pareto_front(rows)],
-        "seed_default": default_row,
-        "chosen": chosen,
-        "guarantee": _guarantee_text(options, chosen_t, n),
-        "cross_fitted": _fit_view(fit, c_cand, c_ref),
-        "naive": {"threshold": naive_t, "in_sample": naive_row, "cross_fitted": _fit_view(naive_fit, c_cand, c_ref),
-                  "optimism_quality_loss": (None if naive_row is None else
-                                            round(naive_fit["harm_rate"] - naive_row["quality_loss"], 6))},
-        "calibration": calib,
-    }
+    return RoutingAnalysis(
+        available=True, mode=mode, n=n, objective=_objective_text(options),
+        options=AppliedOptions(objective=options.objective, target_loss=options.target_loss, delta=options.delta,
+                               budget_per_1k=options.budget_per_1k, escalation_rate=options.escalation_rate,
+                               honour_escalate_flag=options.honour_escalate_flag),
+        costs=RoutingCosts(candidate_per_request=c_cand, reference_per_request=c_ref,
+                           always_reference_per_1k=1000 * c_ref, always_candidate_per_1k=1000 * c_cand,
+                           break_even_escalation_rate=(1 - c_cand / c_ref) if c_ref else None),
+        always_reference_accuracy=float(ref.mean()), always_candidate_accuracy=float(cand.mean()),
+        forced_escalations=int(np.isnan(conf).sum()),
+        sweep=[_point(row) for row in rows],
+        pareto=[_point(row) for row in routing_math.pareto_front(rows)],
+        seed_default=_point(by_t[SEED_DEFAULT_THRESHOLD]),
+        chosen=_point(by_t[chosen_t]) if chosen_t is not None else None,
+        guarantee=_guarantee_text(options, chosen_t, n),
+        cross_fitted=_fit_view(fit),
+        naive=NaivePick(threshold=naive_t, in_sample=naive_row, cross_fitted=_fit_view(naive_fit),
+                        optimism_quality_loss=(None if naive_row is None else
+                                               round(naive_fit["harm_rate"] - naive_row.quality_loss, 6))),
+        calibration=calib,
+    )
 
 
 def _pick(rows: list[dict[str, Any]], conf: np.ndarray, options: RoutingOptions) -> float | None:
@@ -155,10 +243,11 @@ def _pick(rows: list[dict[str, Any]], conf: np.ndarray, options: RoutingOptions)
     return routing_math.pick_ltt(rows, options.target_loss, options.delta)
 
 
-def _fit_view(fit: dict[str, Any], c_cand: float, c_ref: float) -> dict[str, Any]:
-    return {"fold_thresholds": fit["fold_thresholds"], "folds_without_threshold": fit["folds_without_threshold"],
-            "escalation_rate": round(fit["escalation_rate"], 6), "routed_accuracy": round(fit["routed_accuracy"], 6),
-            "quality_loss": round(fit["harm_rate"], 6), "cost_per_1k": round(1000 * fit["cost"], 6)}
+def _fit_view(fit: dict[str, Any]) -> CrossFitted:
+    return CrossFitted(fold_thresholds=fit["fold_thresholds"], folds_without_threshold=fit["folds_without_threshold"],
+                       escalation_rate=round(fit["escalation_rate"], 6),
+                       routed_accuracy=round(fit["routed_accuracy"], 6), quality_loss=round(fit["harm_rate"], 6),
+                       cost_per_1k=round(1000 * fit["cost"], 6))
 
 
 def _objective_text(options: RoutingOptions) -> str:
@@ -179,28 +268,3 @@ def _guarantee_text(options: RoutingOptions, threshold: float | None, n: int) ->
                 f"(even escalating everything needs about {math.ceil(floor)}); raise the target or add samples")
     return (f"with probability ≥ {100 * (1 - options.delta):g}%, routing at t = {threshold:.2f} loses at most "
             f"{100 * options.target_loss:g} points of quality against always using the reference")
-
-
-def routing_file(analysis: dict[str, Any], *, task_name: str, candidate: str, reference: str,
-                 evidence: dict[str, Any]) -> dict[str, Any]:
-    """What ``routing.json`` holds: the threshold to ship and the evidence behind it."""
-    chosen = analysis.get("chosen")
-    return {
-        "schema": 1,
-        "task": task_name,
-        "candidate": candidate,
-        "reference": reference,
-        "threshold": chosen["t"] if chosen else None,
-        "escalate_when": "confidence < threshold, or escalate flag set, or invalid candidate answer",
-        "honour_escalate_flag": analysis["options"]["honour_escalate_flag"],
-        "objective": analysis["objective"],
-        "objective_kind": analysis["options"]["objective"],
-        "target_loss": analysis["options"]["target_loss"],
-        "delta": analysis["options"]["delta"],
-        "guarantee": analysis["guarantee"],
-        "expected": analysis["cross_fitted"],
-        "in_sample": chosen,
-        "always_reference_accuracy": analysis["always_reference_accuracy"],
-        "costs": analysis["costs"],
-        "evidence": evidence,
-    }

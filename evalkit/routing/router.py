@@ -1,31 +1,101 @@
-"""A small runtime router for production code: candidate first, reference when it is unsure.
+"""``routing.json`` and the runtime router for production code: candidate first, reference when unsure.
 
 It does what the seed's ``classify_with_routing`` does, with the threshold calibrated by ``evalkit tune``
 (``routing.json``) and the exact prompts that were evaluated (the task file)::
 
-    from evalkit.routing.router import Router
+    from evalkit import Router
     router = Router.from_files("reports/triage/routing.json", "tasks/triage.yaml")
     routed = router.route("I was charged twice this month")   # RoutedAnswer
     routed.answer.label, routed.escalated, routed.reason
 
-The candidate's answer is used when it is valid, its confidence is at least the threshold and (unless
-routing.json says otherwise) it did not set its escalate flag; otherwise the reference answers.
-Pass your own ``anthropic.AsyncAnthropic`` client, or let the router make one from the environment.
+The escalation rule is :func:`evalkit.routing.rule.should_escalate`, the one the threshold was tuned
+with. Pass your own ``anthropic.AsyncAnthropic`` client, or let the router make one from the environment;
+requests go through evalkit's Anthropic adapter, the same code path as an evaluation.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import ValidationError
+
+from evalkit._typed import Typed
 from evalkit.datasets import Sample
-from evalkit.errors import ConfigError
-from evalkit.scoring.answers import Answer, parse_answer
+from evalkit.errors import ConfigError, ProviderError
 from evalkit.prompts.render import PromptRenderer, build_request
+from evalkit.providers.anthropic import AnthropicProvider, default_client
+from evalkit.routing.analysis import CrossFitted, RoutingAnalysis, RoutingCosts, SweepPoint
+from evalkit.routing.rule import should_escalate
+from evalkit.scoring.answers import Answer, parse_answer
 from evalkit.spec import TaskSpec, load_task
+
+ROUTING_SCHEMA = 1
+
+
+class RoutingEvidence(Typed):
+    """Which run the threshold was tuned on."""
+
+    run_from_cache: bool
+    samples: int
+    dataset_hash: str
+    sample_hash: str
+    spec_hash: str
+    system_prompt_hash: str
+    simulated: bool
+    pricing_as_of: str
+    created_at: str
+
+
+class RoutingFile(Typed):
+    """What ``routing.json`` holds: the threshold to ship and the evidence behind it."""
+
+    schema_version: Literal[1] = ROUTING_SCHEMA
+    task: str
+    candidate: str
+    reference: str
+    threshold: float | None
+    escalate_when: str = "confidence < threshold, or escalate flag set, or invalid candidate answer"
+    honour_escalate_flag: bool
+    objective: str
+    objective_kind: str
+    target_loss: float
+    delta: float
+    guarantee: str
+    expected: CrossFitted
+    in_sample: SweepPoint | None
+    always_reference_accuracy: float
+    costs: RoutingCosts
+    evidence: RoutingEvidence
+
+
+def routing_file(analysis: RoutingAnalysis, *, task_name: str, candidate: str, reference: str,
+                 evidence: RoutingEvidence) -> RoutingFile:
+    if not analysis.available or analysis.options is None or analysis.cross_fitted is None \
+            or analysis.costs is None or analysis.always_reference_accuracy is None:
+        raise ValueError(f"no routing analysis to write: {analysis.why}")
+    return RoutingFile(
+        task=task_name, candidate=candidate, reference=reference,
+        threshold=analysis.chosen.t if analysis.chosen else None,
+        honour_escalate_flag=analysis.options.honour_escalate_flag, objective=str(analysis.objective),
+        objective_kind=analysis.options.objective, target_loss=analysis.options.target_loss,
+        delta=analysis.options.delta, guarantee=str(analysis.guarantee), expected=analysis.cross_fitted,
+        in_sample=analysis.chosen, always_reference_accuracy=analysis.always_reference_accuracy,
+        costs=analysis.costs, evidence=evidence)
+
+
+def load_routing_file(path: str | Path) -> RoutingFile:
+    try:
+        return RoutingFile.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read routing file {path}: {exc.strerror}",
+                          hint="create it with `evalkit tune TASK.yaml`") from None
+    except ValidationError as exc:
+        raise ConfigError(f"{path} is not a routing.json evalkit can use: {exc.errors()[0]['msg']} "
+                          f"at {'.'.join(map(str, exc.errors()[0]['loc']))}",
+                          hint="re-create it with `evalkit tune TASK.yaml`") from None
 
 
 @dataclass(frozen=True)
@@ -39,61 +109,51 @@ class RoutedAnswer:
 
 
 class Router:
-    def __init__(self, routing: dict[str, Any], task: TaskSpec, client: Any | None = None) -> None:
-        if routing.get("threshold") is None:
-            raise ConfigError("routing.json has no threshold: the tuning run could not certify one",
-                              hint="re-run `evalkit tune` with a looser --target-loss or more samples")
-        if routing.get("candidate") != task.models.candidate or routing.get("reference") != task.models.reference:
-            raise ConfigError(
-                f"routing.json was tuned for {routing.get('candidate')} → {routing.get('reference')}, but the task "
-                f"uses {task.models.candidate} → {task.models.reference}",
-                hint="re-run `evalkit run` and `evalkit tune` for this task")
-        self.threshold = float(routing["threshold"])
-        self.honour_flag = bool(routing.get("honour_escalate_flag", True))
+    """Routes live requests: the candidate first, the reference when the escalation rule says so."""
+
+    def __init__(self, task: TaskSpec, *, threshold: float, honour_escalate_flag: bool = True,
+                 client: Any | None = None) -> None:
+        self.threshold = threshold
+        self.honour_flag = honour_escalate_flag
         self.task = task
         self.renderer = PromptRenderer(task)
         self._client = client
+        self._provider: AnthropicProvider | None = None
+
+    @classmethod
+    def from_routing(cls, routing: RoutingFile, task: TaskSpec, client: Any | None = None) -> Router:
+        """The router ``routing.json`` describes, for the task it was tuned on."""
+        if routing.threshold is None:
+            raise ConfigError("routing.json has no threshold: the tuning run could not certify one",
+                              hint="re-run `evalkit tune` with a looser --target-loss or more samples")
+        if routing.candidate != task.models.candidate or routing.reference != task.models.reference:
+            raise ConfigError(
+                f"routing.json was tuned for {routing.candidate} → {routing.reference}, but the task "
+                f"uses {task.models.candidate} → {task.models.reference}",
+                hint="re-run `evalkit run` and `evalkit tune` for this task")
+        return cls(task, threshold=routing.threshold, honour_escalate_flag=routing.honour_escalate_flag,
+                   client=client)
 
     @classmethod
     def from_files(cls, routing_json: str | Path, task_yaml: str | Path, client: Any | None = None) -> Router:
-        try:
-            routing = json.loads(Path(routing_json).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read routing file {routing_json}: {exc}",
-                              hint="create it with `evalkit tune TASK.yaml`") from None
-        return cls(routing, load_task(task_yaml), client)
+        return cls.from_routing(load_routing_file(routing_json), load_task(task_yaml), client)
 
     @property
-    def client(self) -> Any:
-        if self._client is None:
-            import anthropic  # noqa: PLC0415
-
-            self._client = anthropic.AsyncAnthropic()
-        return self._client
+    def provider(self) -> AnthropicProvider:
+        if self._provider is None:
+            client = self._client if self._client is not None else default_client()
+            self._provider = AnthropicProvider(client, endpoint=str(client.base_url))
+        return self._provider
 
     def should_escalate(self, answer: Answer) -> tuple[bool, str]:
-        if not answer.ok:
-            return True, f"candidate answer invalid: {answer.reason}"
-        if self.honour_flag and answer.escalate:
-            return True, "candidate asked to escalate"
-        if answer.confidence is None:
-            return True, "candidate gave no confidence"
-        if answer.confidence < self.threshold:
-            return True, f"confidence {answer.confidence:.2f} < threshold {self.threshold:.2f}"
-        return False, f"confidence {answer.confidence:.2f} ≥ threshold {self.threshold:.2f}"
+        return should_escalate(answer, self.threshold, honour_flag=self.honour_flag)
 
     async def _ask(self, role: str, sample: Sample) -> Answer:
-        import anthropic  # noqa: PLC0415
-
-        from evalkit.providers.anthropic import map_sdk_error  # noqa: PLC0415
-        from evalkit.providers.base import ModelResponse  # noqa: PLC0415
-
         request = build_request(self.task, role, sample, self.renderer.render(sample))
         try:
-            raw = await self.client.messages.with_raw_response.create(**request.params)
-            response = ModelResponse(message=raw.http_response.json(), request_id=raw.request_id)
-        except anthropic.APIError as exc:
-            return parse_answer(None, map_sdk_error(exc, model=request.model), self.task.output)
+            response = await self.provider.generate(request)
+        except ProviderError as error:
+            return parse_answer(None, error, self.task.output)
         return parse_answer(response, None, self.task.output)
 
     async def aroute(self, text: str, **fields: Any) -> RoutedAnswer:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import Field
+
+from evalkit._typed import Typed
 from evalkit.errors import ProviderError
 from evalkit.providers.base import ModelResponse
 from evalkit.spec import OutputSpec
@@ -20,22 +22,19 @@ Outcome = Literal["ok", "invalid", "error"]
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(Typed):
+    """One model's parsed answer to one sample: ``ok``, ``invalid`` (with the reason) or ``error``."""
+
     outcome: Outcome
     label: str | None = None
     confidence: float | None = None
     escalate: bool | None = None
-    fields: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] = Field(default_factory=dict)
     reason: str | None = None  # why it is invalid / what the error was
 
     @property
     def ok(self) -> bool:
         return self.outcome == "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"outcome": self.outcome, "label": self.label, "confidence": self.confidence,
-                "escalate": self.escalate, "fields": self.fields, "reason": self.reason}
 
 
 def _invalid(reason: str, **known: Any) -> Answer:

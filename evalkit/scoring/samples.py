@@ -1,25 +1,41 @@
-"""Scoring: per-sample comparisons and the task's metrics.
+"""Per-sample scoring: each sample's two answers compared, with gold when the data has it.
 
 Two modes, chosen by the data: with gold labels every model is scored against gold ("gold"); without
 them the reference's answer is the truth and the candidate is scored on agreement ("reference").
 Invalid answers count as wrong. Unanswered calls (API errors after retries) are excluded and counted.
+
+Extraction and text tasks are compared with a per-sample metric and a sample counts as right when it
+reaches a threshold (stats-spec §7: "binarize each sample … and use the binary machinery"): field F1 ≥
+0.8 for extraction, token F1 ≥ 0.5 for text, or the reference's judgement that the answers are
+equivalent. Every decision and routing method then works on the same binary outcomes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
-from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score
-
 from evalkit.datasets import Sample
-from evalkit.scoring.answers import Answer
+from evalkit.providers.base import Usage
+from evalkit.providers.execute import CallResult
+from evalkit.scoring.answers import Answer, parse_answer
+from evalkit.scoring.textmetrics import exact_match, field_prf, rouge_l, token_f1
 from evalkit.spec import TaskSpec
 
-INVALID = "__invalid__"
 Mode = Literal["gold", "reference"]
+ROLES = ("candidate", "reference")
+
+#: Metrics that can decide a task (per-sample, in [0, 1]) and the kinds they apply to.
+PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
+    "exact_match": ("extraction", "text"),
+    "token_f1": ("text",),
+    "rouge_l": ("text",),
+    "field_f1": ("extraction",),
+    "judge": ("extraction", "text"),
+}
+DEFAULT_PRIMARY = {"extraction": "field_f1", "text": "token_f1"}
+DEFAULT_THRESHOLD = {"exact_match": 1.0, "token_f1": 0.5, "rouge_l": 0.4, "field_f1": 0.8, "judge": 1.0}
 
 
 @dataclass(frozen=True)
@@ -28,7 +44,7 @@ class ScoredSample:
 
     Classification compares labels. Extraction and text tasks compare with a per-sample metric
     (``primary``: candidate vs reference, each vs gold) and count a sample as right when the metric
-    reaches ``threshold`` — so every decision and routing method works on the same binary outcomes.
+    reaches ``threshold``.
     """
 
     sample: Sample
@@ -51,9 +67,12 @@ class ScoredSample:
         value = self.primary.get("cand_vs_ref")
         return None if value is None else value >= self.threshold
 
+    def answer(self, role: str) -> Answer:
+        return self.candidate if role == "candidate" else self.reference
+
     def correct(self, role: str) -> bool | None:
         """Correct against gold; None without gold or when the call failed."""
-        answer = self.candidate if role == "candidate" else self.reference
+        answer = self.answer(role)
         if self.sample.label is None or answer.outcome == "error":
             return None
         if not answer.ok:
@@ -68,171 +87,88 @@ class ScoredSample:
         return self.sample.label is not None and (self.kind == "classification"
                                                   or self.primary.get("ref_vs_gold") is not None)
 
-    def scores(self) -> dict[str, Any]:
-        return {"agree": self.agree, "candidate_correct": self.correct("candidate"),
-                "reference_correct": self.correct("reference")}
-
-
-def _prediction(answer: Answer) -> str:
-    return answer.label if answer.ok and answer.label is not None else INVALID
-
-
-def _rate(values: Sequence[bool | None]) -> dict[str, Any]:
-    kept = [bool(v) for v in values if v is not None]
-    return {"value": float(np.mean(kept)) if kept else None, "successes": int(sum(kept)), "n": len(kept)}
-
-
-def _kappa(a: list[str], b: list[str]) -> float | None:
-    if len(a) < 2:
-        return None
-    value = cohen_kappa_score(a, b, replace_undefined_by=np.nan)
-    return None if np.isnan(value) else float(value)
-
-
-def _macro_f1(truth: list[str], predicted: list[str], labels: list[str]) -> float | None:
-    if not truth:
-        return None
-    return float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0))
-
-
-def metric_agreement(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any]:
-    return _rate([row.agree for row in rows])
-
-
-def metric_accuracy(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any] | None:
-    if not rows or rows[0].sample.label is None:
-        return None
-    return {role: _rate([row.correct(role) for row in rows]) for role in ("candidate", "reference")}
-
-
-def _pairs(rows: list[ScoredSample], truth: str, role: str) -> tuple[list[str], list[str]]:
-    y_true, y_pred = [], []
-    for row in rows:
-        answer = row.candidate if role == "candidate" else row.reference
-        if answer.outcome == "error":
-            continue
-        if truth == "gold":
-            if row.sample.label is None:
-                continue
-            y_true.append(row.sample.label)
-        else:
-            if not row.reference.ok or row.candidate.outcome == "error":
-                continue
-            y_true.append(_prediction(row.reference))
-        y_pred.append(_prediction(answer))
-    return y_true, y_pred
-
-
-def metric_macro_f1(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any]:
-    labels = task.output.label_names
-    result: dict[str, Any] = {"candidate_vs_reference": _macro_f1(*_pairs(rows, "reference", "candidate"), labels)}
-    if rows and rows[0].sample.label is not None:
-        result["candidate_vs_gold"] = _macro_f1(*_pairs(rows, "gold", "candidate"), labels)
-        result["reference_vs_gold"] = _macro_f1(*_pairs(rows, "gold", "reference"), labels)
-    return result
-
-
-def metric_kappa(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any]:
-    result: dict[str, Any] = {"candidate_vs_reference": _kappa(*_pairs(rows, "reference", "candidate"))}
-    if rows and rows[0].sample.label is not None:
-        result["candidate_vs_gold"] = _kappa(*_pairs(rows, "gold", "candidate"))
-        result["reference_vs_gold"] = _kappa(*_pairs(rows, "gold", "reference"))
-    return result
-
-
-def metric_confusion_matrix(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any]:
-    """Rows = truth (gold when present, else the reference); columns = candidate labels + invalid."""
-    truth = "gold" if rows and rows[0].sample.label is not None else "reference"
-    y_true, y_pred = _pairs(rows, truth, "candidate")
-    labels = task.output.label_names
-    size = len(labels) + 1
-    matrix = confusion_matrix(y_true, y_pred, labels=[*labels, INVALID]) if y_true else np.zeros((size, size), int)
-    return {"truth": truth, "labels": labels, "columns": [*labels, "invalid"],
-            "matrix": [[int(v) for v in row] for row in matrix[: len(labels)]]}
-
-
-def metric_per_label(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any]:
-    """Agreement (and accuracy vs gold) per true label."""
-    gold = bool(rows) and rows[0].sample.label is not None
-    out: dict[str, Any] = {}
-    for label in task.output.label_names:
-        if gold:
-            members = [row for row in rows if row.sample.label == label]
-        else:
-            members = [row for row in rows if row.reference.ok and row.reference.label == label]
-        entry: dict[str, Any] = {"n": len(members), "agreement": _rate([row.agree for row in members])}
-        if gold:
-            entry["candidate_accuracy"] = _rate([row.correct("candidate") for row in members])
-            entry["reference_accuracy"] = _rate([row.correct("reference") for row in members])
-        out[label] = entry
-    return out
-
-
-MetricFn = Callable[[list[ScoredSample], TaskSpec], Any]
-
-#: Metrics a task can name in ``metrics:``. per_label is always computed (the decision needs it).
-METRICS: dict[str, MetricFn] = {
-    "agreement": metric_agreement,
-    "accuracy": metric_accuracy,
-    "macro_f1": metric_macro_f1,
-    "kappa": metric_kappa,
-    "confusion_matrix": metric_confusion_matrix,
-    "per_label": metric_per_label,
-}
-#: Which output kinds each label metric applies to.
-METRIC_KINDS: dict[str, tuple[str, ...]] = {
-    "agreement": ("classification", "extraction", "text"),
-    "accuracy": ("classification", "extraction", "text"),
-    "macro_f1": ("classification",), "kappa": ("classification",),
-    "confusion_matrix": ("classification",), "per_label": ("classification",),
-}
-
-
-def check_metric_names(task: TaskSpec) -> None:
-    from evalkit.scoring.valuemetrics import PRIMARY_METRICS, VALUE_METRICS  # noqa: PLC0415
-
-    kind = task.output.kind
-    kinds_of = {**METRIC_KINDS, **{name: kinds for name, (kinds, _) in VALUE_METRICS.items()}}
-    available = [name for name, kinds in kinds_of.items() if kind in kinds]
-    for index, name in enumerate(task.metric_names):
-        if name not in available:
-            import difflib  # noqa: PLC0415
-
-            close = difflib.get_close_matches(name, available, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise task.error(f"metrics[{index}]", f"metric '{name}' is not available for {kind} tasks",
-                             hint=f"{hint}available: {', '.join(available)}")
-    metric = task.decision.metric
-    if metric is not None and (metric not in PRIMARY_METRICS or kind not in PRIMARY_METRICS[metric]):
-        usable = [name for name, kinds in PRIMARY_METRICS.items() if kind in kinds]
-        raise task.error("decision.metric", f"'{metric}' cannot decide a {kind} task",
-                         hint=f"use one of {', '.join(usable)}")
-
-
-def compute_metrics(rows: list[ScoredSample], task: TaskSpec) -> dict[str, Any]:
-    from evalkit.scoring.valuemetrics import VALUE_METRICS  # noqa: PLC0415
-
-    extra = ["per_label"] if task.output.kind == "classification" else []
-    names = list(dict.fromkeys([*task.metric_names, "agreement", *extra]))
-    out = {}
-    for name in names:
-        if name in METRICS:
-            out[name] = METRICS[name](rows, task)
-        else:
-            out[name] = VALUE_METRICS[name][1](rows, task)  # type: ignore[index]
-    return out
-
-
-def outcome_counts(rows: list[ScoredSample]) -> dict[str, dict[str, int]]:
-    counts: dict[str, dict[str, int]] = {}
-    for role in ("candidate", "reference"):
-        tally = {"ok": 0, "invalid": 0, "error": 0}
-        for row in rows:
-            answer = row.candidate if role == "candidate" else row.reference
-            tally[answer.outcome] += 1
-        counts[role] = tally
-    return counts
-
 
 def scoring_mode(rows: list[ScoredSample]) -> Mode:
     return "gold" if rows and all(row.gold_capable for row in rows) else "reference"
+
+
+def answer_value(answer: Answer, kind: str) -> Any:
+    return answer.fields.get("text", "") if kind == "text" else answer.fields
+
+
+def pair_score(metric: str, pred: Any, ref: Any, kind: str) -> float:
+    """One per-sample metric value, prediction against reference (or gold)."""
+    if kind == "extraction":
+        if metric == "field_f1":
+            return float(field_prf(pred, ref)["f1"])
+        if metric == "exact_match":
+            return float(field_prf(pred, ref)["exact_record"])
+        raise ValueError(f"{metric} does not apply to extraction")
+    if metric == "exact_match":
+        return exact_match(pred, ref)
+    if metric == "token_f1":
+        return token_f1(pred, ref)
+    if metric == "rouge_l":
+        return float(rouge_l(pred, ref)["fmeasure"])
+    raise ValueError(f"{metric} does not apply to text")
+
+
+def primary_metric(task: TaskSpec) -> tuple[str, float]:
+    metric = task.decision.metric or DEFAULT_PRIMARY.get(task.output.kind, "label")
+    threshold = task.decision.threshold if task.decision.threshold is not None else DEFAULT_THRESHOLD.get(metric, 1.0)
+    return metric, threshold
+
+
+def score_sample(sample: Sample, candidate: Answer, reference: Answer, task: TaskSpec,
+                 judge: bool | None = None) -> ScoredSample:
+    """The per-sample comparison the decision and routing use."""
+    kind = task.output.kind
+    if kind == "classification":
+        return ScoredSample(sample=sample, candidate=candidate, reference=reference)
+    metric, threshold = primary_metric(task)
+    primary: dict[str, float | None] = {}
+    if metric == "judge":
+        primary["cand_vs_ref"] = None if judge is None else float(judge)
+    else:
+        cand = answer_value(candidate, kind) if candidate.ok else None
+        ref = answer_value(reference, kind) if reference.ok else None
+        if cand is not None and ref is not None:
+            primary["cand_vs_ref"] = pair_score(metric, cand, ref, kind)
+        if sample.label is not None:
+            primary["cand_vs_gold"] = pair_score(metric, cand, sample.label, kind) if cand is not None else 0.0
+            primary["ref_vs_gold"] = pair_score(metric, ref, sample.label, kind) if ref is not None else 0.0
+    return ScoredSample(sample=sample, candidate=candidate, reference=reference, kind=kind, primary=primary,
+                        threshold=threshold, judge=judge)
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """The join of the pipeline's stages for one sample: its input, each role's call (from the API or
+    the cache), the parsed answers and the comparison."""
+
+    sample: Sample
+    calls: Mapping[str, CallResult]
+    answers: Mapping[str, Answer]
+    scored: ScoredSample
+
+    def usage(self, role: str) -> Usage:
+        response = self.calls[role].response
+        return response.usage if response is not None else Usage()
+
+
+def score_calls(task: TaskSpec, samples: list[Sample], calls: list[CallResult],
+                judged: Mapping[str, bool | None] | None = None) -> list[SampleResult]:
+    """Join each sample to its calls (replicate 0 of each role), parse the answers and score them."""
+    by_sample: dict[str, dict[str, CallResult]] = {}
+    for call in calls:
+        if call.request.replicate == 0 and call.request.role in ROLES:
+            by_sample.setdefault(call.request.sample_id, {})[call.request.role] = call
+    results = []
+    for sample in samples:
+        sample_calls = by_sample[sample.id]
+        answers = {role: parse_answer(sample_calls[role].response, sample_calls[role].error, task.output)
+                   for role in ROLES}
+        scored = score_sample(sample, answers["candidate"], answers["reference"], task,
+                              judge=(judged or {}).get(sample.id))
+        results.append(SampleResult(sample=sample, calls=sample_calls, answers=answers, scored=scored))
+    return results

@@ -29,8 +29,3 @@ class Simulator:
     @property
     def endpoint(self) -> str:
         return f"simulator:{self.state.fingerprint()}"
-
-    def transport(self):  # type: ignore[no-untyped-def]
-        import httpx2
-
-        return httpx2.ASGITransport(app=self.app)

@@ -19,10 +19,10 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -33,12 +33,12 @@ from starlette.routing import Route
 from evalkit._hashing import digest
 from evalkit.config import SimulatorSettings
 from evalkit.errors import ConfigError
-from evalkit.providers.base import SIMULATOR_HEADER
 from evalkit.sim import catalog
 from evalkit.sim.brain import Brain, compose_answer
 from evalkit.sim.prompt_cache import PromptCache
 from evalkit.sim.tokens import count_tokens, request_input_tokens
 from evalkit.sim.wire import ApiError, api_id, invalid
+from evalkit.wire import SIMULATOR_HEADER
 
 SIMULATOR_VERSION = "1"
 API_VERSIONS = ("2023-06-01", "2026-10-21")

@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from evalkit.scoring.textmetrics import field_prf, token_f1
+from evalkit.sim.similarity import field_overlap, token_overlap
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
 _TAG = re.compile(r"<(reference_answer|candidate_answer)>\n?(.*?)\n?</\1>", re.DOTALL)
@@ -71,8 +71,8 @@ def _similarity(reference: str, candidate: str) -> tuple[float, str]:
     try:
         ref_obj, cand_obj = json.loads(reference), json.loads(candidate)
     except (json.JSONDecodeError, ValueError):
-        return token_f1(candidate, reference), "Token overlap"
+        return token_overlap(candidate, reference), "Token overlap"
     if isinstance(ref_obj, dict) and isinstance(cand_obj, dict):
-        return float(field_prf(cand_obj, ref_obj)["f1"]), "Field agreement"
-    return token_f1(candidate, reference), "Token overlap"
+        return field_overlap(cand_obj, ref_obj), "Field agreement"
+    return token_overlap(candidate, reference), "Token overlap"
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -26,6 +25,7 @@ from scipy import optimize, stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
+from evalkit._typed import Typed
 from evalkit.scoring.samples import ScoredSample, scoring_mode
 
 Verdict = Literal["GO", "NO-GO", "INCONCLUSIVE", "INSUFFICIENT-DATA"]
@@ -191,8 +191,40 @@ def n_for_power(power_at: Callable[[int], float], start: int, *, target: float =
 
 
 # -- the decision ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Decision:
+class McNemar(Typed):
+    exact_p: float
+    mid_p: float
+
+
+class DecisionDetails(Typed):
+    """The numbers behind a verdict; which are set depends on the mode (reference: the agreement test,
+    gold: the paired cells and Tango's statistic) and on whether it was a sequential look."""
+
+    n: int | None = None
+    # reference mode
+    agreements: int | None = None
+    p_go: float | None = None
+    p_nogo: float | None = None
+    wilson_interval: list[float] | None = None
+    # gold mode: a both right, b only the reference right, c only the candidate right, d both wrong
+    a: int | None = None
+    b: int | None = None
+    c: int | None = None
+    d: int | None = None
+    tango_t: float | None = None
+    reference_accuracy: float | None = None
+    candidate_accuracy: float | None = None
+    newcombe_interval: list[float] | None = None
+    mcnemar: McNemar | None = None
+    # undecided
+    n_to_decide: int | None = None
+    n_for_80_power: int | None = None
+    # a sequential look
+    statistic: float | None = None
+    nominal_alpha: float | None = None
+
+
+class Decision(Typed):
     verdict: Verdict
     mode: str
     rule: str
@@ -203,12 +235,7 @@ class Decision:
     loss_interval: tuple[float, float] | None  # two-sided (1 − 2α) interval: the one-sided bounds
     point_verdict: Verdict  # the naive "Δ̂ ≤ δ" rule, shown for contrast
     reason: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["loss_interval"] = list(self.loss_interval) if self.loss_interval else None
-        return data
+    details: DecisionDetails = DecisionDetails()
 
 
 def _pct(value: float) -> str:
@@ -293,7 +320,8 @@ def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05, rela
     reason = _reason(verdict, subject, bound, margin, within="stays within", beyond="lies beyond",
                      undecided=undecided)
     return Decision(verdict=verdict, mode=mode, rule=rule, margin=margin, alpha=alpha, n=n, loss=loss,
-                    loss_interval=interval, point_verdict=point, reason=reason, details=details)
+                    loss_interval=interval, point_verdict=point, reason=reason,
+                    details=DecisionDetails.model_validate(details))
 
 
 def _reason(verdict: str, subject: str, bound: str, margin: float, *, within: str, beyond: str,
@@ -308,7 +336,7 @@ def _reason(verdict: str, subject: str, bound: str, margin: float, *, within: st
 
 def _insufficient(mode: str, margin: float, alpha: float, why: str) -> Decision:
     return Decision(verdict="INSUFFICIENT-DATA", mode=mode, rule="none", margin=margin, alpha=alpha, n=0,
-                    loss=None, loss_interval=None, point_verdict="INSUFFICIENT-DATA", reason=why, details={})
+                    loss=None, loss_interval=None, point_verdict="INSUFFICIENT-DATA", reason=why)
 
 
 def decide_groups(rows: list[ScoredSample], key: Callable[[ScoredSample], str | None], *, margin: float,
@@ -391,4 +419,5 @@ def decide_sequential_look(rows: list[ScoredSample], *, margin: float, alpha: fl
         reason += f" Stopped early: {n_max - len(rows)} of {n_max} samples were not needed."
     point: Verdict = "GO" if loss <= margin else "NO-GO"
     return Decision(verdict=verdict, mode=mode, rule=rule, margin=margin, alpha=alpha, n=n, loss=loss,
-                    loss_interval=interval, point_verdict=point, reason=reason, details=details)
+                    loss_interval=interval, point_verdict=point, reason=reason,
+                    details=DecisionDetails.model_validate(details))

@@ -69,20 +69,18 @@ def test_retries_exhausted_are_reported_per_sample_not_dropped(project: Path) ->
 def test_concurrency_limit_is_respected(project: Path, tmp_path: Path) -> None:
     import asyncio
 
-    import httpx2
-
-    from evalkit.api import prepare
-    from evalkit.providers.response_cache import ResponseCache
     from evalkit.config import load_settings
-    from evalkit.providers.execute import execute_realtime
     from evalkit.providers.anthropic import AnthropicProvider, make_client
+    from evalkit.providers.execute import execute_realtime
+    from evalkit.providers.response_cache import ResponseCache
     from evalkit.sim.app import SimulatorState, create_app
+    from tests.conftest import prepared_task as prepare
 
     configure(project, latency_ms=30)
     settings = load_settings(project)
     state = SimulatorState(settings.simulator, root=settings.root, state_dir=tmp_path / "sim")
     client = make_client(api_key="k", base_url="http://sim.test", max_retries=0, timeout_s=30,
-                         transport=httpx2.ASGITransport(app=create_app(state)))
+                         asgi_app=create_app(state))
     provider = AnthropicProvider(client, endpoint="sim-test", simulated=True)
     prepared = prepare(project / "tasks" / "triage.yaml", sample_size=20, settings=settings, mode="realtime")
     with ResponseCache(settings.cache_dir) as cache:

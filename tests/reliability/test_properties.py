@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evalkit.errors import SpecError
-from evalkit.scoring.answers import parse_answer
 from evalkit.providers.base import ModelResponse
+from evalkit.scoring.answers import parse_answer
 from evalkit.spec import OutputSpec, parse_task
 
 SPEC = OutputSpec(label_field="category", labels=["billing", "technical"], fields={"reason": "string"})

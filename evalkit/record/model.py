@@ -1,0 +1,248 @@
+"""The run record: the typed contract between the stages and every reader (report, gate, tune, bench).
+
+``summary.json`` is ``RunRecord.model_dump_json()``; ``RunRecord.model_json_schema()`` is documented in
+``docs/run-record.md`` (and written to ``docs/run-record.schema.json``). ``schema_version`` changes
+whenever a field changes meaning or disappears; readers refuse a version they do not know.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from evalkit._typed import Typed
+from evalkit.cost.estimate import Estimate
+from evalkit.cost.prices import Cost
+from evalkit.cost.projection import Projection
+from evalkit.cost.totals import ModelTotals
+from evalkit.prompts.lint import Finding
+from evalkit.prompts.prompt_caching import CachePlan
+from evalkit.record.rows import UsageCounts
+from evalkit.routing.analysis import RoutingAnalysis
+from evalkit.scoring.metrics import Metrics, OutcomeCounts
+from evalkit.stats.decision import Decision
+
+SCHEMA_VERSION = 2
+
+
+# -- provenance: what ran, where, on what -------------------------------------------------------------
+class BackendInfo(Typed):
+    kind: Literal["simulator", "api"]
+    endpoint: str
+    description: str
+
+
+class TaskInfo(Typed):
+    name: str
+    file: str
+    spec_hash: str
+
+
+class ModelsInfo(Typed):
+    candidate: str
+    reference: str
+    reference_source: str  # "called" or "production log <path>"
+
+
+class PromptInfo(Typed):
+    system_hash: str
+    templates_hash: str
+
+
+class PricingInfo(Typed):
+    as_of: str
+    source: str
+    batch_discount: float
+
+
+class Provenance(Typed):
+    evalkit_version: str
+    run_id: str
+    created_at: str
+    finished_at: str
+    #: True when any answer came from evalkit's simulator: never present such a run as Claude's.
+    simulated: bool
+    backend: BackendInfo
+    mode: Literal["batch", "realtime"]
+    task: TaskInfo
+    models: ModelsInfo
+    prompt: PromptInfo
+    pricing: PricingInfo
+
+
+# -- inputs and execution -----------------------------------------------------------------------------
+class DatasetInfo(Typed):
+    source: str
+    hash: str
+    rows_available: int
+    sample_size: int
+    seed: int
+    sample_hash: str
+    notes: list[str]
+
+
+class ExecutionInfo(Typed):
+    requests_sent: int
+    cache_hits: int
+    retries: int
+    seconds: float
+    errors: int
+    deduplicated: int
+    by_model: dict[str, int]
+    concurrency: int
+    cache_mode: str
+
+
+class BatchSummary(Typed):
+    """The batch ids behind every answer used (cached ones too) and what this run did in batch mode."""
+
+    answer_batch_ids: list[str]
+    answers_from_batches: int
+    batch_ids: list[str] = []
+    reattached: list[str] = []
+    submitted_items: int = 0
+    resubmitted_items: int = 0
+    failed_items: dict[str, int] = {}
+    fallback_realtime: int = 0
+    given_up: int = 0
+    warmup_items: int = 0
+    poll_seconds: float = 0.0
+
+
+# -- the decision's companions ------------------------------------------------------------------------
+class SequentialLook(Typed):
+    n: int
+    boundary: float
+    verdict: str
+    statistic: float | None
+
+
+class SequentialInfo(Typed):
+    looks: list[int]
+    boundaries: list[float]
+    history: list[SequentialLook]
+    stopped_at: int
+    n_max: int
+    samples_saved: int
+    cost_saved_usd: float = 0.0
+
+
+class ReferenceNoise(Typed):
+    n: int
+    self_agreement: float
+    interval: tuple[float, float]
+    margin_meaningful: bool
+    note: str
+
+
+# -- usage and cost -----------------------------------------------------------------------------------
+class CostBreakdown(Typed):
+    input: float
+    output: float
+    cache_write_5m: float
+    cache_write_1h: float
+    cache_read: float
+    total: float
+
+    @classmethod
+    def of(cls, cost: Cost) -> CostBreakdown:
+        return cls.model_validate(cost.to_dict())
+
+
+class ModelUsage(Typed):
+    model: str
+    calls: int
+    answered: int
+    from_cache: int
+    usage: UsageCounts
+    cost_usd: CostBreakdown
+    cost_this_run_usd: CostBreakdown
+    cost_without_batch_discount_usd: CostBreakdown
+
+    @classmethod
+    def of(cls, totals: ModelTotals) -> ModelUsage:
+        return cls(model=totals.model, calls=totals.calls, answered=totals.answered, from_cache=totals.from_cache,
+                   usage=UsageCounts.of(totals.usage), cost_usd=CostBreakdown.of(totals.cost),
+                   cost_this_run_usd=CostBreakdown.of(totals.cost_this_run),
+                   cost_without_batch_discount_usd=CostBreakdown.of(totals.cost_standard))
+
+
+class CachingInfo(Typed):
+    """Prompt caching for one role: the plan, the tokens read and written, and the dollars it saved."""
+
+    plan: CachePlan
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    hit_rate: float | None  # share of cached-prefix tokens read rather than written
+    requests_with_cache_read: int
+    requests_with_cache_write: int
+    savings_usd: float
+
+    @classmethod
+    def of(cls, plan: CachePlan, totals: ModelTotals) -> CachingInfo:
+        read, written = totals.usage.cache_read_input_tokens, totals.usage.cache_creation_input_tokens
+        return cls(plan=plan, cache_read_tokens=read, cache_write_tokens=written,
+                   cache_write_5m_tokens=totals.usage.cache_write_5m_tokens,
+                   cache_write_1h_tokens=totals.usage.cache_write_1h_tokens,
+                   hit_rate=round(read / (read + written), 6) if read + written else None,
+                   requests_with_cache_read=totals.requests_with_cache_read,
+                   requests_with_cache_write=totals.requests_with_cache_write,
+                   savings_usd=round(totals.cost_uncached.total - totals.cost.total, 8))
+
+
+class CostSummary(Typed):
+    answers: float  # every answer used, at what it was billed
+    answers_without_batch_discount: float
+    batch_savings: float
+    cache_savings: float
+    this_run: float  # only what this run paid (cache hits were paid for earlier)
+
+    @classmethod
+    def of(cls, totals: dict[str, ModelTotals]) -> CostSummary:
+        parts = totals.values()
+        return cls(answers=round(sum(t.cost.total for t in parts), 6),
+                   answers_without_batch_discount=round(sum(t.cost_standard.total for t in parts), 6),
+                   batch_savings=round(sum(t.cost_standard.total - t.cost.total for t in parts), 6),
+                   cache_savings=round(sum(t.cost_uncached.total - t.cost.total for t in parts), 6),
+                   this_run=round(sum(t.cost_this_run.total for t in parts), 6))
+
+
+class RunRecord(Typed):
+    """Everything one evaluation run established, and how."""
+
+    schema_version: Literal[2] = SCHEMA_VERSION
+    provenance: Provenance
+    dataset: DatasetInfo
+    execution: ExecutionInfo
+    batch: BatchSummary
+    scoring_mode: Literal["gold", "reference"]
+    outcomes: dict[str, OutcomeCounts]
+    metrics: Metrics
+    estimate: Estimate
+    budget_usd: float | None
+    decision: Decision
+    #: With --sequential: what the fixed-sample test says on the same (early-stopped) samples.
+    decision_fixed_sample: Decision | None = None
+    sequential: SequentialInfo | None = None
+    #: dimension ("label" or a segment column) -> group -> the same decision within the group.
+    group_decisions: dict[str, dict[str, Decision]]
+    reference_noise: ReferenceNoise | None = None
+    routing: RoutingAnalysis
+    projection: Projection
+    models_usage: dict[str, ModelUsage]
+    caching: dict[str, CachingInfo]
+    lint: list[Finding]
+    cost_usd: CostSummary
+
+    @property
+    def simulated(self) -> bool:
+        return self.provenance.simulated
+
+    @property
+    def run_id(self) -> str:
+        return self.provenance.run_id
+
+    @property
+    def task_name(self) -> str:
+        return self.provenance.task.name

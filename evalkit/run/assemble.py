@@ -1,0 +1,191 @@
+"""From a finished session to the run record: score, decide, route, price, and write it all down typed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from evalkit._hashing import digest
+from evalkit._version import __version__
+from evalkit.backends import Backend
+from evalkit.cost.estimate import Estimate
+from evalkit.cost.projection import Projection, project, role_costs
+from evalkit.cost.totals import result_cost, totals
+from evalkit.providers.execute import CallResult
+from evalkit.record.model import (
+    BackendInfo,
+    BatchSummary,
+    CachingInfo,
+    CostSummary,
+    DatasetInfo,
+    ExecutionInfo,
+    ModelsInfo,
+    ModelUsage,
+    PricingInfo,
+    PromptInfo,
+    Provenance,
+    ReferenceNoise,
+    RunRecord,
+    SequentialInfo,
+    SequentialLook,
+    TaskInfo,
+)
+from evalkit.record.rows import SampleRow, sample_row
+from evalkit.routing.analysis import RoutingAnalysis, analyse_routing
+from evalkit.run.options import RunOptions
+from evalkit.run.prepare import Prepared
+from evalkit.run.session import Session
+from evalkit.scoring.answers import parse_answer
+from evalkit.scoring.metrics import compute_metrics, outcome_counts
+from evalkit.scoring.samples import ROLES, SampleResult, ScoredSample, score_calls, scoring_mode
+from evalkit.stats.decision import Decision, decide, decide_groups, wilson_interval
+
+
+@dataclass(frozen=True)
+class Assembled:
+    record: RunRecord
+    rows: list[SampleRow]
+    results: list[SampleResult]
+
+
+def reference_noise(prepared: Prepared, calls: list[CallResult], margin: float) -> ReferenceNoise | None:
+    """The reference's agreement with itself on the repeated samples (``decision.reference_noise``)."""
+    repeats = {c.request.sample_id: c for c in calls if c.request.replicate == 1}
+    if not repeats:
+        return None
+    firsts = {c.request.sample_id: c for c in calls if c.request.replicate == 0 and c.request.role == "reference"}
+    pairs = []
+    for sample_id, repeat in repeats.items():
+        first = parse_answer(firsts[sample_id].response, firsts[sample_id].error, prepared.task.output)
+        second = parse_answer(repeat.response, repeat.error, prepared.task.output)
+        if first.ok and second.ok:
+            pairs.append(first.label == second.label)
+    if not pairs:
+        return None
+    agreement = sum(pairs) / len(pairs)
+    low, high = wilson_interval(sum(pairs), len(pairs), confidence=0.95)
+    meaningful = (1 - agreement) < margin
+    note = (f"the reference agrees with itself on {100 * agreement:.1f}% of {len(pairs)} repeated samples "
+            f"(95% CI {100 * low:.1f}–{100 * high:.1f}%)")
+    if not meaningful:
+        note += (f": its own disagreement ({100 * (1 - agreement):.1f} points) is at least the "
+                 f"{100 * margin:.1f}-point margin, so no candidate can be shown to be within it")
+    return ReferenceNoise(n=len(pairs), self_agreement=agreement, interval=(low, high),
+                          margin_meaningful=meaningful, note=note)
+
+
+def group_decisions(scored: list[ScoredSample], prepared: Prepared) -> dict[str, dict[str, Decision]]:
+    """The decision repeated within each label and each segment column."""
+    task = prepared.task
+    relative = task.decision.margin_type == "relative"
+    gold = scoring_mode(scored) == "gold"
+
+    def label_of(row: ScoredSample) -> str | None:
+        if gold:
+            return row.sample.label
+        return row.reference.label if row.reference.ok else None
+
+    out: dict[str, dict[str, Decision]] = {}
+    if task.output.kind == "classification":
+        out["label"] = decide_groups(scored, label_of, margin=task.decision.margin, alpha=task.decision.alpha,
+                                     relative=relative)
+    for column in task.dataset.segment_columns:
+        out[column] = decide_groups(scored, lambda row, column=column: row.sample.segments.get(column),
+                                    margin=task.decision.margin, alpha=task.decision.alpha, relative=relative)
+    return out
+
+
+def _batch_summary(session: Session) -> BatchSummary:
+    """Batch ids behind every answer used (including cached ones) and what this run did."""
+    responses = [c.response for c in session.calls if c.response is not None]
+    answered_by = sorted({r.batch_id for r in responses if r.batch_id})
+    counts = {"answer_batch_ids": answered_by, "answers_from_batches": sum(1 for r in responses if r.mode == "batch")}
+    if session.batches is None:
+        return BatchSummary(**counts)
+    return BatchSummary(**counts, **session.batches.__dict__)
+
+
+def _projection(results: list[SampleResult], prepared: Prepared, routing: RoutingAnalysis) -> Projection:
+    escalation, source = None, "no routing analysis"
+    if routing.available:
+        if routing.chosen is not None and routing.cross_fitted is not None:
+            escalation, source = routing.cross_fitted.escalation_rate, "calibrated threshold (held out)"
+        elif routing.seed_default is not None:
+            escalation, source = routing.seed_default.escalation_rate, "the seed's default threshold 0.75"
+    production = prepared.task.production
+    return project(results, prepared.settings.pricing, daily_requests=production.daily_requests,
+                   days_per_month=production.days_per_month, escalation_rate=escalation,
+                   escalation_source=source)
+
+
+def _sequential(session: Session, results: list[SampleResult], prepared: Prepared) -> SequentialInfo | None:
+    run = session.sequential
+    if run is None:
+        return None
+    pricing = prepared.settings.pricing
+    per_sample = sum(result_cost(r, role, pricing).total for r in results for role in ROLES) / max(len(results), 1)
+    return SequentialInfo(looks=run.looks, boundaries=run.boundaries,
+                          history=[SequentialLook(n=n, boundary=b, verdict=v, statistic=s) for n, b, v, s in run.history],
+                          stopped_at=run.stopped_at, n_max=run.n_max, samples_saved=run.samples_saved,
+                          cost_saved_usd=round(per_sample * run.samples_saved, 6))
+
+
+def assemble(prepared: Prepared, session: Session, *, backend: Backend, options: RunOptions, run_id: str,
+             started: datetime, execute_seconds: float, concurrency: int, estimate: Estimate,
+             max_cost: float | None) -> Assembled:
+    """Score the answers, decide, analyse routing, price everything and build the record."""
+    task, settings = prepared.task, prepared.settings
+    answered = session.sequential.stopped_at if session.sequential else len(prepared.samples.samples)
+    results = score_calls(task, prepared.samples.samples[:answered], session.calls, session.judged)
+    scored = [result.scored for result in results]
+    relative = task.decision.margin_type == "relative"
+    fixed = decide(scored, margin=task.decision.margin, alpha=task.decision.alpha, relative=relative)
+    decision = session.decision or fixed
+    routing = analyse_routing(results, role_costs(results, settings.pricing), options.routing)
+    model_totals = totals(results, settings.pricing)
+    simulated = backend.simulated or any(c.response is not None and c.response.simulated for c in session.calls)
+    stats = session.stats
+    provenance = Provenance(
+        evalkit_version=__version__, run_id=run_id, created_at=started.isoformat(timespec="seconds"),
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"), simulated=simulated,
+        backend=BackendInfo(kind=backend.kind, endpoint=backend.provider.endpoint,  # type: ignore[arg-type]
+                            description=backend.description),
+        mode=options.mode,
+        task=TaskInfo(name=task.name, file=str(task.task_file), spec_hash=task.spec_hash),
+        models=ModelsInfo(candidate=task.models.candidate, reference=task.models.reference,
+                          reference_source=("production log " + str(task.models.reference_log)
+                                            if task.models.reference_log else "called")),
+        prompt=PromptInfo(system_hash=digest(prepared.renderer.system),
+                          templates_hash=digest([task.prompt.system, task.prompt.user])),
+        pricing=PricingInfo(as_of=settings.pricing.as_of, source=settings.pricing.source,
+                            batch_discount=settings.pricing.batch_discount))
+    samples = prepared.samples
+    record = RunRecord(
+        provenance=provenance,
+        dataset=DatasetInfo(source=samples.dataset_source, hash=samples.dataset_hash,
+                            rows_available=samples.rows_available, sample_size=len(samples.samples),
+                            seed=task.sample.seed, sample_hash=samples.sample_hash, notes=samples.notes),
+        execution=ExecutionInfo(requests_sent=stats.requests_sent, cache_hits=stats.cache_hits, retries=stats.retries,
+                                seconds=round(execute_seconds, 3), errors=stats.errors,
+                                deduplicated=stats.deduplicated, by_model=stats.by_model, concurrency=concurrency,
+                                cache_mode=options.cache_mode),
+        batch=_batch_summary(session),
+        scoring_mode=scoring_mode(scored),
+        outcomes=outcome_counts(scored),
+        metrics=compute_metrics(scored, task),
+        estimate=estimate,
+        budget_usd=max_cost,
+        decision=decision,
+        decision_fixed_sample=fixed if session.sequential else None,
+        sequential=_sequential(session, results, prepared),
+        group_decisions=group_decisions(scored, prepared),
+        reference_noise=reference_noise(prepared, session.calls, decision.margin),
+        routing=routing,
+        projection=_projection(results, prepared, routing),
+        models_usage={role: ModelUsage.of(model_totals[role]) for role in ROLES},
+        caching={role: CachingInfo.of(prepared.cache_plans[role], model_totals[role]) for role in ROLES},
+        lint=prepared.findings,
+        cost_usd=CostSummary.of(model_totals),
+    )
+    rows = [sample_row(result, settings.pricing) for result in results]
+    return Assembled(record=record, rows=rows, results=results)

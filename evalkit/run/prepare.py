@@ -1,0 +1,67 @@
+"""Everything a run needs before its first request: the validated task, the sample and the requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from evalkit.config import Settings
+from evalkit.datasets import SampleSet, load_samples
+from evalkit.errors import UsageError
+from evalkit.prompts.lint import Finding, lint_templates
+from evalkit.prompts.prompt_caching import CachePlan, plan_caching
+from evalkit.prompts.render import ModelRequest, PromptRenderer, build_request, output_schema
+from evalkit.providers.execute import CallResult
+from evalkit.run.reflog import load_reference_log
+from evalkit.scoring.metrics import check_metric_names
+from evalkit.scoring.samples import ROLES
+from evalkit.spec import TaskSpec
+
+
+@dataclass
+class Prepared:
+    """The validated task, its sample, the rendered requests and the caching plan, before any request."""
+
+    task: TaskSpec
+    settings: Settings
+    samples: SampleSet
+    renderer: PromptRenderer
+    requests: list[ModelRequest]
+    cache_plans: dict[str, CachePlan]
+    findings: list[Finding]
+    logged: list[CallResult] = field(default_factory=list)  # reference answers from a production log
+
+    @property
+    def noise_requests(self) -> list[ModelRequest]:
+        """The reference asked a second time on the first N samples, to measure its self-agreement."""
+        count = min(self.task.decision.reference_noise, len(self.samples.samples))
+        chosen = {s.id for s in self.samples.samples[:count]}
+        # metadata.user_id marks the repeat as a separate request (the real API samples every call anew;
+        # the simulator draws again only when asked like this, so retries and re-sends stay reproducible).
+        return [replace(r, replicate=1, params={**r.params, "metadata": {"user_id": "evalkit-replicate-1"}})
+                for r in self.requests if r.role == "reference" and r.sample_id in chosen]
+
+
+def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = None, offline: bool = True,
+            mode: str = "batch") -> Prepared:
+    """Load and check everything that can be checked without calling a model."""
+    check_metric_names(task)
+    for model in (task.models.candidate, task.models.reference):
+        settings.pricing.price_for(model)  # no price, no run: never a silent $0
+    if sample_size is not None and sample_size < 1:
+        raise UsageError(f"--sample-size must be at least 1, got {sample_size}")
+    samples = load_samples(task, cache_dir=settings.cache_dir, offline=offline, size=sample_size)
+    findings = lint_templates(task)
+    renderer = PromptRenderer(task)
+    schema = output_schema(task.output) if task.output.structured else None
+    plans = plan_caching(task, renderer.system, schema, mode=mode)
+    roles = ("candidate",) if task.models.reference_log else ROLES
+    logged = load_reference_log(task, samples) if task.models.reference_log else []
+    if logged and task.decision.reference_noise:
+        raise task.error("decision.reference_noise", "cannot measure reference noise from a log of responses",
+                         hint="remove decision.reference_noise, or models.reference_log to call the reference")
+    requests = []
+    for sample in samples.samples:
+        prompt = renderer.render(sample)
+        requests.extend(build_request(task, role, sample, prompt, cache_ttl=plans[role].ttl) for role in roles)
+    return Prepared(task=task, settings=settings, samples=samples, renderer=renderer, requests=requests,
+                    cache_plans=plans, findings=findings, logged=logged)

@@ -19,6 +19,7 @@ sys.path.insert(0, str(REPO))
 
 def main() -> None:
     from evalkit.config import load_settings
+    from evalkit.record.files import read_record, read_rows
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=300)
@@ -27,18 +28,18 @@ def main() -> None:
         project = make_project(Path(tmp) / "p", settings={"batch_delay_s": "0.2", "poll_initial_s": "0.2"})
         evalkit(project, "run", "tasks/triage.yaml", "-q", "-n", str(args.samples), "--run-id", "d")
         pricing = load_settings(project).pricing
-        rows = [json.loads(line) for line in (project / "reports/triage/d/results.jsonl").read_text().splitlines()]
-        summary = json.loads((project / "reports/triage/d/summary.json").read_text())
-    billed = summary["cost_usd"]["answers"]
+        rows = read_rows(project / "reports/triage/d")
+        billed = read_record(project / "reports/triage/d").cost_usd.answers
     minimum = naive = 0.0
     for role in ("candidate", "reference"):
-        sides = [row[role] for row in rows if row[role]["usage"]["output_tokens"]]
-        model = sides[0]["model"]
+        sides = [row.candidate if role == "candidate" else row.reference for row in rows]
+        sides = [side for side in sides if side.usage.output_tokens]
+        model = sides[0].model
         rates = pricing.price_for(model)
-        prefix = max(s["usage"]["cache_read_input_tokens"] + s["usage"]["cache_creation_input_tokens"] for s in sides)
-        total_in = sum(s["usage"]["input_tokens"] + s["usage"]["cache_read_input_tokens"]
-                       + s["usage"]["cache_creation_input_tokens"] for s in sides)
-        out = sum(s["usage"]["output_tokens"] for s in sides)
+        prefix = max(s.usage.cache_read_input_tokens + s.usage.cache_creation_input_tokens for s in sides)
+        total_in = sum(s.usage.input_tokens + s.usage.cache_read_input_tokens + s.usage.cache_creation_input_tokens
+                       for s in sides)
+        out = sum(s.usage.output_tokens for s in sides)
         best = (prefix * rates.cache_write_1h + (len(sides) - 1) * prefix * rates.cache_read
                 + (total_in - len(sides) * prefix) * rates.input + out * rates.output) / 1e6
         minimum += best * pricing.batch_discount

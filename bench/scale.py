@@ -33,12 +33,15 @@ print("RSS_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=
 
 PIPELINE = r"""
 import json, resource, sys, time
-from evalkit.api import prepare
+from evalkit.config import load_settings
+from evalkit.run.prepare import prepare
+from evalkit.spec import load_task
 from evalkit.providers.batching import chunk_items, custom_id_for
 from evalkit.providers.response_cache import request_key
 from evalkit.config import BatchSettings
 t = time.perf_counter()
-prepared = prepare("tasks/triage.yaml", sample_size=int(sys.argv[1]), mode="batch")
+task = load_task("tasks/triage.yaml")
+prepared = prepare(task, load_settings(task.base_dir), sample_size=int(sys.argv[1]), mode="batch")
 items = [(custom_id_for(r, request_key("bench", r)), r.params) for r in prepared.requests]
 chunks = chunk_items(items, BatchSettings())
 by_bytes = chunk_items(items, BatchSettings(max_bytes=50_000_000))

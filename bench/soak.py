@@ -25,6 +25,8 @@ from pathlib import Path
 
 from _common import make_project, served_simulator
 
+from evalkit.record.files import read_record, read_rows
+
 FAULTS = """
 [simulator.faults]
 rate_limit = 0.06
@@ -80,23 +82,22 @@ def main() -> int:
                     stats = json.load(response)
                 for kind, count in stats.get("faults_injected", {}).items():
                     totals[f"fault:{kind}"] += count
-            rows = [json.loads(line) for line in
-                    (root / "reports" / "triage" / "soak" / "results.jsonl").read_text().splitlines()]
-            lost = sum(1 for row in rows for role in ("candidate", "reference")
-                       if row[role]["answer"]["outcome"] == "error")
+            folder = root / "reports" / "triage" / "soak"
+            rows = read_rows(folder)
+            lost = sum(1 for row in rows for side in (row.candidate, row.reference) if side.answer.outcome == "error")
             ledger = [json.loads(line) for line in (state / "billing.jsonl").read_text().splitlines()]
             bodies = Counter(entry["body_sha256"] for entry in ledger)
             double = sum(count - 1 for count in bodies.values() if count > 1)
-            summary = json.loads((root / "reports" / "triage" / "soak" / "summary.json").read_text())
+            record = read_record(folder)
             totals["samples"] += len(rows)
             totals["answers"] += 2 * len(rows)
             totals["lost"] += lost
             totals["double_billed"] += double
             totals[f"double_billed:{mode}"] += double
-            totals["batch_items_failed"] += sum((summary.get("batch") or {}).get("failed_items", {}).values())
-            totals["sdk_retries"] += summary["execution"].get("retries", 0)
+            totals["batch_items_failed"] += sum(record.batch.failed_items.values())
+            totals["sdk_retries"] += record.execution.retries
             print(f"run {index}: {mode}{' +kill' if kill else ''}, {len(rows)} samples, lost {lost}, "
-                  f"double-billed {double}, retries {summary['execution'].get('retries', 0)}")
+                  f"double-billed {double}, retries {record.execution.retries}")
     faults = sum(count for key, count in totals.items() if key.startswith("fault:"))
     print()
     print(f"soak summary ({time.monotonic() - started:.0f} s): runs {totals['runs']} (kills {totals['kills']}, "

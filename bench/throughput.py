@@ -15,6 +15,8 @@ from pathlib import Path
 
 from _common import evalkit, make_project, served_simulator, table
 
+from evalkit.record.files import read_record
+
 INSPECT_TASK = """
 import json
 from inspect_ai import Task, task
@@ -61,10 +63,10 @@ def main() -> None:
                     if result.returncode != 0:
                         raise SystemExit(f"inspect failed: {result.stderr[-1500:]}")
                 inspect_wall = time.perf_counter() - started
-        summary = json.loads((project / "reports" / "triage" / "tp" / "summary.json").read_text())
-        requests = summary["execution"]["requests_sent"]
+        execution = read_record(project / "reports" / "triage" / "tp").execution
+        requests = execution.requests_sent
         ideal = requests * args.latency_ms / 1000 / args.concurrency
-        execute = summary["execution"]["seconds"]
+        execute = execution.seconds
         rows.append(["evalkit: request phase", requests, args.concurrency, f"{ideal:.1f}", f"{execute:.1f}",
                      f"{execute / ideal:.2f}x"])
         rows.append(["evalkit: whole command", requests, args.concurrency, f"{ideal:.1f}", f"{wall:.1f}",

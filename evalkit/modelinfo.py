@@ -1,4 +1,4 @@
-"""Per-model facts evalkit needs on the client side (source: ../shared/reference/anthropic-facts.md §3).
+"""Per-model facts evalkit needs on the client side (source: docs/reference/anthropic-facts.md §3).
 
 Shared with the simulator on purpose: it must apply the same documented limits as the real API.
 """

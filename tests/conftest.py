@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+#: Real API responses the simulator is checked against (see fixtures/recorded/PROVENANCE.md).
+RECORDED = REPO / "tests" / "fixtures" / "recorded"
 
 
 @pytest.fixture(autouse=True)

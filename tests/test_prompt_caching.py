@@ -19,7 +19,7 @@ from evalkit.prompts.lint import lint_task
 from evalkit.sim.app import SimulatorState, create_app
 from evalkit.sim.prompt_cache import PromptCache
 from evalkit.spec import load_task
-from tests.conftest import SHARED_REFERENCE
+from tests.conftest import RECORDED
 from tests.conftest import prepared_task as prepare
 from tests.test_batches import configure, summary
 
@@ -44,7 +44,7 @@ def _create(client: anthropic.AsyncAnthropic, **params: Any) -> dict[str, Any]:
 
 
 def _recorded_usage(name: str) -> dict[str, Any]:
-    return json.loads((SHARED_REFERENCE / "recorded" / name).read_text())["usage"]
+    return json.loads((RECORDED / name).read_text())["usage"]
 
 
 def test_write_then_read_has_the_recorded_usage_shape(client: anthropic.AsyncAnthropic) -> None:

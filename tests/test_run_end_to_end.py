@@ -152,3 +152,33 @@ def test_served_simulator_over_http_is_detected_as_simulated(project: Path, tmp_
     for path in [*project.rglob("*"), *state.rglob("*")]:
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_report_is_rerendered_from_the_run_files_alone(project: Path) -> None:
+    first = _run(project, "-n", "30", "--mode", "realtime", "--run-id", "rerender")
+    assert first.exit_code == 0, first.output
+    folder = project / "reports" / "triage" / "rerender"
+    original = (folder / "report.html").read_text()
+    (folder / "report.html").unlink()
+    result = CliRunner().invoke(main, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert (folder / "report.html").read_text() == original
+
+    summary = _summary(folder)
+    summary["schema_version"] = 1
+    (folder / "summary.json").write_text(json.dumps(summary))
+    result = CliRunner().invoke(main, ["report", str(folder)])
+    assert result.exit_code == 2 and "schema version 1" in result.output and "Traceback" not in result.output
+    summary["schema_version"] = 2
+    summary["decision"]["verdikt"] = "GO"
+    (folder / "summary.json").write_text(json.dumps(summary))
+    result = CliRunner().invoke(main, ["report", str(folder)])
+    assert result.exit_code == 2 and "decision.verdikt" in result.output
+
+
+def test_a_bad_run_option_is_refused_before_anything_is_paid(project: Path) -> None:
+    result = _run(project, "-n", "10", "--run-id", "../escape")
+    assert result.exit_code == 2 and "--run-id" in result.output
+    result = _run(project, "-n", "0")
+    assert result.exit_code == 2 and "--sample-size" in result.output
+    assert _ledger(project) == []

@@ -1,5 +1,5 @@
 """The simulator speaks the real wire format: the official SDK talks to it unchanged, and its bodies
-have the shape of the real API's recorded responses (../shared/reference/recorded/)."""
+have the shape of the real API's recorded responses (tests/fixtures/recorded/, see its PROVENANCE.md)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ import pytest
 
 from evalkit.config import load_settings
 from evalkit.sim.app import Ledger, SimulatorState, create_app
-from tests.conftest import SHARED_REFERENCE
+from tests.conftest import RECORDED
 
-RECORDED = SHARED_REFERENCE / "recorded"
 
 SCHEMA = {
     "type": "object",

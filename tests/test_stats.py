@@ -1,4 +1,4 @@
-"""Intervals and the decision rule, against the reference values in ../shared/reference/stats-spec.md."""
+"""Intervals and the decision rule, against the reference values in docs/reference/stats-spec.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Statistics for the go/no-go decision (../shared/reference/stats-spec.md §1–3).
+"""Statistics for the go/no-go decision (docs/reference/stats-spec.md §1–3).
 
 The question is non-inferiority: is the candidate's quality loss Δ at most the margin δ? Two modes:
 

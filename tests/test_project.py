@@ -1,0 +1,113 @@
+"""The project's own shape: the public API, the thin CLI, declared dependencies, the documented record
+schema, and the README's Python example — each checked so that it cannot quietly drift."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+import evalkit
+from evalkit.record.__main__ import schemas
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "evalkit"
+
+PUBLIC = {
+    "__version__",
+    "run_task", "validate_task", "lint_task", "estimate_task", "plan_task", "tune_task", "gate_task",
+    "check_gate", "save_baseline", "render_report", "load_task", "load_settings", "read_record", "read_rows",
+    "RunOptions", "RoutingOptions", "GateOptions", "RunResult", "TuneResult", "GateResult", "PlanResult",
+    "RunRecord", "SampleRow", "Decision", "TaskSpec", "Settings", "Router", "RoutedAnswer",
+    "EvalkitError", "UsageError", "ConfigError", "SpecError", "DatasetError", "TemplateError", "ProviderError",
+    "AuthError", "CacheError", "BudgetError", "BatchPendingError",
+}
+
+
+def test_the_public_api_is_exactly_the_documented_set_and_resolves() -> None:
+    assert set(evalkit.__all__) == PUBLIC
+    for name in evalkit.__all__:
+        assert getattr(evalkit, name) is not None, name
+    assert issubclass(evalkit.BudgetError, evalkit.EvalkitError)
+    with pytest.raises(AttributeError):
+        evalkit.not_a_name  # noqa: B018
+
+
+def test_importing_evalkit_loads_no_heavy_dependency() -> None:
+    code = ("import sys, evalkit; heavy = [m for m in ('anthropic', 'scipy', 'sklearn', 'datasets', 'matplotlib', "
+            "'pydantic') if m in sys.modules]; print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def _evalkit_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "evalkit":
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "evalkit")
+    return found
+
+
+def test_the_cli_is_thin_over_the_api() -> None:
+    assert _evalkit_imports(PACKAGE / "cli.py") <= {"evalkit", "evalkit._version", "evalkit.api", "evalkit.errors",
+                                                    "evalkit.progress"}
+
+
+def test_api_is_wiring_only() -> None:
+    assert len((PACKAGE / "api.py").read_text(encoding="utf-8").splitlines()) <= 250
+
+
+def _declared() -> set[str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return {re.split(r"[<>=!~\[ ;]", spec, maxsplit=1)[0].lower().replace("_", "-")
+            for spec in project["dependencies"]}
+
+
+def test_every_directly_imported_package_is_declared() -> None:
+    distributions = metadata.packages_distributions()
+    stdlib = sys.stdlib_module_names
+    missing = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                     else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in stdlib or top in ("evalkit", "__future__"):
+                    continue
+                dists = {d.lower().replace("_", "-") for d in distributions.get(top, [top])}
+                if not dists & _declared():
+                    missing[top] = str(path.relative_to(REPO))
+    assert missing == {}, f"imported but not in [project].dependencies: {missing}"
+
+
+def test_the_documented_record_schemas_match_the_code() -> None:
+    for name, schema in schemas().items():
+        committed = json.loads((REPO / "docs" / name).read_text(encoding="utf-8"))
+        assert committed == json.loads(json.dumps(schema)), (
+            f"docs/{name} is out of date: run `python -m evalkit.record docs` and commit it")
+
+
+def test_the_readme_python_example_runs(project: Path) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- tested: README python example -->\s*```python\n(.*?)```", readme, flags=re.S)
+    assert block, "README lost its tested Python example"
+    cwd = Path.cwd()
+    os.chdir(project)
+    try:
+        exec(compile(block.group(1), "README.md", "exec"), {})  # noqa: S102 - our own README
+    finally:
+        os.chdir(cwd)
+    record = json.loads((project / "reports" / "triage" / "from-python" / "summary.json").read_text())
+    assert record["schema_version"] == 2 and record["decision"]["verdict"] in {"GO", "NO-GO", "INCONCLUSIVE"}

@@ -84,6 +84,6 @@ def evalkit(project: Path, *args: str, env: dict[str, str] | None = None) -> tup
 def table(headers: list[str], rows: list[list[object]]) -> str:
     cells = [[str(c) for c in row] for row in [headers, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) for row in cells]
     lines.insert(1, "-|-".join("-" * w for w in widths))
     return "\n".join(lines)

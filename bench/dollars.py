@@ -7,7 +7,6 @@ against a naive real-time run without prompt caching. Target: ≤ 1.05× the min
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path

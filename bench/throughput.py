@@ -7,7 +7,6 @@ Prints wall time against the ideal (requests × latency / concurrency). Target: 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import tempfile
 import time

@@ -16,7 +16,6 @@ from evalkit.config import load_settings
 from evalkit.sim.app import Ledger, SimulatorState, create_app
 from tests.conftest import RECORDED
 
-
 SCHEMA = {
     "type": "object",
     "properties": {

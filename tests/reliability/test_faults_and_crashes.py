@@ -93,7 +93,7 @@ def test_killed_realtime_runs_resume_without_double_billing(project: Path, tmp_p
     shutil.copytree(project, reference)
     configure(project, latency_ms=40, concurrency=4)
     rng = random.Random(7)
-    for attempt in range(3):
+    for _attempt in range(3):
         process = subprocess.Popen([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-q", "-n", "40",
                                     "--mode", "realtime"], cwd=project, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)

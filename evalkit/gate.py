@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import ValidationError
 from scipy import stats as scipy_stats
@@ -35,7 +35,7 @@ from evalkit.routing.router import RoutingFile
 from evalkit.routing.rule import should_escalate
 from evalkit.stats.decision import tango_interval, tango_statistic
 
-BASELINE_SCHEMA = 2
+BASELINE_SCHEMA: Final = 2
 EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 

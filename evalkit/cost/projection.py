@@ -9,6 +9,7 @@ discount.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,8 +53,8 @@ def mean_usage(results: Sequence[SampleResult], role: str) -> MeanUsage | None:
     """Mean tokens per request. Reference answers read from a production log carry no usage: their
     tokens are taken to be the candidate's (same prompt), priced at the reference's rates."""
     model = results[0].calls[role].request.model if results else ""
-    usages = [r.calls[role].response.usage for r in results
-              if r.calls[role].response is not None and r.calls[role].response.mode != "log"]  # type: ignore[union-attr]
+    usages = [response.usage for r in results
+              if (response := r.calls[role].response) is not None and response.mode != "log"]
     if not usages and role == "reference":
         proxy = mean_usage(results, "candidate")
         return None if proxy is None else MeanUsage(model, proxy.input_tokens, proxy.prefix_tokens,
@@ -80,7 +81,7 @@ def project(results: Sequence[SampleResult], pricing: PricingTable, *, daily_req
     candidate, reference = mean_usage(results, "candidate"), mean_usage(results, "reference")
     if candidate is None or reference is None:
         return Projection(available=False, why="no answered requests to measure")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for caching in (False, True):
         for batch in (False, True):
             c = per_request_cost(pricing, candidate, caching=caching, batch=batch)

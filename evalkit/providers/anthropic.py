@@ -82,7 +82,7 @@ class AnthropicProvider(Provider):
             raise map_sdk_error(exc, model="(batch)") from None
         return [_batch_info(batch) for batch in page.data]
 
-    async def batch_results(self, batch_id: str) -> AsyncIterator[BatchItemResult]:  # type: ignore[override]
+    async def batch_results(self, batch_id: str) -> AsyncIterator[BatchItemResult]:
         try:
             decoder = await self._client.messages.batches.results(batch_id)
             async for line in decoder:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -74,6 +75,10 @@ def reference_noise(prepared: Prepared, calls: list[CallResult], margin: float) 
                           margin_meaningful=meaningful, note=note)
 
 
+def _segment_of(column: str) -> Callable[[ScoredSample], str | None]:
+    return lambda row: row.sample.segments.get(column)
+
+
 def group_decisions(scored: list[ScoredSample], prepared: Prepared) -> dict[str, dict[str, Decision]]:
     """The decision repeated within each label and each segment column."""
     task = prepared.task
@@ -90,7 +95,7 @@ def group_decisions(scored: list[ScoredSample], prepared: Prepared) -> dict[str,
         out["label"] = decide_groups(scored, label_of, margin=task.decision.margin, alpha=task.decision.alpha,
                                      relative=relative)
     for column in task.dataset.segment_columns:
-        out[column] = decide_groups(scored, lambda row, column=column: row.sample.segments.get(column),
+        out[column] = decide_groups(scored, _segment_of(column),
                                     margin=task.decision.margin, alpha=task.decision.alpha, relative=relative)
     return out
 
@@ -148,7 +153,7 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
     provenance = Provenance(
         evalkit_version=__version__, run_id=run_id, created_at=started.isoformat(timespec="seconds"),
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"), simulated=simulated,
-        backend=BackendInfo(kind=backend.kind, endpoint=backend.provider.endpoint,  # type: ignore[arg-type]
+        backend=BackendInfo(kind=backend.kind, endpoint=backend.provider.endpoint,
                             description=backend.description),
         mode=options.mode,
         task=TaskInfo(name=task.name, file=str(task.task_file), spec_hash=task.spec_hash),

@@ -216,9 +216,9 @@ class Reader:
             values = [parse_number(m.group(0), self.european) for m in numbers]
             for index in range(len(values) - 2):
                 qty, unit, amount = values[index], values[index + 1], values[index + 2]
-                if None in (qty, unit, amount) or index + 3 != len(values):
+                if qty is None or unit is None or amount is None or index + 3 != len(values):
                     continue
-                if abs(qty * unit - amount) <= 0.011 * max(1, qty) and amount > 0:  # type: ignore[operator]
+                if abs(qty * unit - amount) <= 0.011 * max(1, qty) and amount > 0:
                     description = line[:numbers[index].start()].strip(" |$€£-")
                     description = re.sub(r"^[A-Z]{1,3}-?\d{3,6}\s+", "", description)  # item codes
                     if not description or not re.search(r"[A-Za-z]{3}", description):

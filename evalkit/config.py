@@ -107,6 +107,16 @@ class SimFaults(_Strict):
         return any((self.rate_limit, self.overloaded, self.server_error, self.disconnect, self.slow))
 
 
+def _default_tiers() -> dict[str, SimTier]:
+    return {
+        "claude-haiku-*": "small",
+        "claude-sonnet-*": "large",
+        "claude-opus-*": "large",
+        "claude-fable-*": "large",
+        "claude-mythos-*": "large",
+    }
+
+
 class SimulatorSettings(_Strict):
     seed: int = 0
     #: Accept only this API key (401 otherwise); by default any non-empty key is accepted.
@@ -120,15 +130,7 @@ class SimulatorSettings(_Strict):
     batch_errored_fraction: float = Field(default=0.0, ge=0, le=1)
     batch_expired_fraction: float = Field(default=0.0, ge=0, le=1)
     # Model-id glob -> capability tier. First match wins.
-    tiers: dict[str, SimTier] = Field(
-        default_factory=lambda: {
-            "claude-haiku-*": "small",
-            "claude-sonnet-*": "large",
-            "claude-opus-*": "large",
-            "claude-fable-*": "large",
-            "claude-mythos-*": "large",
-        }
-    )
+    tiers: dict[str, SimTier] = Field(default_factory=_default_tiers)
     corpora: list[SimCorpus] = Field(default_factory=list)
 
     def tier_for(self, model: str) -> SimTier | None:

@@ -212,7 +212,7 @@ def build_samples(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> tu
                 f"{_row_place(source, index)}: row id={sample_id} has an empty or non-text '{spec.text_column}'",
                 hint="remove the row or fill in the text",
             )
-        label = None
+        label: str | dict[str, Any] | None = None
         if spec.label_column:
             raw = row.get(spec.label_column)
             if raw is None or raw == "":
@@ -223,9 +223,9 @@ def build_samples(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> tu
                 label = _gold_object(raw, _row_place(source, index), sample_id, spec.label_column)
             else:
                 label = str(raw)
-            if task.output.kind == "classification" and label not in allowed:
-                unknown_labels[label] += 1
-                first_seen.setdefault(label, _row_place(source, index))
+                if task.output.kind == "classification" and label not in allowed:
+                    unknown_labels[label] += 1
+                    first_seen.setdefault(label, _row_place(source, index))
         segments = {column: str(row.get(column)) for column in spec.segment_columns}
         samples.append(
             Sample(id=sample_id, text=text, label=label, fields=row,

@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from evalkit._hashing import digest
 from evalkit.errors import SpecError, SpecIssue
@@ -330,7 +331,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
-def _issue_from_pydantic(item: dict[str, Any], source: TaskSource) -> SpecIssue:
+def _issue_from_pydantic(item: ErrorDetails, source: TaskSource) -> SpecIssue:
     loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and part.startswith("function-")))
     # pydantic adds union-branch names ("list[str]", "dict[str,str]") into loc; drop them.
     loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in {"str", "int", "float", "bool"})))

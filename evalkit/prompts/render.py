@@ -50,7 +50,7 @@ def output_schema(output: OutputSpec) -> dict[str, Any]:
     """
     if output.kind == "extraction" and output.json_schema is not None:
         schema = dict(output.json_schema)
-        properties = dict(schema.get("properties") or {})
+        properties: dict[str, Any] = dict(schema.get("properties") or {})
         extra: dict[str, Any] = {}
         if output.confidence_field:
             extra[output.confidence_field] = {"type": "number",
@@ -62,7 +62,7 @@ def output_schema(output: OutputSpec) -> dict[str, Any]:
         required = list(dict.fromkeys([*(schema.get("required") or properties), *extra]))
         return {**schema, "type": "object", "properties": properties, "required": required,
                 "additionalProperties": False}
-    properties: dict[str, Any] = {output.label_field: {"type": "string", "enum": output.label_names}}
+    properties = {output.label_field: {"type": "string", "enum": output.label_names}}
     if output.confidence_field:
         properties[output.confidence_field] = {
             "type": "number",

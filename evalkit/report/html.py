@@ -283,7 +283,7 @@ def build_context(record: RunRecord, rows: list[SampleRow]) -> dict[str, Any]:
     nogo = [{"dimension": d.dimension, "name": g.name, "decision": g.decision} for d in groups for g in d.groups
             if g.decision.verdict == "NO-GO"]
     routing = _routing(record)
-    cost_quality = None
+    cost_quality: dict[str, Any] | None = None
     if routing:
         drawn = _plot(plots.cost_quality_svg, routing["data"], quality_name=routing["quality"].split(" ")[0])
         if isinstance(drawn, PlotFailure):

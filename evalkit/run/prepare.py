@@ -59,7 +59,7 @@ def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = Non
     if logged and task.decision.reference_noise:
         raise task.error("decision.reference_noise", "cannot measure reference noise from a log of responses",
                          hint="remove decision.reference_noise, or models.reference_log to call the reference")
-    requests = []
+    requests: list[ModelRequest] = []
     for sample in samples.samples:
         prompt = renderer.render(sample)
         requests.extend(build_request(task, role, sample, prompt, cache_ttl=plans[role].ttl) for role in roles)

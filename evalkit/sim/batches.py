@@ -29,6 +29,10 @@ MAX_BYTES = 256 * 1024 * 1024
 #: How many items of a batch the simulator runs side by side (they cannot read each other's cache writes).
 BATCH_PARALLELISM = 16
 
+# Spelled at module level: inside BatchStore the name `list` is its list() method.
+_Records = list[dict[str, Any]]
+_Billable = list[tuple[dict[str, Any], dict[str, Any], str]]  # (message, request body, custom_id)
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -199,8 +203,8 @@ class BatchStore:
             return "expired"
         return "succeeded"
 
-    def _process(self, batch_id: str, requests: list[dict[str, Any]], *, canceled: bool
-                 ) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any], str]], dict[str, int]]:
+    def _process(self, batch_id: str, requests: _Records, *, canceled: bool
+                 ) -> tuple[_Records, _Billable, dict[str, int]]:
         lines: list[dict[str, Any]] = []
         billable = []
         counts = {"succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}

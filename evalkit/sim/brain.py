@@ -170,6 +170,7 @@ class Brain:
         """(label key, labels, confidence key, escalate key, other string keys) from the schema."""
         if schema is None:
             return "label", [], "confidence", "escalate", []
+        labels: list[str]
         label_key, labels, confidence_key, escalate_key, others = "label", [], None, None, []
         for key, prop in (schema.get("properties") or {}).items():
             kind = prop.get("type")

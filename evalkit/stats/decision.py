@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import optimize, stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
@@ -60,7 +61,7 @@ def newcombe_paired_interval(a: int, b: int, c: int, d: int, *, confidence: floa
     return max(-1.0, low), min(1.0, high)
 
 
-def tango_statistic(b: float | np.ndarray, c: float | np.ndarray, n: float, delta0: float) -> Any:
+def tango_statistic(b: ArrayLike, c: ArrayLike, n: float, delta0: float) -> Any:
     """Tango (1998) score statistic for H0: Δ = δ0, Δ = (b − c)/n. Vectorised in b and c."""
     b = np.asarray(b, float)
     c = np.asarray(c, float)

@@ -154,8 +154,8 @@ def compare(record: RunRecord, rows: list[SampleRow], baseline: Baseline, option
     if baseline.task != record.task_name:
         raise ConfigError(f"baseline is for task '{baseline.task}', this run is '{record.task_name}'")
     verdict = record.decision.verdict
-    checks.append(Check("decision", {"GO": "pass", "NO-GO": "fail"}.get(verdict, "inconclusive"),  # type: ignore[arg-type]
-                        f"{verdict}: {record.decision.reason}"))
+    status: dict[str, Literal["pass", "fail"]] = {"GO": "pass", "NO-GO": "fail"}
+    checks.append(Check("decision", status.get(verdict, "inconclusive"), f"{verdict}: {record.decision.reason}"))
     checks.append(_quality_check(record, rows, baseline, options))
     checks.append(_routing_check(record, rows, baseline))
     checks.append(_cost_check(record, baseline, options))

@@ -63,7 +63,8 @@ def main() -> None:
               help="--offline: use the built-in simulator. --online: use the Anthropic API (needs "
                    "ANTHROPIC_API_KEY). Default: online when ANTHROPIC_API_KEY is set, else offline.")
 @click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True,
-              help="batch: Message Batches API, 50% cheaper, minutes to hours. realtime: immediate, full price.")
+              help="batch: Message Batches API, 50% cheaper, minutes to hours. "
+                   "realtime: immediate, full price.")
 @click.option("--max-wait", "max_wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Batch mode: stop waiting after this long; re-run the same command to resume (nothing is "
                    "resubmitted). Default: wait until done.")
@@ -75,12 +76,13 @@ def main() -> None:
 @click.option("--gate", "gate_baseline", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="BASELINE.json", help="Also compare with a baseline and exit like `evalkit gate`.")
 @click.option("--sequential", is_flag=True,
-              help="Look at the data every decision.sequential_every samples (default 100) and stop as soon as "
-                   "the decision is clear (group-sequential O'Brien–Fleming test; error rates stay at alpha).")
+              help="Look at the data every decision.sequential_every samples (default 100) and stop as soon "
+                   "as the decision is clear (group-sequential O'Brien–Fleming test; error rates stay at "
+                   "alpha).")
 @click.option("--sample-size", "-n", type=int, default=None,
               help="Samples to evaluate (default: the task's sample.size, usually 300).")
-@click.option("--cache", "cache_mode", type=click.Choice(["use", "read-only", "refresh", "off"]), default="use",
-              show_default=True,
+@click.option("--cache", "cache_mode", type=click.Choice(["use", "read-only", "refresh", "off"]),
+              default="use", show_default=True,
               help="use: read and write the response cache. read-only: never call the API (fails on a miss). "
                    "refresh: call again and overwrite. off: neither read nor write.")
 @click.option("--concurrency", "-j", type=click.IntRange(1, 256), default=None,
@@ -226,7 +228,8 @@ def tune(task_file: Path, target_loss: float, delta: float, budget_per_1k: float
 def _print_tune(analysis: Any, requests_sent: int) -> None:
     click.echo(f"{requests_sent} API requests: every answer came from the response cache")
     costs = analysis.costs
-    click.echo(f"samples {analysis.n} · always-reference accuracy {100 * analysis.always_reference_accuracy:.1f}% "
+    click.echo(f"samples {analysis.n} · always-reference accuracy "
+               f"{100 * analysis.always_reference_accuracy:.1f}% "
                f"(${costs.always_reference_per_1k:.4f}/1k) · always-candidate "
                f"{100 * analysis.always_candidate_accuracy:.1f}% (${costs.always_candidate_per_1k:.4f}/1k)")
     click.echo(f"{'t':>5} {'escalate':>9} {'routed acc':>11} {'loss':>7} {'$/1k req':>10}")
@@ -251,8 +254,9 @@ def _print_tune(analysis: Any, requests_sent: int) -> None:
                    f"{100 * naive.optimism_quality_loss:.1f} points)")
     calibration = analysis.calibration
     if calibration:
-        click.echo(f"confidence: mean {calibration.mean_confidence:.2f} vs accuracy {calibration.accuracy:.2f}, "
-                   f"ECE {calibration.ece_uniform10:.3f}, Brier {calibration.brier:.3f}, AUROC "
+        click.echo(f"confidence: mean {calibration.mean_confidence:.2f} vs accuracy "
+                   f"{calibration.accuracy:.2f}, ECE {calibration.ece_uniform10:.3f}, Brier "
+                   f"{calibration.brier:.3f}, AUROC "
                    f"{calibration.auroc:.3f}")
 
 
@@ -277,8 +281,9 @@ def plan(task_file: Path, expected_gap: float, discordance: float, power: float)
     if result.n is None:
         click.echo(f"no sample size decides it: {result.why or 'the gap is too close to the margin'}")
         sys.exit(1)
-    click.echo(f"{task.name}: with an expected loss of {100 * expected_gap:g} points against a {margin:g}-point "
-               f"margin ({'gold labels' if result.mode == 'gold' else 'agreement with the reference'}), "
+    click.echo(f"{task.name}: with an expected loss of {100 * expected_gap:g} points against a "
+               f"{margin:g}-point margin "
+               f"({'gold labels' if result.mode == 'gold' else 'agreement with the reference'}), "
                f"{result.n} samples give a {100 * power:g}% chance of a {result.side}.")
     if result.n > 500:
         click.echo("  that is more than the 200–500 evalkit is designed for: the gap is close to the margin; "
@@ -328,7 +333,8 @@ def _finish_gate(gate: Any) -> None:
               help="Allowed quality drop vs the baseline (fraction); judged with the paired Tango test.")
 @click.option("--cost-tolerance", type=click.FloatRange(min=0), default=0.10, show_default=True,
               help="Allowed relative rise in cost per request.")
-@click.option("--inconclusive", type=click.Choice(["exit3", "pass", "fail"]), default="exit3", show_default=True,
+@click.option("--inconclusive", type=click.Choice(["exit3", "pass", "fail"]), default="exit3",
+              show_default=True,
               help="What an INCONCLUSIVE decision does to the build.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write JUnit XML (default: the run folder's junit.xml).")
@@ -338,8 +344,9 @@ def _finish_gate(gate: Any) -> None:
 @click.option("--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD")
 @click.option("--quiet", "-q", is_flag=True)
 def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance: float,
-         inconclusive: Literal["exit3", "pass", "fail"], junit: Path | None, mode: Literal["batch", "realtime"],
-         offline: bool | None, sample_size: int | None, max_cost: float | None, quiet: bool) -> None:
+         inconclusive: Literal["exit3", "pass", "fail"], junit: Path | None,
+         mode: Literal["batch", "realtime"], offline: bool | None, sample_size: int | None,
+         max_cost: float | None, quiet: bool) -> None:
     """CI regression gate: run TASK.yaml and compare it with a committed baseline.
 
     Fails on a NO-GO, on a quality drop beyond --tolerance (paired test, not raw noise), on the

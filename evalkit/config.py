@@ -97,7 +97,8 @@ class SimFaults(_Strict):
     rate_limit: float = Field(default=0.0, ge=0, le=1, description="429 rate_limit_error with retry-after.")
     overloaded: float = Field(default=0.0, ge=0, le=1, description="529 overloaded_error.")
     server_error: float = Field(default=0.0, ge=0, le=1, description="500 api_error.")
-    disconnect: float = Field(default=0.0, ge=0, le=1, description="The connection drops before any response.")
+    disconnect: float = Field(default=0.0, ge=0, le=1,
+                              description="The connection drops before any response.")
     slow: float = Field(default=0.0, ge=0, le=1, description="The response takes slow_ms longer.")
     slow_ms: float = Field(default=2000.0, ge=0)
     retry_after_s: float = Field(default=0.05, ge=0, description="retry-after sent with 429s.")
@@ -143,7 +144,8 @@ class SimulatorSettings(_Strict):
 class BatchSettings(_Strict):
     """How evalkit uses the Message Batches API."""
 
-    max_requests: int = Field(default=100_000, ge=1, le=100_000, description="Requests per batch (API limit 100,000).")
+    max_requests: int = Field(default=100_000, ge=1, le=100_000,
+                              description="Requests per batch (API limit 100,000).")
     max_bytes: int = Field(default=250_000_000, ge=1_000, le=256_000_000,
                            description="Bytes per batch request body (API limit 256 MB).")
     poll_initial_s: float = Field(default=2.0, gt=0, description="First wait between status checks.")

@@ -160,7 +160,8 @@ class ModelUsage(Typed):
 
     @classmethod
     def of(cls, totals: ModelTotals) -> ModelUsage:
-        return cls(model=totals.model, calls=totals.calls, answered=totals.answered, from_cache=totals.from_cache,
+        return cls(model=totals.model, calls=totals.calls, answered=totals.answered,
+                   from_cache=totals.from_cache,
                    usage=UsageCounts.of(totals.usage), cost_usd=CostBreakdown.of(totals.cost),
                    cost_this_run_usd=CostBreakdown.of(totals.cost_this_run),
                    cost_without_batch_discount_usd=CostBreakdown.of(totals.cost_standard))

@@ -44,7 +44,8 @@ def _run_id(prepared: Prepared, now: datetime) -> str:
 
 
 def _announce(prepared: Prepared, backend: Backend, progress: Progress) -> None:
-    progress.note(("SIMULATED RUN: " if backend.kind == "simulator" else "") + f"using the {backend.description}")
+    progress.note(("SIMULATED RUN: " if backend.kind == "simulator" else "")
+                  + f"using the {backend.description}")
     for note in prepared.samples.notes:
         progress.note(f"note: {note}")
     for finding in prepared.findings:
@@ -76,8 +77,9 @@ def run_evaluation(task: TaskSpec, settings: Settings, options: RunOptions, *, p
     max_cost = options.max_cost if options.max_cost is not None else task.max_cost_usd
     spend = SpendTracker(settings.pricing, max_cost) if max_cost is not None else None
     with ResponseCache(settings.cache_dir, options.cache_mode) as cache:
-        estimate = estimate_cost(prepared.requests + prepared.noise_requests, cache, backend.provider.endpoint,
-                                 settings.pricing, prepared.cache_plans, batch=options.mode == "batch")
+        estimate = estimate_cost(prepared.requests + prepared.noise_requests, cache,
+                                 backend.provider.endpoint, settings.pricing, prepared.cache_plans,
+                                 batch=options.mode == "batch")
         if estimate.requests_to_send:
             progress.note(estimate.describe())
         check_budget(estimate, max_cost)

@@ -72,10 +72,11 @@ def served_simulator(project: Path, state: Path) -> Iterator[dict[str, str]]:
         server.wait(timeout=30)
 
 
-def evalkit(project: Path, *args: str, env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
+def evalkit(project: Path, *args: str,
+            env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "evalkit", *args], cwd=project, env=env, capture_output=True,
-                            text=True, timeout=3600)
+    result = subprocess.run([sys.executable, "-m", "evalkit", *args], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         raise SystemExit(f"evalkit {' '.join(args)} failed:\n{result.stderr[-2000:]}")
     return time.perf_counter() - started, result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +24,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
 from evalkit._hashing import digest
 from evalkit.errors import SpecError, SpecIssue
@@ -346,7 +346,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
-def _issue_from_pydantic(item: ErrorDetails, source: TaskSource) -> SpecIssue:
+def _issue_from_pydantic(item: Mapping[str, Any], source: TaskSource) -> SpecIssue:
     loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and part.startswith("function-")))
     # pydantic adds union-branch names ("list[str]", "dict[str,str]") into loc; drop them.
     loc = tuple(p for p in loc

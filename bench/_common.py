@@ -72,10 +72,11 @@ def served_simulator(project: Path, state: Path) -> Iterator[dict[str, str]]:
         server.wait(timeout=30)
 
 
-def evalkit(project: Path, *args: str, env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
+def evalkit(project: Path, *args: str,
+            env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "evalkit", *args], cwd=project, env=env, capture_output=True,
-                            text=True, timeout=3600)
+    result = subprocess.run([sys.executable, "-m", "evalkit", *args], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         raise SystemExit(f"evalkit {' '.join(args)} failed:\n{result.stderr[-2000:]}")
     return time.perf_counter() - started, result
@@ -84,6 +85,6 @@ def evalkit(project: Path, *args: str, env: dict[str, str] | None = None) -> tup
 def table(headers: list[str], rows: list[list[object]]) -> str:
     cells = [[str(c) for c in row] for row in [headers, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) for row in cells]
     lines.insert(1, "-|-".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -7,7 +7,6 @@ against a naive real-time run without prompt caching. Target: ≤ 1.05× the min
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -37,8 +36,8 @@ def main() -> None:
         model = sides[0].model
         rates = pricing.price_for(model)
         prefix = max(s.usage.cache_read_input_tokens + s.usage.cache_creation_input_tokens for s in sides)
-        total_in = sum(s.usage.input_tokens + s.usage.cache_read_input_tokens + s.usage.cache_creation_input_tokens
-                       for s in sides)
+        total_in = sum(s.usage.input_tokens + s.usage.cache_read_input_tokens
+                       + s.usage.cache_creation_input_tokens for s in sides)
         out = sum(s.usage.output_tokens for s in sides)
         best = (prefix * rates.cache_write_1h + (len(sides) - 1) * prefix * rates.cache_read
                 + (total_in - len(sides) * prefix) * rates.input + out * rates.output) / 1e6

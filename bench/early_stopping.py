@@ -28,14 +28,16 @@ def main() -> None:
     looks = looks_every(n_max, 100)
     bounds = group_sequential_bounds([n / n_max for n in looks], alpha)
     z = stats.norm.ppf(1 - alpha)
-    scenarios = [("clear GO (gap 0)", 0.02, 0.02), ("GO side (gap 1%)", 0.03, 0.02), ("borderline (gap 4%)", 0.06, 0.02),
+    scenarios = [("clear GO (gap 0)", 0.02, 0.02), ("GO side (gap 1%)", 0.03, 0.02),
+                 ("borderline (gap 4%)", 0.06, 0.02),
                  ("at the margin (gap 5%)", 0.07, 0.02), ("NO-GO side (gap 9%)", 0.11, 0.02),
                  ("clear NO-GO (gap 15%)", 0.17, 0.02)]
     rows = []
     for name, pb, pc in scenarios:
         used, go, nogo, fixed_go, fixed_nogo = [], 0, 0, 0, 0
         for _ in range(args.trials):
-            cells = rng.choice(3, size=n_max, p=[pb, pc, 1 - pb - pc])  # 0: only ref right, 1: only cand right
+            # 0: only the reference right, 1: only the candidate right
+            cells = rng.choice(3, size=n_max, p=[pb, pc, 1 - pb - pc])
             b_cum, c_cum = np.cumsum(cells == 0), np.cumsum(cells == 1)
             verdict, stop = "INCONCLUSIVE", n_max
             for n_k, c_k in zip(looks, bounds, strict=True):

@@ -45,8 +45,8 @@ prepared = prepare(task, load_settings(task.base_dir), sample_size=int(sys.argv[
 items = [(custom_id_for(r, request_key("bench", r)), r.params) for r in prepared.requests]
 chunks = chunk_items(items, BatchSettings())
 by_bytes = chunk_items(items, BatchSettings(max_bytes=50_000_000))
-print(json.dumps({"seconds": time.perf_counter() - t, "requests": len(items), "chunks": [len(c) for c in chunks],
-                  "chunks_50MB": [len(c) for c in by_bytes],
+print(json.dumps({"seconds": time.perf_counter() - t, "requests": len(items),
+                  "chunks": [len(c) for c in chunks], "chunks_50MB": [len(c) for c in by_bytes],
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -60,29 +60,31 @@ def main() -> None:
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             project = make_project(Path(tmp) / "p", rows=size,
-                                   settings={"batch_delay_s": "0", "poll_initial_s": "0.2", "concurrency": "32"})
+                                   settings={"batch_delay_s": "0", "poll_initial_s": "0.2",
+                                             "concurrency": "32"})
             with served_simulator(project, Path(tmp) / "state") as env:
                 started = time.perf_counter()
-                result = subprocess.run([sys.executable, "-c", MEASURED_CLI, "run", "tasks/triage.yaml", "-q", "-n",
-                                         str(size), "--run-id", "s"], cwd=project, env=env, capture_output=True,
-                                        text=True)
+                result = subprocess.run([sys.executable, "-c", MEASURED_CLI, "run", "tasks/triage.yaml", "-q",
+                                         "-n", str(size), "--run-id", "s"], cwd=project, env=env,
+                                        capture_output=True, text=True)
                 wall = time.perf_counter() - started
             if result.returncode != 0:
                 raise SystemExit(result.stderr[-2000:])
             rss = float(result.stderr.rsplit("RSS_MB", 1)[1].split()[0])
-            rows.append([f"full batch run, {size} samples (evalkit process)", f"{wall:.1f}", f"{1000 * wall / size:.1f}",
-                         f"{rss:.0f}"])
+            rows.append([f"full batch run, {size} samples (evalkit process)", f"{wall:.1f}",
+                         f"{1000 * wall / size:.1f}", f"{rss:.0f}"])
     import json
 
     with tempfile.TemporaryDirectory() as tmp:
         project = make_project(Path(tmp) / "p", rows=args.pipeline)
-        out = subprocess.run([sys.executable, "-c", PIPELINE, str(args.pipeline)], cwd=project, capture_output=True,
-                             text=True)
+        out = subprocess.run([sys.executable, "-c", PIPELINE, str(args.pipeline)], cwd=project,
+                             capture_output=True, text=True)
         if out.returncode != 0:
             raise SystemExit(out.stderr[-2000:])
         data = json.loads(out.stdout.strip().splitlines()[-1])
-        rows.append([f"pipeline only, {args.pipeline} samples ({data['requests']} requests)", f"{data['seconds']:.1f}",
-                     f"{1000 * data['seconds'] / args.pipeline:.2f}", f"{data['rss_mb']:.0f}"])
+        rows.append([f"pipeline only, {args.pipeline} samples ({data['requests']} requests)",
+                     f"{data['seconds']:.1f}", f"{1000 * data['seconds'] / args.pipeline:.2f}",
+                     f"{data['rss_mb']:.0f}"])
     print(table(["workload", "wall s", "ms / sample", "peak RSS MB"], rows))
     print(f"batch chunks at the API limits: {data['chunks']} (100,000 requests max); "
           f"with a 50 MB byte limit: {len(data['chunks_50MB'])} chunks")

@@ -47,7 +47,8 @@ def make_faulty_project(root: Path) -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
@@ -72,7 +73,8 @@ def main() -> int:
                     os.kill(victim.pid, signal.SIGKILL)
                     victim.wait()
                     totals["kills"] += 1
-                result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+                result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
+                                        timeout=900)
                 totals["runs"] += 1
                 if result.returncode != 0:
                     totals["failed_runs"] += 1
@@ -84,7 +86,8 @@ def main() -> int:
                     totals[f"fault:{kind}"] += count
             folder = root / "reports" / "triage" / "soak"
             rows = read_rows(folder)
-            lost = sum(1 for row in rows for side in (row.candidate, row.reference) if side.answer.outcome == "error")
+            lost = sum(1 for row in rows for side in (row.candidate, row.reference)
+                       if side.answer.outcome == "error")
             ledger = [json.loads(line) for line in (state / "billing.jsonl").read_text().splitlines()]
             bodies = Counter(entry["body_sha256"] for entry in ledger)
             double = sum(count - 1 for count in bodies.values() if count > 1)
@@ -100,11 +103,12 @@ def main() -> int:
                   f"double-billed {double}, retries {record.execution.retries}")
     faults = sum(count for key, count in totals.items() if key.startswith("fault:"))
     print()
-    print(f"soak summary ({time.monotonic() - started:.0f} s): runs {totals['runs']} (kills {totals['kills']}, "
-          f"failed {totals['failed_runs']}), faults injected {faults} "
+    print(f"soak summary ({time.monotonic() - started:.0f} s): runs {totals['runs']} "
+          f"(kills {totals['kills']}, failed {totals['failed_runs']}), faults injected {faults} "
           f"({', '.join(f'{k[6:]} {v}' for k, v in sorted(totals.items()) if k.startswith('fault:'))}), "
           f"batch items errored/expired {totals['batch_items_failed']}, SDK retries {totals['sdk_retries']}")
-    print(f"answers {totals['answers']}, samples lost = {totals['lost']}, double-billed = {totals['double_billed']} "
+    print(f"answers {totals['answers']}, samples lost = {totals['lost']}, "
+          f"double-billed = {totals['double_billed']} "
           f"(realtime {totals['double_billed:realtime']}, batch {totals['double_billed:batch']})")
     return 1 if totals["lost"] or totals["failed_runs"] or totals["double_billed:batch"] else 0
 

@@ -7,7 +7,6 @@ Prints wall time against the ideal (requests × latency / concurrency). Target: 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import tempfile
 import time
@@ -57,9 +56,10 @@ def main() -> None:
                                                          n=args.samples))
                 started = time.perf_counter()
                 for model in ("claude-haiku-5-5", "claude-sonnet-5-5"):  # the same 2 × samples requests
-                    result = subprocess.run([args.inspect, "eval", task_file.name, "--model", f"anthropic/{model}",
-                                    "--max-connections", str(args.concurrency), "--log-dir", str(Path(tmp) / "logs"),
-                                    "--no-fail-on-error"], env=env, capture_output=True, text=True, cwd=tmp)
+                    result = subprocess.run([args.inspect, "eval", task_file.name, "--model",
+                                             f"anthropic/{model}", "--max-connections", str(args.concurrency),
+                                             "--log-dir", str(Path(tmp) / "logs"), "--no-fail-on-error"],
+                                            env=env, capture_output=True, text=True, cwd=tmp)
                     if result.returncode != 0:
                         raise SystemExit(f"inspect failed: {result.stderr[-1500:]}")
                 inspect_wall = time.perf_counter() - started

@@ -17,7 +17,8 @@ from _common import evalkit, make_project, table
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         project = make_project(Path(tmp) / "p", rows=500)
-        evalkit(project, "run", "tasks/triage.yaml", "-q", "-n", "500", "--mode", "realtime", "--run-id", "warm")
+        evalkit(project, "run", "tasks/triage.yaml", "-q", "-n", "500", "--mode", "realtime",
+                "--run-id", "warm")
         cached, _ = evalkit(project, "run", "tasks/triage.yaml", "-q", "-n", "500", "--mode", "realtime",
                             "--run-id", "cached")
         tune, _ = evalkit(project, "tune", "tasks/triage.yaml", "-n", "500", "--mode", "realtime",
@@ -32,7 +33,8 @@ def main() -> None:
                        capture_output=True, check=True)
         imports = time.perf_counter() - started
         # tune's own work, in process, after imports
-        code = ("import time, datasets, sklearn.linear_model, sklearn.model_selection, statsmodels.stats.proportion;"
+        code = ("import time, datasets, sklearn.linear_model, sklearn.model_selection, "
+                "statsmodels.stats.proportion;"
                 "import evalkit.sim.app, evalkit.routing.calibration; from evalkit.api import tune_task;"
                 "from evalkit.routing.analysis import RoutingOptions;"
                 "t=time.perf_counter(); tune_task('tasks/triage.yaml', RoutingOptions(target_loss=0.05), "

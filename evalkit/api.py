@@ -74,7 +74,8 @@ def estimate_task(task_path: str | Path, *, mode: Literal["batch", "realtime"] =
     """The cost estimate of a run, without sending anything."""
     task, settings = _load(task_path)
     backend = connect(settings, offline=offline)
-    prepared = prepare(task, settings, sample_size=sample_size, offline=backend.kind == "simulator", mode=mode)
+    prepared = prepare(task, settings, sample_size=sample_size, offline=backend.kind == "simulator",
+                       mode=mode)
     return estimate_run(prepared, backend, mode=mode)
 
 
@@ -209,7 +210,8 @@ def serve_simulator(*, host: str, port: int, state_dir: Path | None = None) -> N
     from evalkit.sim.server import serve  # noqa: PLC0415 - starlette and scikit-learn only when serving
 
     settings = load_settings()
-    serve(settings, host=host, port=port, state_dir=state_dir or settings.cache_dir.parent / "simulator-server")
+    serve(settings, host=host, port=port,
+          state_dir=state_dir or settings.cache_dir.parent / "simulator-server")
 
 
 def simulator_ledger(state_dir: Path | None = None) -> Path:

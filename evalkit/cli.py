@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -63,7 +63,8 @@ def main() -> None:
               help="--offline: use the built-in simulator. --online: use the Anthropic API (needs "
                    "ANTHROPIC_API_KEY). Default: online when ANTHROPIC_API_KEY is set, else offline.")
 @click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True,
-              help="batch: Message Batches API, 50% cheaper, minutes to hours. realtime: immediate, full price.")
+              help="batch: Message Batches API, 50% cheaper, minutes to hours. "
+                   "realtime: immediate, full price.")
 @click.option("--max-wait", "max_wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Batch mode: stop waiting after this long; re-run the same command to resume (nothing is "
                    "resubmitted). Default: wait until done.")
@@ -75,12 +76,13 @@ def main() -> None:
 @click.option("--gate", "gate_baseline", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="BASELINE.json", help="Also compare with a baseline and exit like `evalkit gate`.")
 @click.option("--sequential", is_flag=True,
-              help="Look at the data every decision.sequential_every samples (default 100) and stop as soon as "
-                   "the decision is clear (group-sequential O'Brien–Fleming test; error rates stay at alpha).")
+              help="Look at the data every decision.sequential_every samples (default 100) and stop as soon "
+                   "as the decision is clear (group-sequential O'Brien–Fleming test; error rates stay at "
+                   "alpha).")
 @click.option("--sample-size", "-n", type=int, default=None,
               help="Samples to evaluate (default: the task's sample.size, usually 300).")
-@click.option("--cache", "cache_mode", type=click.Choice(["use", "read-only", "refresh", "off"]), default="use",
-              show_default=True,
+@click.option("--cache", "cache_mode", type=click.Choice(["use", "read-only", "refresh", "off"]),
+              default="use", show_default=True,
               help="use: read and write the response cache. read-only: never call the API (fails on a miss). "
                    "refresh: call again and overwrite. off: neither read nor write.")
 @click.option("--concurrency", "-j", type=click.IntRange(1, 256), default=None,
@@ -89,9 +91,10 @@ def main() -> None:
 @click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where report folders go (default: evalkit.toml's reports_dir).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def run(task_file: Path, offline: bool | None, mode: str, max_wait: float | None, fallback: str,
-        max_cost: float | None, gate_baseline: Path | None, sequential: bool, sample_size: int | None, cache_mode: str, concurrency: int | None, run_id: str | None,
-        reports_dir: Path | None, quiet: bool) -> None:
+def run(task_file: Path, offline: bool | None, mode: Literal["batch", "realtime"], max_wait: float | None,
+        fallback: Literal["none", "realtime"], max_cost: float | None, gate_baseline: Path | None,
+        sequential: bool, sample_size: int | None, cache_mode: Literal["use", "read-only", "refresh", "off"],
+        concurrency: int | None, run_id: str | None, reports_dir: Path | None, quiet: bool) -> None:
     """Evaluate TASK.yaml and write reports/<task>/<run-id>/ (report.html, summary.json, results.jsonl).
 
     \b
@@ -103,9 +106,9 @@ def run(task_file: Path, offline: bool | None, mode: str, max_wait: float | None
     """
     from evalkit import api  # noqa: PLC0415
 
-    options = api.RunOptions(offline=offline, mode=mode, max_wait_s=max_wait, fallback=fallback,  # type: ignore[arg-type]
+    options = api.RunOptions(offline=offline, mode=mode, max_wait_s=max_wait, fallback=fallback,
                              sequential=sequential, max_cost=max_cost,
-                             sample_size=sample_size, cache_mode=cache_mode,  # type: ignore[arg-type]
+                             sample_size=sample_size, cache_mode=cache_mode,
                              concurrency=concurrency, run_id=run_id, reports_dir=reports_dir).validate()
     if gate_baseline is not None and not gate_baseline.exists():
         raise UsageError(f"baseline {gate_baseline} does not exist",
@@ -193,8 +196,8 @@ def validate(task_file: Path, sample_size: int | None) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write routing.json (default: reports/<task>/routing.json).")
 def tune(task_file: Path, target_loss: float, delta: float, budget_per_1k: float | None,
-         escalation_rate: float | None, ignore_escalate_flag: bool, mode: str, offline: bool | None,
-         sample_size: int | None, out: Path | None) -> None:
+         escalation_rate: float | None, ignore_escalate_flag: bool, mode: Literal["batch", "realtime"],
+         offline: bool | None, sample_size: int | None, out: Path | None) -> None:
     """Choose the router's confidence threshold from cached answers: zero API requests.
 
     Run `evalkit run TASK.yaml` first; tune re-reads its answers from the response cache (and fails,
@@ -211,11 +214,12 @@ def tune(task_file: Path, target_loss: float, delta: float, budget_per_1k: float
 
     if budget_per_1k is not None and escalation_rate is not None:
         raise UsageError("give at most one of --budget and --escalation-rate")
-    objective = "budget" if budget_per_1k is not None else "escalation" if escalation_rate is not None else "quality"
-    options = api.RoutingOptions(objective=objective, target_loss=target_loss, delta=delta,  # type: ignore[arg-type]
+    objective: Literal["quality", "budget", "escalation"] = (
+        "budget" if budget_per_1k is not None else "escalation" if escalation_rate is not None else "quality")
+    options = api.RoutingOptions(objective=objective, target_loss=target_loss, delta=delta,
                              budget_per_1k=budget_per_1k, escalation_rate=escalation_rate,
                              honour_escalate_flag=not ignore_escalate_flag)
-    result = api.tune_task(task_file, options, offline=offline, mode=mode, sample_size=sample_size,  # type: ignore[arg-type]
+    result = api.tune_task(task_file, options, offline=offline, mode=mode, sample_size=sample_size,
                        out=out)
     _print_tune(result.analysis, result.requests_sent)
     click.echo(f"routing.json: {result.path}")
@@ -224,7 +228,8 @@ def tune(task_file: Path, target_loss: float, delta: float, budget_per_1k: float
 def _print_tune(analysis: Any, requests_sent: int) -> None:
     click.echo(f"{requests_sent} API requests: every answer came from the response cache")
     costs = analysis.costs
-    click.echo(f"samples {analysis.n} · always-reference accuracy {100 * analysis.always_reference_accuracy:.1f}% "
+    click.echo(f"samples {analysis.n} · always-reference accuracy "
+               f"{100 * analysis.always_reference_accuracy:.1f}% "
                f"(${costs.always_reference_per_1k:.4f}/1k) · always-candidate "
                f"{100 * analysis.always_candidate_accuracy:.1f}% (${costs.always_candidate_per_1k:.4f}/1k)")
     click.echo(f"{'t':>5} {'escalate':>9} {'routed acc':>11} {'loss':>7} {'$/1k req':>10}")
@@ -249,8 +254,9 @@ def _print_tune(analysis: Any, requests_sent: int) -> None:
                    f"{100 * naive.optimism_quality_loss:.1f} points)")
     calibration = analysis.calibration
     if calibration:
-        click.echo(f"confidence: mean {calibration.mean_confidence:.2f} vs accuracy {calibration.accuracy:.2f}, "
-                   f"ECE {calibration.ece_uniform10:.3f}, Brier {calibration.brier:.3f}, AUROC "
+        click.echo(f"confidence: mean {calibration.mean_confidence:.2f} vs accuracy "
+                   f"{calibration.accuracy:.2f}, ECE {calibration.ece_uniform10:.3f}, Brier "
+                   f"{calibration.brier:.3f}, AUROC "
                    f"{calibration.auroc:.3f}")
 
 
@@ -275,8 +281,9 @@ def plan(task_file: Path, expected_gap: float, discordance: float, power: float)
     if result.n is None:
         click.echo(f"no sample size decides it: {result.why or 'the gap is too close to the margin'}")
         sys.exit(1)
-    click.echo(f"{task.name}: with an expected loss of {100 * expected_gap:g} points against a {margin:g}-point "
-               f"margin ({'gold labels' if result.mode == 'gold' else 'agreement with the reference'}), "
+    click.echo(f"{task.name}: with an expected loss of {100 * expected_gap:g} points against a "
+               f"{margin:g}-point margin "
+               f"({'gold labels' if result.mode == 'gold' else 'agreement with the reference'}), "
                f"{result.n} samples give a {100 * power:g}% chance of a {result.side}.")
     if result.n > 500:
         click.echo("  that is more than the 200–500 evalkit is designed for: the gap is close to the margin; "
@@ -326,7 +333,8 @@ def _finish_gate(gate: Any) -> None:
               help="Allowed quality drop vs the baseline (fraction); judged with the paired Tango test.")
 @click.option("--cost-tolerance", type=click.FloatRange(min=0), default=0.10, show_default=True,
               help="Allowed relative rise in cost per request.")
-@click.option("--inconclusive", type=click.Choice(["exit3", "pass", "fail"]), default="exit3", show_default=True,
+@click.option("--inconclusive", type=click.Choice(["exit3", "pass", "fail"]), default="exit3",
+              show_default=True,
               help="What an INCONCLUSIVE decision does to the build.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write JUnit XML (default: the run folder's junit.xml).")
@@ -335,9 +343,10 @@ def _finish_gate(gate: Any) -> None:
 @click.option("--sample-size", "-n", type=int, default=None)
 @click.option("--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD")
 @click.option("--quiet", "-q", is_flag=True)
-def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance: float, inconclusive: str,
-         junit: Path | None, mode: str, offline: bool | None, sample_size: int | None, max_cost: float | None,
-         quiet: bool) -> None:
+def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance: float,
+         inconclusive: Literal["exit3", "pass", "fail"], junit: Path | None,
+         mode: Literal["batch", "realtime"], offline: bool | None, sample_size: int | None,
+         max_cost: float | None, quiet: bool) -> None:
     """CI regression gate: run TASK.yaml and compare it with a committed baseline.
 
     Fails on a NO-GO, on a quality drop beyond --tolerance (paired test, not raw noise), on the
@@ -351,9 +360,9 @@ def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance:
     """
     from evalkit import api  # noqa: PLC0415
 
-    options = api.RunOptions(offline=offline, mode=mode, sample_size=sample_size, max_cost=max_cost)  # type: ignore[arg-type]
+    options = api.RunOptions(offline=offline, mode=mode, sample_size=sample_size, max_cost=max_cost)
     gate_options = api.GateOptions(tolerance=tolerance, cost_tolerance=cost_tolerance,
-                                   inconclusive=inconclusive)  # type: ignore[arg-type]
+                                   inconclusive=inconclusive)
     result = api.gate_task(task_file, baseline_path, gate=gate_options, options=options, junit=junit,
                            progress=_progress(quiet))
     _print_result(result.run.record, result.run.folder)
@@ -388,11 +397,12 @@ def baseline_save(task_file: Path, run_id: str | None, routing_path: Path | None
 @click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True)
 @click.option("--offline/--online", default=None)
 @click.option("--sample-size", "-n", type=int, default=None)
-def estimate(task_file: Path, mode: str, offline: bool | None, sample_size: int | None) -> None:
+def estimate(task_file: Path, mode: Literal["batch", "realtime"], offline: bool | None,
+             sample_size: int | None) -> None:
     """Print what `evalkit run` would cost, without sending any request."""
     from evalkit import api  # noqa: PLC0415
 
-    result = api.estimate_task(task_file, mode=mode, offline=offline, sample_size=sample_size)  # type: ignore[arg-type]
+    result = api.estimate_task(task_file, mode=mode, offline=offline, sample_size=sample_size)
     click.echo(result.describe())
     for model, entry in result.by_model.items():
         click.echo(f"  {model}: {entry.requests} requests, ${entry.expected_usd:.4f} expected, "

@@ -97,7 +97,8 @@ class SimFaults(_Strict):
     rate_limit: float = Field(default=0.0, ge=0, le=1, description="429 rate_limit_error with retry-after.")
     overloaded: float = Field(default=0.0, ge=0, le=1, description="529 overloaded_error.")
     server_error: float = Field(default=0.0, ge=0, le=1, description="500 api_error.")
-    disconnect: float = Field(default=0.0, ge=0, le=1, description="The connection drops before any response.")
+    disconnect: float = Field(default=0.0, ge=0, le=1,
+                              description="The connection drops before any response.")
     slow: float = Field(default=0.0, ge=0, le=1, description="The response takes slow_ms longer.")
     slow_ms: float = Field(default=2000.0, ge=0)
     retry_after_s: float = Field(default=0.05, ge=0, description="retry-after sent with 429s.")
@@ -105,6 +106,16 @@ class SimFaults(_Strict):
     @property
     def any(self) -> bool:
         return any((self.rate_limit, self.overloaded, self.server_error, self.disconnect, self.slow))
+
+
+def _default_tiers() -> dict[str, SimTier]:
+    return {
+        "claude-haiku-*": "small",
+        "claude-sonnet-*": "large",
+        "claude-opus-*": "large",
+        "claude-fable-*": "large",
+        "claude-mythos-*": "large",
+    }
 
 
 class SimulatorSettings(_Strict):
@@ -120,15 +131,7 @@ class SimulatorSettings(_Strict):
     batch_errored_fraction: float = Field(default=0.0, ge=0, le=1)
     batch_expired_fraction: float = Field(default=0.0, ge=0, le=1)
     # Model-id glob -> capability tier. First match wins.
-    tiers: dict[str, SimTier] = Field(
-        default_factory=lambda: {
-            "claude-haiku-*": "small",
-            "claude-sonnet-*": "large",
-            "claude-opus-*": "large",
-            "claude-fable-*": "large",
-            "claude-mythos-*": "large",
-        }
-    )
+    tiers: dict[str, SimTier] = Field(default_factory=_default_tiers)
     corpora: list[SimCorpus] = Field(default_factory=list)
 
     def tier_for(self, model: str) -> SimTier | None:
@@ -141,7 +144,8 @@ class SimulatorSettings(_Strict):
 class BatchSettings(_Strict):
     """How evalkit uses the Message Batches API."""
 
-    max_requests: int = Field(default=100_000, ge=1, le=100_000, description="Requests per batch (API limit 100,000).")
+    max_requests: int = Field(default=100_000, ge=1, le=100_000,
+                              description="Requests per batch (API limit 100,000).")
     max_bytes: int = Field(default=250_000_000, ge=1_000, le=256_000_000,
                            description="Bytes per batch request body (API limit 256 MB).")
     poll_initial_s: float = Field(default=2.0, gt=0, description="First wait between status checks.")

@@ -81,7 +81,8 @@ def _quiet_datasets() -> Any:
     return datasets
 
 
-def load_rows(spec: DatasetSpec, *, base_dir: Path, cache_dir: Path, offline: bool) -> tuple[list[dict[str, Any]], str, str]:
+def load_rows(spec: DatasetSpec, *, base_dir: Path, cache_dir: Path,
+              offline: bool) -> tuple[list[dict[str, Any]], str, str]:
     """All rows of the dataset as dicts, plus a content hash and a human description of the source."""
     if spec.path is not None:
         path = Path(spec.path).expanduser()
@@ -167,7 +168,8 @@ def _gold_object(raw: Any, place: str, sample_id: str, column: str) -> dict[str,
             raise DatasetError(f"{place}: row id={sample_id}: '{column}' is not valid JSON ({exc.msg})",
                                hint="extraction gold must be a JSON object per row") from None
     if not isinstance(raw, dict):
-        raise DatasetError(f"{place}: row id={sample_id}: '{column}' must be a JSON object, got {type(raw).__name__}",
+        raise DatasetError(f"{place}: row id={sample_id}: '{column}' must be a JSON object, "
+                           f"got {type(raw).__name__}",
                            hint="extraction gold must be a JSON object per row")
     return raw
 
@@ -209,23 +211,25 @@ def build_samples(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> tu
         text = row.get(spec.text_column)
         if not isinstance(text, str) or not text.strip():
             raise DatasetError(
-                f"{_row_place(source, index)}: row id={sample_id} has an empty or non-text '{spec.text_column}'",
+                f"{_row_place(source, index)}: row id={sample_id} has an empty or non-text "
+                f"'{spec.text_column}'",
                 hint="remove the row or fill in the text",
             )
-        label = None
+        label: str | dict[str, Any] | None = None
         if spec.label_column:
             raw = row.get(spec.label_column)
             if raw is None or raw == "":
                 raise DatasetError(f"{_row_place(source, index)}: row id={sample_id} has no gold label in "
                                    f"'{spec.label_column}'",
-                                   hint="label every row, or remove dataset.label_column to score against the reference")
+                                   hint="label every row, or remove dataset.label_column to score against "
+                                        "the reference")
             if task.output.kind == "extraction":
                 label = _gold_object(raw, _row_place(source, index), sample_id, spec.label_column)
             else:
                 label = str(raw)
-            if task.output.kind == "classification" and label not in allowed:
-                unknown_labels[label] += 1
-                first_seen.setdefault(label, _row_place(source, index))
+                if task.output.kind == "classification" and label not in allowed:
+                    unknown_labels[label] += 1
+                    first_seen.setdefault(label, _row_place(source, index))
         segments = {column: str(row.get(column)) for column in spec.segment_columns}
         samples.append(
             Sample(id=sample_id, text=text, label=label, fields=row,
@@ -276,7 +280,8 @@ def stratified_sample(samples: list[Sample], size: int, seed: int, stratify: boo
 def load_samples(task: TaskSpec, *, cache_dir: Path, offline: bool, size: int | None = None,
                  seed: int | None = None) -> SampleSet:
     """Load the task's dataset and draw its sample."""
-    rows, content_hash, source = load_rows(task.dataset, base_dir=task.base_dir, cache_dir=cache_dir, offline=offline)
+    rows, content_hash, source = load_rows(task.dataset, base_dir=task.base_dir, cache_dir=cache_dir,
+                                           offline=offline)
     samples, notes = build_samples(task, rows, source)
     size = size if size is not None else task.sample.size
     seed = seed if seed is not None else task.sample.seed

@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import ValidationError
 from scipy import stats as scipy_stats
@@ -35,7 +35,7 @@ from evalkit.routing.router import RoutingFile
 from evalkit.routing.rule import should_escalate
 from evalkit.stats.decision import tango_interval, tango_statistic
 
-BASELINE_SCHEMA = 2
+BASELINE_SCHEMA: Final = 2
 EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
@@ -116,8 +116,8 @@ def make_baseline(record: RunRecord, rows: list[SampleRow], routing: RoutingFile
         quality=_quality(record),
         outcomes=_outcomes(rows, mode),
         cost_per_request_usd=_cost_per_request(record),
-        routing=(BaselineRouting(threshold=routing.threshold, target_loss=routing.target_loss, delta=routing.delta,
-                                 honour_escalate_flag=routing.honour_escalate_flag)
+        routing=(BaselineRouting(threshold=routing.threshold, target_loss=routing.target_loss,
+                                 delta=routing.delta, honour_escalate_flag=routing.honour_escalate_flag)
                  if routing is not None and routing.threshold is not None else None),
     )
 
@@ -149,12 +149,14 @@ def load_baseline(path: Path) -> Baseline:
                           hint="create one with `evalkit baseline save TASK.yaml`") from None
 
 
-def compare(record: RunRecord, rows: list[SampleRow], baseline: Baseline, options: GateOptions) -> list[Check]:
+def compare(record: RunRecord, rows: list[SampleRow], baseline: Baseline,
+            options: GateOptions) -> list[Check]:
     checks: list[Check] = []
     if baseline.task != record.task_name:
         raise ConfigError(f"baseline is for task '{baseline.task}', this run is '{record.task_name}'")
     verdict = record.decision.verdict
-    checks.append(Check("decision", {"GO": "pass", "NO-GO": "fail"}.get(verdict, "inconclusive"),  # type: ignore[arg-type]
+    status: dict[str, Literal["pass", "fail"]] = {"GO": "pass", "NO-GO": "fail"}
+    checks.append(Check("decision", status.get(verdict, "inconclusive"),
                         f"{verdict}: {record.decision.reason}"))
     checks.append(_quality_check(record, rows, baseline, options))
     checks.append(_routing_check(record, rows, baseline))
@@ -162,7 +164,8 @@ def compare(record: RunRecord, rows: list[SampleRow], baseline: Baseline, option
     return checks
 
 
-def _quality_check(record: RunRecord, rows: list[SampleRow], baseline: Baseline, options: GateOptions) -> Check:
+def _quality_check(record: RunRecord, rows: list[SampleRow], baseline: Baseline,
+                   options: GateOptions) -> Check:
     mode = record.scoring_mode
     if mode != baseline.scoring_mode:
         return Check("quality", "fail", f"scoring mode changed from {baseline.scoring_mode} to {mode}")
@@ -179,12 +182,13 @@ def _quality_check(record: RunRecord, rows: list[SampleRow], baseline: Baseline,
     low, high = tango_interval(b, c, n, confidence=1 - 2 * options.alpha)
     what = "accuracy" if mode == "gold" else "agreement"
     details = {"n": n, "worse": b, "better": c, "drop": drop, "interval_90": [low, high], "tango_t": t}
-    text = (f"{what} change on {n} shared samples: {100 * -drop + 0.0:+.1f} points ({b} worse, {c} better; 90% interval "
-            f"of the drop [{100 * low:.1f}, {100 * high:.1f}])")
+    text = (f"{what} change on {n} shared samples: {100 * -drop + 0.0:+.1f} points ({b} worse, {c} better; "
+            f"90% interval of the drop [{100 * low:.1f}, {100 * high:.1f}])")
     if t >= z:
         return Check("quality", "fail", f"regression: {text} is beyond the {100 * options.tolerance:g}-point "
                      "tolerance", details)
-    return Check("quality", "pass", f"{text}; no drop beyond {100 * options.tolerance:g} points shown", details)
+    return Check("quality", "pass", f"{text}; no drop beyond {100 * options.tolerance:g} points shown",
+                 details)
 
 
 def _routing_check(record: RunRecord, rows: list[SampleRow], baseline: Baseline) -> Check:
@@ -203,7 +207,8 @@ def _routing_check(record: RunRecord, rows: list[SampleRow], baseline: Baseline)
         if c is None or r is None:
             continue
         n += 1
-        escalated, _ = should_escalate(row.candidate.answer, threshold, honour_flag=stored.honour_escalate_flag)
+        escalated, _ = should_escalate(row.candidate.answer, threshold,
+                                       honour_flag=stored.honour_escalate_flag)
         harm += int(not escalated and r and not c)
     if n == 0:
         return Check("routing", "skipped", "no answered samples")
@@ -243,7 +248,8 @@ def junit_xml(checks: list[Check], *, task: str, run_id: str) -> str:
     for check in checks:
         case = ET.SubElement(suite, "testcase", classname=f"evalkit.{task}", name=check.name)
         if check.status == "fail":
-            ET.SubElement(case, "failure", message=check.message).text = json.dumps(check.details, default=str)
+            ET.SubElement(case, "failure", message=check.message).text = json.dumps(
+                check.details, default=str)
         elif check.status in ("skipped", "inconclusive"):
             ET.SubElement(case, "skipped", message=check.message)
         ET.SubElement(case, "system-out").text = check.message
@@ -262,7 +268,8 @@ def markdown(record: RunRecord, checks: list[Check], code: int, report_path: Pat
     lines += [f"`{models.candidate}` vs `{models.reference}`: **{record.decision.verdict}** — "
               f"{record.decision.reason}", "", "| check | result | detail |", "|---|---|---|"]
     for check in checks:
-        lines.append(f"| {check.name} | {icon[check.status]} {check.status} | {check.message.replace('|', '/')} |")
+        lines.append(f"| {check.name} | {icon[check.status]} {check.status} | "
+                     f"{check.message.replace('|', '/')} |")
     lines += ["", f"Cost of this run: ${record.cost_usd.this_run:.4f} "
               f"({record.execution.requests_sent} requests, {record.execution.cache_hits} from cache). "
               f"Report: `{report_path}`", ""]

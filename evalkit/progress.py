@@ -7,7 +7,10 @@ library users get :class:`NullProgress` unless they pass their own.
 from __future__ import annotations
 
 import sys
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 class Progress(Protocol):
@@ -57,7 +60,7 @@ class RichProgress:
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("eta"), TimeRemainingColumn(), console=self._console, transient=False,
         )
-        self._task: int | None = None
+        self._task: TaskID | None = None
         self._label = ""
         self._total = 0
         self._done = 0

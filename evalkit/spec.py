@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,16 +38,19 @@ class _Strict(BaseModel):
 class DatasetSpec(_Strict):
     """Where the samples come from and which columns mean what."""
 
-    path: str | None = Field(default=None, description="Local .jsonl/.json/.csv/.parquet file, relative to the task file.")
+    path: str | None = Field(default=None,
+                             description="Local .jsonl/.json/.csv/.parquet file, relative to the task file.")
     hub: str | None = Field(default=None, description="Hugging Face hub dataset id (needs network).")
     hub_config: str | None = None
     split: str = "train"
     where: dict[str, Scalar | list[Scalar]] = Field(
-        default_factory=dict, description="Keep only rows whose column equals the value (or is one of the list)."
+        default_factory=dict,
+        description="Keep only rows whose column equals the value (or is one of the list).",
     )
     id_column: str = "id"
     text_column: str = "text"
-    label_column: str | None = Field(default=None, description="Gold labels; omit to score against the reference.")
+    label_column: str | None = Field(default=None,
+                                     description="Gold labels; omit to score against the reference.")
     segment_columns: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -63,14 +67,16 @@ class SampleSpec(_Strict):
 
 
 class PromptSpec(_Strict):
-    system: str = Field(description="Static instructions (jinja2); the cacheable prefix. No per-sample fields.")
+    system: str = Field(
+        description="Static instructions (jinja2); the cacheable prefix. No per-sample fields.")
     user: str = Field(description="Per-sample message (jinja2); sample columns are available by name.")
     variables: dict[str, Any] = Field(default_factory=dict, description="Extra static template variables.")
     include: dict[str, str] = Field(
-        default_factory=dict, description="Static variables read from files (relative to the task file), e.g. a "
-        "long playbook to put in the cached system prompt.")
+        default_factory=dict, description="Static variables read from files (relative to the task file), "
+        "e.g. a long playbook to put in the cached system prompt.")
     cache: Literal["auto", "off"] = Field(
-        default="auto", description="auto: cache the static system prefix when it is long enough for the model.")
+        default="auto",
+        description="auto: cache the static system prefix when it is long enough for the model.")
     cache_ttl: Literal["auto", "5m", "1h"] = Field(
         default="auto", description="auto: 1h for batches (warm-up recipe), 5m in real time.")
 
@@ -84,17 +90,21 @@ OutputKind = Literal["classification", "extraction", "text"]
 class OutputSpec(_Strict):
     """The answer each model must give: a label (classification), a JSON object (extraction) or text."""
 
-    kind: OutputKind = Field(default="classification",
-                             description="classification: a label; extraction: a JSON object; text: free text.")
+    kind: OutputKind = Field(
+        default="classification",
+        description="classification: a label; extraction: a JSON object; text: free text.")
     label_field: str = "label"
     labels: list[str] | dict[str, str] | None = Field(
         default=None, description="Allowed labels, or label -> description (classification).")
     confidence_field: str | None = "confidence"
     escalate_field: str | None = "escalate"
-    fields: dict[str, FieldType] = Field(default_factory=dict, description="Extra answer fields, e.g. reason: string.")
+    fields: dict[str, FieldType] = Field(default_factory=dict,
+                                         description="Extra answer fields, e.g. reason: string.")
     json_schema: dict[str, Any] | None = Field(
-        default=None, description="Extraction: the JSON Schema of the object to extract (sent as structured output).")
-    structured: bool = Field(default=True, description="Enforce the schema with structured outputs (output_config).")
+        default=None,
+        description="Extraction: the JSON Schema of the object to extract (sent as structured output).")
+    structured: bool = Field(default=True,
+                             description="Enforce the schema with structured outputs (output_config).")
 
     @model_validator(mode="before")
     @classmethod
@@ -107,12 +117,13 @@ class OutputSpec(_Strict):
     @model_validator(mode="after")
     def _kind_needs(self) -> OutputSpec:
         if self.kind == "classification" and self.labels is None:
-            raise ValueError("a classification task needs output.labels (or set output.kind: extraction / text)")
+            raise ValueError("a classification task needs output.labels "
+                             "(or set output.kind: extraction / text)")
         if self.kind == "extraction" and self.json_schema is None:
             raise ValueError("an extraction task needs output.json_schema: the object to extract")
         if self.kind == "text" and (self.confidence_field or self.escalate_field or self.structured):
-            raise ValueError("a text task answers in plain text: confidence_field and escalate_field must be null "
-                             "and structured false")
+            raise ValueError("a text task answers in plain text: confidence_field and escalate_field must be "
+                             "null and structured false")
         return self
 
     @field_validator("labels")
@@ -133,7 +144,8 @@ class OutputSpec(_Strict):
         used = [self.label_field, self.confidence_field, self.escalate_field, *self.fields]
         used = [name for name in used if name]
         if len(set(used)) != len(used):
-            raise ValueError("label_field, confidence_field, escalate_field and fields must all be different names")
+            raise ValueError("label_field, confidence_field, escalate_field and fields must all be "
+                             "different names")
         return self
 
     @property
@@ -155,22 +167,25 @@ class ModelsSpec(_Strict):
         default="default", description="'default' sends nothing and lets each model use its own default."
     )
     reference_log: str | None = Field(
-        default=None, description="JSONL of recorded production responses of the reference, keyed by sample id "
-        "({\"id\": …, \"output\": text} or {\"id\": …, \"message\": <Message JSON>}): the reference is not called.")
+        default=None, description="JSONL of recorded production responses of the reference, keyed by "
+        "sample id ({\"id\": …, \"output\": text} or {\"id\": …, \"message\": <Message JSON>}): "
+        "the reference is not called.")
 
 
 class DecisionSpec(_Strict):
-    margin: float = Field(default=0.05, gt=0, lt=0.5, description="Accepted quality loss, absolute (0.05 = 5 points).")
+    margin: float = Field(default=0.05, gt=0, lt=0.5,
+                          description="Accepted quality loss, absolute (0.05 = 5 points).")
     margin_type: Literal["absolute", "relative"] = Field(
-        default="absolute", description="relative: margin is a fraction of the reference's accuracy (gold mode).")
+        default="absolute",
+        description="relative: margin is a fraction of the reference's accuracy (gold mode).")
     alpha: float = Field(default=0.05, gt=0, lt=0.5, description="One-sided error rate of each test.")
     reference_noise: int = Field(
         default=0, ge=0, le=500,
         description="Run the reference a second time on this many samples and report its self-agreement.")
     sequential_every: int = Field(default=100, ge=20, description="--sequential: samples between looks.")
     metric: str | None = Field(
-        default=None, description="Per-sample metric the decision binarises (default by output.kind: label match, "
-        "field_f1, token_f1); 'judge' asks the reference whether the answers are equivalent.")
+        default=None, description="Per-sample metric the decision binarises (default by output.kind: "
+        "label match, field_f1, token_f1); 'judge' asks the reference whether the answers are equivalent.")
     threshold: float | None = Field(default=None, ge=0, le=1,
                                     description="A sample counts as right when its metric is at least this.")
 
@@ -204,7 +219,8 @@ class TaskSpec(_Strict):
     prompt: PromptSpec
     output: OutputSpec
     models: ModelsSpec
-    metrics: list[str] | None = Field(default=None, description="Metric names; default depends on output.kind.")
+    metrics: list[str] | None = Field(default=None,
+                                      description="Metric names; default depends on output.kind.")
     decision: DecisionSpec = Field(default_factory=DecisionSpec)
     production: ProductionSpec = Field(default_factory=ProductionSpec)
     max_cost_usd: float | None = Field(default=None, gt=0, description="Budget guard for one run, in USD.")
@@ -299,8 +315,8 @@ def _index_nodes(
             path = (*prefix, key)
             line = key_node.start_mark.line + 1
             if key in seen:
-                issues.append(SpecIssue(_join_path(path), "duplicate key (YAML keeps only the last one)", line,
-                                        "remove one of the two entries"))
+                issues.append(SpecIssue(_join_path(path), "duplicate key (YAML keeps only the last one)",
+                                        line, "remove one of the two entries"))
             seen.add(key)
             lines[path] = line
             start = value_node.start_mark.line + 1
@@ -330,10 +346,11 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
-def _issue_from_pydantic(item: dict[str, Any], source: TaskSource) -> SpecIssue:
+def _issue_from_pydantic(item: Mapping[str, Any], source: TaskSource) -> SpecIssue:
     loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and part.startswith("function-")))
     # pydantic adds union-branch names ("list[str]", "dict[str,str]") into loc; drop them.
-    loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in {"str", "int", "float", "bool"})))
+    loc = tuple(p for p in loc
+                if not (isinstance(p, str) and ("[" in p or p in {"str", "int", "float", "bool"})))
     path = _join_path(loc)
     line = source.line_of(loc)
     kind = item["type"]
@@ -380,10 +397,11 @@ def parse_task(text: str, path: Path) -> TaskSpec:
         data = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader is the safe loader
     except yaml.YAMLError as exc:  # e.g. an unsafe tag that compose accepted but construct refuses
         mark = getattr(exc, "problem_mark", None)
-        raise SpecError(path, [SpecIssue("", f"not valid YAML: {exc}", mark.line + 1 if mark else None)]) from None
+        raise SpecError(path, [SpecIssue("", f"not valid YAML: {exc}",
+                                         mark.line + 1 if mark else None)]) from None
     if not isinstance(data, dict):
-        raise SpecError(path, [SpecIssue("", f"expected a mapping of keys at the top level, got {type(data).__name__}",
-                                         1, "start from tasks/triage.yaml")])
+        raise SpecError(path, [SpecIssue("", "expected a mapping of keys at the top level, "
+                                         f"got {type(data).__name__}", 1, "start from tasks/triage.yaml")])
     try:
         spec = TaskSpec.model_validate(data)
     except ValidationError as exc:

@@ -163,7 +163,8 @@ def test_max_wait_leaves_a_resumable_state_with_a_clear_message(project: Path) -
                                       "--max-wait", "0.5"])
     assert first.exit_code == 5
     assert "still processing" in first.output and "run the same command again" in first.output
-    pending = [json.loads(p.read_text())["batch_id"] for p in (project / ".evalkit" / "batches").glob("*.json")]
+    pending = [json.loads(p.read_text())["batch_id"]
+               for p in (project / ".evalkit" / "batches").glob("*.json")]
     assert pending and pending[0] in first.output
     time.sleep(3)
     second = run(project, "-n", "10", "--run-id", "later")

@@ -61,7 +61,8 @@ def _task_with(project: Path, rows: list[dict], **replace: str) -> Path:
 
 
 def _row(i: int, category: str = "billing", **extra: object) -> dict:
-    return {"id": f"r{i}", "text": f"message {i}", "category": category, "channel": "chat", "split": "test", **extra}
+    return {"id": f"r{i}", "text": f"message {i}", "category": category, "channel": "chat", "split": "test",
+            **extra}
 
 
 def test_unknown_gold_label_names_the_file_line(project: Path) -> None:

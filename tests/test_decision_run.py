@@ -13,8 +13,8 @@ from tests.test_batches import billed, summary
 
 
 def _run(project: Path, *args: str) -> None:
-    result = CliRunner().invoke(main, ["run", str(project / "tasks" / "triage.yaml"), "-q", "--mode", "realtime",
-                                       *args], catch_exceptions=False)
+    result = CliRunner().invoke(main, ["run", str(project / "tasks" / "triage.yaml"), "-q", "--mode",
+                                       "realtime", *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
 
 
@@ -52,7 +52,8 @@ def test_sequential_run_stops_early_on_a_clear_case(project: Path) -> None:
     assert sequential["stopped_at"] == 200 and sequential["samples_saved"] == 100
     assert report["decision"]["verdict"] == "GO" and "group-sequential" in report["decision"]["rule"]
     assert report["decision_fixed_sample"]["n"] == sequential["stopped_at"]
-    assert len(billed(project)) == sequential["stopped_at"]  # identical requests are sent once; the rest never
+    # identical requests are sent once; the rest never
+    assert len(billed(project)) == sequential["stopped_at"]
     rows = (project / "reports" / "triage" / "seq" / "results.jsonl").read_text().splitlines()
     assert len(rows) == sequential["stopped_at"]
     assert sequential["cost_saved_usd"] > 0
@@ -60,7 +61,9 @@ def test_sequential_run_stops_early_on_a_clear_case(project: Path) -> None:
 
 
 def test_plan_command(project: Path) -> None:
-    result = CliRunner().invoke(main, ["plan", str(project / "tasks" / "triage.yaml"), "--expected-gap", "0.01"])
+    result = CliRunner().invoke(main, ["plan", str(project / "tasks" / "triage.yaml"),
+                                       "--expected-gap", "0.01"])
     assert result.exit_code == 0 and "243 samples give a 80% chance of a GO" in result.output
-    stuck = CliRunner().invoke(main, ["plan", str(project / "tasks" / "triage.yaml"), "--expected-gap", "0.05"])
+    stuck = CliRunner().invoke(main, ["plan", str(project / "tasks" / "triage.yaml"),
+                                      "--expected-gap", "0.05"])
     assert stuck.exit_code == 1

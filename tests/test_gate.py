@@ -40,8 +40,8 @@ def test_exit_0_on_pass_with_junit_and_markdown(project: Path, tmp_path: Path) -
     baseline = _baseline(project, "-n", "200")
     step_summary = tmp_path / "step_summary.md"
     junit = tmp_path / "junit.xml"
-    result = _cli("gate", _task(project), "--baseline", str(baseline), "--mode", "realtime", "-n", "200", "-q",
-                  "--junit", str(junit), env={"GITHUB_STEP_SUMMARY": str(step_summary)})
+    result = _cli("gate", _task(project), "--baseline", str(baseline), "--mode", "realtime", "-n", "200",
+                  "-q", "--junit", str(junit), env={"GITHUB_STEP_SUMMARY": str(step_summary)})
     assert result.exit_code == 0, result.output
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None and suite.get("failures") == "0"
@@ -52,7 +52,8 @@ def test_exit_0_on_pass_with_junit_and_markdown(project: Path, tmp_path: Path) -
 
 def test_exit_1_on_no_go(project: Path) -> None:
     baseline = _baseline(project, "-n", "300")
-    result = _cli("gate", _task(project), "--baseline", str(baseline), "--mode", "realtime", "-n", "300", "-q")
+    result = _cli("gate", _task(project), "--baseline", str(baseline), "--mode", "realtime", "-n", "300",
+                  "-q")
     assert result.exit_code == 1 and "gate decision: fail" in result.output
 
 
@@ -82,8 +83,8 @@ def test_gate_flags_a_deliberately_degraded_prompt(project: Path) -> None:
     start, end = text.index("  system: |"), text.index("  user: |")
     task.write_text(text[:start] + "  system: |\n    Route the message to one queue: technical, account, "
                     "feature_request or general.\n    Answer with JSON only.\n" + text[end:])
-    result = _cli("gate", _task(project), "--baseline", str(baseline), "--mode", "realtime", "-n", "200", "-q",
-                  "--inconclusive", "pass")
+    result = _cli("gate", _task(project), "--baseline", str(baseline), "--mode", "realtime", "-n", "200",
+                  "-q", "--inconclusive", "pass")
     assert result.exit_code == 1, result.output
     assert "gate quality: fail" in result.output and "regression" in result.output
     gate = json.loads(next((project / "reports" / "triage").glob("*/gate.json")).read_text())

@@ -16,7 +16,8 @@ SPEC = OutputSpec(label_field="category", labels=["billing", "technical"], field
 
 
 def _response(text: str, stop_reason: str = "end_turn", thinking: bool = False) -> ModelResponse:
-    content: list[dict[str, Any]] = [{"type": "thinking", "thinking": "hmm", "signature": "x"}] if thinking else []
+    content: list[dict[str, Any]] = ([{"type": "thinking", "thinking": "hmm", "signature": "x"}]
+                                     if thinking else [])
     content.append({"type": "text", "text": text})
     return ModelResponse(message={"content": content, "stop_reason": stop_reason, "usage": {}})
 
@@ -46,7 +47,8 @@ def test_label_case_is_normalised_and_fences_are_tolerated() -> None:
         (_reply(category="sales"), "end_turn", "not one of the task's labels"),
         (_reply(confidence=1.5), "end_turn", "outside [0, 1]"),
         (_reply(confidence="high"), "end_turn", "not a number"),
-        ('{"category": "billing", "confidence": NaN, "escalate": false, "reason": "x"}', "end_turn", "finite"),
+        ('{"category": "billing", "confidence": NaN, "escalate": false, "reason": "x"}', "end_turn",
+         "finite"),
         (_reply(escalate="no"), "end_turn", "true/false"),
         (_reply(reason=3), "end_turn", "'reason'"),
         (_reply(extra=1), "end_turn", "unexpected keys"),

@@ -27,8 +27,8 @@ PUBLIC = {
     "check_gate", "save_baseline", "render_report", "load_task", "load_settings", "read_record", "read_rows",
     "RunOptions", "RoutingOptions", "GateOptions", "RunResult", "TuneResult", "GateResult", "PlanResult",
     "RunRecord", "SampleRow", "Decision", "TaskSpec", "Settings", "Router", "RoutedAnswer",
-    "EvalkitError", "UsageError", "ConfigError", "SpecError", "DatasetError", "TemplateError", "ProviderError",
-    "AuthError", "CacheError", "BudgetError", "BatchPendingError",
+    "EvalkitError", "UsageError", "ConfigError", "SpecError", "DatasetError", "TemplateError",
+    "ProviderError", "AuthError", "CacheError", "BudgetError", "BatchPendingError",
 }
 
 
@@ -42,8 +42,8 @@ def test_the_public_api_is_exactly_the_documented_set_and_resolves() -> None:
 
 
 def test_importing_evalkit_loads_no_heavy_dependency() -> None:
-    code = ("import sys, evalkit; heavy = [m for m in ('anthropic', 'scipy', 'sklearn', 'datasets', 'matplotlib', "
-            "'pydantic') if m in sys.modules]; print(','.join(heavy))")
+    code = ("import sys, evalkit; heavy = [m for m in ('anthropic', 'scipy', 'sklearn', 'datasets', "
+            "'matplotlib', 'pydantic') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
@@ -59,8 +59,8 @@ def _evalkit_imports(path: Path) -> set[str]:
 
 
 def test_the_cli_is_thin_over_the_api() -> None:
-    assert _evalkit_imports(PACKAGE / "cli.py") <= {"evalkit", "evalkit._version", "evalkit.api", "evalkit.errors",
-                                                    "evalkit.progress"}
+    assert _evalkit_imports(PACKAGE / "cli.py") <= {"evalkit", "evalkit._version", "evalkit.api",
+                                                    "evalkit.errors", "evalkit.progress"}
 
 
 def test_api_is_wiring_only() -> None:

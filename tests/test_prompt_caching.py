@@ -48,7 +48,8 @@ def _recorded_usage(name: str) -> dict[str, Any]:
 
 
 def test_write_then_read_has_the_recorded_usage_shape(client: anthropic.AsyncAnthropic) -> None:
-    params = {"model": "claude-sonnet-4-6", "max_tokens": 50, "cache_control": {"type": "ephemeral", "ttl": "5m"},
+    params = {"model": "claude-sonnet-4-6", "max_tokens": 50,
+              "cache_control": {"type": "ephemeral", "ttl": "5m"},
               "messages": [{"role": "user", "content": [{"type": "text", "text": LONG}]}],
               "thinking": {"type": "disabled"}}
     first, second = _create(client, **params)["usage"], _create(client, **params)["usage"]
@@ -71,10 +72,12 @@ def test_prefix_below_the_model_minimum_is_silently_not_cached(client: anthropic
         assert usage["cache_creation_input_tokens"] == 0 and usage["cache_read_input_tokens"] == 0
 
 
-def test_system_breakpoint_caches_only_the_prefix_and_1h_ttl_is_reported(client: anthropic.AsyncAnthropic) -> None:
+def test_system_breakpoint_caches_only_the_prefix_and_1h_ttl_is_reported(
+        client: anthropic.AsyncAnthropic) -> None:
     def params(question: str) -> dict[str, Any]:
         return {"model": "claude-sonnet-5-5", "max_tokens": 100, "thinking": {"type": "disabled"},
-                "system": [{"type": "text", "text": LONG, "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+                "system": [{"type": "text", "text": LONG,
+                            "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
                 "messages": [{"role": "user", "content": question}]}
 
     first = _create(client, **params("billing or technical? my invoice is wrong"))["usage"]

@@ -22,8 +22,8 @@ from tests.test_batches import billed, summary
 
 
 def _run(project: Path, *args: str) -> None:
-    result = CliRunner().invoke(main, ["run", str(project / "tasks" / "triage.yaml"), "-q", "--mode", "realtime",
-                                       *args], catch_exceptions=False)
+    result = CliRunner().invoke(main, ["run", str(project / "tasks" / "triage.yaml"), "-q", "--mode",
+                                       "realtime", *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
 
 
@@ -44,8 +44,8 @@ def test_run_reports_the_routing_curve_and_an_honest_threshold(project: Path) ->
     assert routing["chosen"] is None and "no threshold can be certified" in routing["guarantee"]
     assert routing["calibration"]["auroc"] > 0.6  # the simulated confidence carries signal
     for row in routing["pareto"]:
-        assert not any(o["cost_per_1k"] <= row["cost_per_1k"] and o["routed_accuracy"] > row["routed_accuracy"]
-                       for o in sweep)
+        assert not any(o["cost_per_1k"] <= row["cost_per_1k"]
+                       and o["routed_accuracy"] > row["routed_accuracy"] for o in sweep)
 
 
 def test_tune_sends_no_request_and_writes_routing_json(project: Path) -> None:
@@ -71,8 +71,8 @@ def test_tune_refuses_without_cached_answers(project: Path) -> None:
 def test_budget_and_escalation_objectives(project: Path) -> None:
     _run(project, "-n", "200", "--run-id", "r")
     for extra in (["--budget", "0.5"], ["--escalation-rate", "0.3"]):
-        result = CliRunner().invoke(main, ["tune", str(project / "tasks" / "triage.yaml"), "-n", "200", "--mode",
-                                           "realtime", *extra], catch_exceptions=False)
+        result = CliRunner().invoke(main, ["tune", str(project / "tasks" / "triage.yaml"), "-n", "200",
+                                           "--mode", "realtime", *extra], catch_exceptions=False)
         assert result.exit_code == 0, result.output
     routing = json.loads((project / "reports" / "triage" / "routing.json").read_text())
     assert routing["in_sample"]["escalation_rate"] >= 0.3
@@ -86,7 +86,8 @@ def test_router_escalates_exactly_the_requests_below_the_threshold(project: Path
         http_client=anthropic.DefaultAsyncHttpxClient(transport=httpx2.ASGITransport(app=create_app(state))))
     task = load_task(project / "tasks" / "triage.yaml")
     router = Router(task, threshold=0.8, honour_escalate_flag=False, client=client)
-    texts = [json.loads(line) for line in (project / "datasets" / "triage.jsonl").read_text().splitlines()][:40]
+    texts = [json.loads(line)
+             for line in (project / "datasets" / "triage.jsonl").read_text().splitlines()][:40]
 
     async def route_all() -> list:
         return [await router.aroute(row["text"], channel=row["channel"]) for row in texts]
@@ -100,7 +101,8 @@ def test_router_escalates_exactly_the_requests_below_the_threshold(project: Path
         assert r.model == ("claude-sonnet-5-5" if r.escalated else "claude-haiku-5-5")
         assert (r.reference is not None) == r.escalated
     references = [e for e in json.loads("[" + ",".join((tmp_path / "sim" / "billing.jsonl").read_text()
-                                                         .splitlines()) + "]") if e["model"] == "claude-sonnet-5-5"]
+                                                         .splitlines()) + "]")
+                  if e["model"] == "claude-sonnet-5-5"]
     assert len(references) == int(escalated.sum())  # the reference is called only when escalating
 
 
@@ -108,5 +110,6 @@ def test_router_refuses_a_routing_file_for_other_models(project: Path) -> None:
     task = load_task(project / "tasks" / "triage.yaml")
     with pytest.raises(ConfigError, match="tuned for"):
         Router.from_routing(RoutingFile.model_construct(threshold=0.8, candidate="claude-haiku-4-5",
-                                                        reference="claude-sonnet-5-5", honour_escalate_flag=True),
+                                                        reference="claude-sonnet-5-5",
+                                                        honour_escalate_flag=True),
                             task)

@@ -40,7 +40,8 @@ def test_run_writes_report_folder_and_rerun_costs_nothing(project: Path) -> None
     assert {p.name for p in folder.iterdir()} == {"report.html", "summary.json", "results.jsonl"}
 
     summary = _summary(folder)
-    assert summary["provenance"]["simulated"] is True and summary["provenance"]["backend"]["kind"] == "simulator"
+    assert (summary["provenance"]["simulated"] is True
+            and summary["provenance"]["backend"]["kind"] == "simulator")
     assert summary["execution"]["requests_sent"] == 80 and summary["execution"]["cache_hits"] == 0
     assert summary["dataset"]["sample_size"] == 40
     assert summary["decision"]["verdict"] in {"GO", "NO-GO", "INCONCLUSIVE"}
@@ -137,7 +138,8 @@ def test_served_simulator_over_http_is_detected_as_simulated(project: Path, tmp_
         secret = "sk-ant-test-secret-0123456789"
         env = {**os.environ, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}", "ANTHROPIC_API_KEY": secret}
         result = subprocess.run(
-            [sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-q", "-n", "15", "--run-id", "http"],
+            [sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-q", "-n", "15",
+             "--run-id", "http"],
             cwd=project, env=env, capture_output=True, text=True, timeout=300,
         )
         assert result.returncode == 0, result.stderr + result.stdout

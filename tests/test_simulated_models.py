@@ -25,7 +25,8 @@ def test_large_tier_beats_small_tier_and_small_confidence_tracks_correctness() -
     brain = Brain([([r["text"] for r in train], [r["category"] for r in train])], seed=0)
     results = {}
     for model, tier in (("claude-haiku-5-5", "small"), ("claude-sonnet-5-5", "large")):
-        thoughts = [brain.think(model=model, tier=tier, system=SYSTEM, user=r["text"], labels=LABELS) for r in test]
+        thoughts = [brain.think(model=model, tier=tier, system=SYSTEM, user=r["text"], labels=LABELS)
+                    for r in test]
         correct = np.array([t.label == r["category"] for t, r in zip(thoughts, test, strict=True)])
         confidence = np.array([t.confidence for t in thoughts])
         results[tier] = (correct.mean(), roc_auc_score(correct, confidence))

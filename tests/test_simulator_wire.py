@@ -16,11 +16,11 @@ from evalkit.config import load_settings
 from evalkit.sim.app import Ledger, SimulatorState, create_app
 from tests.conftest import RECORDED
 
-
 SCHEMA = {
     "type": "object",
     "properties": {
-        "category": {"type": "string", "enum": ["billing", "technical", "account", "feature_request", "general"]},
+        "category": {"type": "string",
+                     "enum": ["billing", "technical", "account", "feature_request", "general"]},
         "confidence": {"type": "number"},
         "escalate": {"type": "boolean"},
         "reason": {"type": "string"},
@@ -76,7 +76,8 @@ def test_message_has_the_recorded_shape(sim: tuple[anthropic.AsyncAnthropic, Sim
     assert 0 <= answer["confidence"] <= 1
 
 
-def test_adaptive_thinking_is_on_by_default_for_haiku_5_5(sim: tuple[anthropic.AsyncAnthropic, SimulatorState]) -> None:
+def test_adaptive_thinking_is_on_by_default_for_haiku_5_5(
+        sim: tuple[anthropic.AsyncAnthropic, SimulatorState]) -> None:
     client, _ = sim
     message = asyncio.run(client.messages.create(**_params()))
     assert [block.type for block in message.content] == ["thinking", "text"]
@@ -84,7 +85,8 @@ def test_adaptive_thinking_is_on_by_default_for_haiku_5_5(sim: tuple[anthropic.A
     assert message.usage.output_tokens > thinking_tokens
 
 
-def test_dated_alias_resolves_in_the_model_field(sim: tuple[anthropic.AsyncAnthropic, SimulatorState]) -> None:
+def test_dated_alias_resolves_in_the_model_field(
+        sim: tuple[anthropic.AsyncAnthropic, SimulatorState]) -> None:
     client, _ = sim
     message = asyncio.run(client.messages.create(**_params(model="claude-haiku-4-5")))
     assert message.model == "claude-haiku-4-5-20251001"
@@ -122,7 +124,8 @@ def test_missing_credentials_are_401(sim: tuple[anthropic.AsyncAnthropic, Simula
     async def call() -> httpx2.Response:
         async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=create_app(state)),
                                       base_url="http://sim.test") as http:
-            return await http.post("/v1/messages", json=_params(), headers={"anthropic-version": "2026-10-21"})
+            return await http.post("/v1/messages", json=_params(),
+                                   headers={"anthropic-version": "2026-10-21"})
 
     response = asyncio.run(call())
     assert response.status_code == 401
@@ -148,7 +151,8 @@ def test_max_tokens_truncates_and_says_so(sim: tuple[anthropic.AsyncAnthropic, S
         json.loads(message.content[0].text)
 
 
-def test_every_success_is_billed_once_in_the_ledger(sim: tuple[anthropic.AsyncAnthropic, SimulatorState]) -> None:
+def test_every_success_is_billed_once_in_the_ledger(
+        sim: tuple[anthropic.AsyncAnthropic, SimulatorState]) -> None:
     client, state = sim
 
     async def three() -> None:
@@ -177,7 +181,8 @@ def test_answers_are_computed_and_reproducible(sim: tuple[anthropic.AsyncAnthrop
 
 def test_streaming_has_the_recorded_event_shape(sim: tuple[anthropic.AsyncAnthropic, SimulatorState]) -> None:
     client, _ = sim
-    recorded = json.loads((RECORDED / "messages_stream_cache_write_1h_sonnet-4-6.sse_events.json").read_text())
+    recorded = json.loads(
+        (RECORDED / "messages_stream_cache_write_1h_sonnet-4-6.sse_events.json").read_text())
 
     async def collect() -> tuple[list[str], anthropic.types.Message]:
         kinds = []

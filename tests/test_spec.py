@@ -93,7 +93,8 @@ def test_duplicate_keys_are_an_error(tmp_path: Path) -> None:
 
 def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
     with pytest.raises(SpecError):
-        load_task(_write(tmp_path, GOOD.replace("name: demo", "name: !!python/object/apply:os.system ['true']")))
+        load_task(_write(tmp_path,
+                         GOOD.replace("name: demo", "name: !!python/object/apply:os.system ['true']")))
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:

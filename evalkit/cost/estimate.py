@@ -91,15 +91,17 @@ def estimate_cost(requests: list[ModelRequest], cache: ResponseCache, endpoint: 
     return Estimate(requests_to_send=len(pending), answered_from_cache=cached,
                     expected_usd=round(sum(e["expected_usd"] for e in by_model.values()), 6),
                     upper_bound_usd=round(sum(e["upper_usd"] for e in by_model.values()), 6),
-                    by_model={model: ModelEstimate(requests=int(e["requests"]), expected_usd=e["expected_usd"],
-                                                   upper_usd=e["upper_usd"]) for model, e in by_model.items()})
+                    by_model={model: ModelEstimate(requests=int(e["requests"]),
+                                                   expected_usd=e["expected_usd"], upper_usd=e["upper_usd"])
+                              for model, e in by_model.items()})
 
 
 def check_budget(estimate: Estimate, max_cost: float | None) -> None:
     """Refuse to start when the expected cost passes the budget."""
     if max_cost is not None and estimate.expected_usd > max_cost:
         raise BudgetError(
-            f"refusing to start: the {estimate.describe()}, over the budget of ${max_cost:.4f}; no request was sent",
+            f"refusing to start: the {estimate.describe()}, over the budget of ${max_cost:.4f}; "
+            "no request was sent",
             hint="raise --max-cost (or max_cost_usd in the task), or evaluate fewer samples with -n")
 
 

@@ -57,13 +57,15 @@ def call_cost(pricing: PricingTable, model: str, usage: Usage, *, batch: bool = 
     """What one call was billed. ``batch`` applies the Batch API discount to every category."""
     rates = pricing.price_for(model).for_prompt(usage.total_input_tokens)
     return price_tokens(rates, input=usage.input_tokens, output=usage.output_tokens,
-                        cache_write_5m=usage.cache_write_5m_tokens, cache_write_1h=usage.cache_write_1h_tokens,
+                        cache_write_5m=usage.cache_write_5m_tokens,
+                        cache_write_1h=usage.cache_write_1h_tokens,
                         cache_read=usage.cache_read_input_tokens, factor=discount(pricing, batch=batch))
 
 
 def uncached_cost(pricing: PricingTable, model: str, usage: Usage, *, batch: bool = False) -> Cost:
     """The same call with every input token billed as plain input: what prompt caching saved."""
-    return call_cost(pricing, model, Usage(input_tokens=usage.total_input_tokens, output_tokens=usage.output_tokens),
+    return call_cost(pricing, model,
+                     Usage(input_tokens=usage.total_input_tokens, output_tokens=usage.output_tokens),
                      batch=batch)
 
 
@@ -82,5 +84,5 @@ def per_request_cost(pricing: PricingTable, usage: MeanUsage, *, caching: bool, 
     keeps it warm; one write per TTL is negligible at production volume)."""
     rates = pricing.price_for(usage.model).for_prompt(int(usage.input_tokens))
     cached = usage.prefix_tokens if caching else 0.0
-    return price_tokens(rates, input=usage.input_tokens - cached, cache_read=cached, output=usage.output_tokens,
-                        factor=discount(pricing, batch=batch)).total
+    return price_tokens(rates, input=usage.input_tokens - cached, cache_read=cached,
+                        output=usage.output_tokens, factor=discount(pricing, batch=batch)).total

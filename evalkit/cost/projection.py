@@ -9,6 +9,7 @@ discount.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,8 +53,8 @@ def mean_usage(results: Sequence[SampleResult], role: str) -> MeanUsage | None:
     """Mean tokens per request. Reference answers read from a production log carry no usage: their
     tokens are taken to be the candidate's (same prompt), priced at the reference's rates."""
     model = results[0].calls[role].request.model if results else ""
-    usages = [r.calls[role].response.usage for r in results
-              if r.calls[role].response is not None and r.calls[role].response.mode != "log"]  # type: ignore[union-attr]
+    usages = [response.usage for r in results
+              if (response := r.calls[role].response) is not None and response.mode != "log"]
     if not usages and role == "reference":
         proxy = mean_usage(results, "candidate")
         return None if proxy is None else MeanUsage(model, proxy.input_tokens, proxy.prefix_tokens,
@@ -62,7 +63,8 @@ def mean_usage(results: Sequence[SampleResult], role: str) -> MeanUsage | None:
         return None
     prefix = max((u.cache_read_input_tokens + u.cache_creation_input_tokens for u in usages), default=0)
     return MeanUsage(model=model, input_tokens=float(np.mean([u.total_input_tokens for u in usages])),
-                     prefix_tokens=float(prefix), output_tokens=float(np.mean([u.output_tokens for u in usages])))
+                     prefix_tokens=float(prefix),
+                     output_tokens=float(np.mean([u.output_tokens for u in usages])))
 
 
 def role_costs(results: Sequence[SampleResult], pricing: PricingTable) -> tuple[float, float]:
@@ -71,16 +73,17 @@ def role_costs(results: Sequence[SampleResult], pricing: PricingTable) -> tuple[
     out = []
     for role in ("candidate", "reference"):
         usage = mean_usage(results, role)
-        out.append(per_request_cost(pricing, usage, caching=usage.prefix_tokens > 0, batch=False) if usage else 0.0)
+        out.append(per_request_cost(pricing, usage, caching=usage.prefix_tokens > 0, batch=False)
+                   if usage else 0.0)
     return out[0], out[1]
 
 
-def project(results: Sequence[SampleResult], pricing: PricingTable, *, daily_requests: int, days_per_month: int,
-            escalation_rate: float | None, escalation_source: str) -> Projection:
+def project(results: Sequence[SampleResult], pricing: PricingTable, *, daily_requests: int,
+            days_per_month: int, escalation_rate: float | None, escalation_source: str) -> Projection:
     candidate, reference = mean_usage(results, "candidate"), mean_usage(results, "reference")
     if candidate is None or reference is None:
         return Projection(available=False, why="no answered requests to measure")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for caching in (False, True):
         for batch in (False, True):
             c = per_request_cost(pricing, candidate, caching=caching, batch=batch)
@@ -92,12 +95,15 @@ def project(results: Sequence[SampleResult], pricing: PricingTable, *, daily_req
                          "per_day_usd": per_request * daily_requests,
                          "per_month_usd": per_request * daily_requests * days_per_month}
                         for stack, per_request in stacks.items())
-    baseline = next(row for row in rows if row["stack"] == "all_reference" and not row["caching"] and not row["batch"])
+    baseline = next(row for row in rows
+                    if row["stack"] == "all_reference" and not row["caching"] and not row["batch"])
     return Projection(
         available=True, daily_requests=daily_requests, days_per_month=days_per_month,
         escalation_rate=escalation_rate, escalation_source=escalation_source,
-        measured={role: MeasuredUsage(**u.__dict__) for role, u in (("candidate", candidate), ("reference", reference))},
+        measured={role: MeasuredUsage(**u.__dict__)
+                  for role, u in (("candidate", candidate), ("reference", reference))},
         baseline="all_reference, real time, no caching (the seed's starting point)",
-        rows=[ProjectionRow(**row, saving_vs_baseline=1 - row["per_request_usd"] / baseline["per_request_usd"])
+        rows=[ProjectionRow(**row,
+                            saving_vs_baseline=1 - row["per_request_usd"] / baseline["per_request_usd"])
               for row in rows],
         pricing_as_of=pricing.as_of)

@@ -89,8 +89,8 @@ def lint_templates(task: TaskSpec) -> list[Finding]:
         elif name not in static:
             findings.append(_finding(
                 "error", where, "prompt.system",
-                f"'{{{{ {name} }}}}' is not a static variable: the system prompt is the cached prefix shared by "
-                "every request, so it cannot hold per-sample values",
+                f"'{{{{ {name} }}}}' is not a static variable: the system prompt is the cached prefix "
+                "shared by every request, so it cannot hold per-sample values",
                 f"move {{{{ {name} }}}} to prompt.user, or define it under prompt.variables if it is static"))
     for node in system_tree.find_all(nodes.Filter):
         if node.name in VOLATILE_FILTERS:
@@ -127,8 +127,8 @@ def lint_task(task: TaskSpec, *, mode: str = "batch") -> list[Finding]:
     try:
         renderer = PromptRenderer(task)
     except TemplateError as exc:
-        return [*findings, _finding("error", _where(task, "prompt.system", None), "prompt.system", exc.message,
-                                   exc.hint or "fix the template")]
+        return [*findings, _finding("error", _where(task, "prompt.system", None), "prompt.system",
+                                    exc.message, exc.hint or "fix the template")]
     schema = output_schema(task.output) if task.output.structured else None
     seen_models: set[str] = set()
     for plan in plan_caching(task, renderer.system, schema, mode=mode).values():
@@ -136,5 +136,6 @@ def lint_task(task: TaskSpec, *, mode: str = "batch") -> list[Finding]:
             continue
         seen_models.add(plan.model)
         findings.append(_finding("info", _where(task, "prompt.system", None), "prompt.system",
-                                f"{plan.model}: {plan.reason}", "nothing to fix if the prompt is meant to be short"))
+                                f"{plan.model}: {plan.reason}",
+                                "nothing to fix if the prompt is meant to be short"))
     return findings

@@ -37,7 +37,8 @@ def estimate_prefix_tokens(system: str, schema: dict[str, Any] | None) -> int:
     return count_tokens(system) + (count_tokens(json.dumps(schema, sort_keys=True)) if schema else 0)
 
 
-def plan_caching(task: TaskSpec, system: str, schema: dict[str, Any] | None, *, mode: str) -> dict[str, CachePlan]:
+def plan_caching(task: TaskSpec, system: str, schema: dict[str, Any] | None, *,
+                 mode: str) -> dict[str, CachePlan]:
     """The caching decision for each role's model."""
     prefix = estimate_prefix_tokens(system, schema)
     ttl = task.prompt.cache_ttl if task.prompt.cache_ttl != "auto" else ("1h" if mode == "batch" else "5m")
@@ -51,12 +52,13 @@ def plan_caching(task: TaskSpec, system: str, schema: dict[str, Any] | None, *, 
                                     reason="prompt caching is turned off in the task (prompt.cache: off)")
         elif prefix < minimum:
             plans[role] = CachePlan(
-                model=model, prefix_tokens=prefix, minimum=minimum, minimum_known=known, enabled=False, ttl=None,
-                reason=f"the static prefix is about {prefix} tokens, below {model}'s minimum cacheable length of "
-                f"{minimum}{qualifier}; the API would silently not cache it. Longer instructions or few-shot "
-                "examples in prompt.system would make it cacheable")
+                model=model, prefix_tokens=prefix, minimum=minimum, minimum_known=known, enabled=False,
+                ttl=None, reason=f"the static prefix is about {prefix} tokens, below {model}'s minimum "
+                f"cacheable length of {minimum}{qualifier}; the API would silently not cache it. Longer "
+                "instructions or few-shot examples in prompt.system would make it cacheable")
         else:
             plans[role] = CachePlan(model=model, prefix_tokens=prefix, minimum=minimum, minimum_known=known,
-                                    enabled=True, ttl=ttl, reason=f"static prefix of about {prefix} tokens ≥ {minimum}{qualifier}: "
+                                    enabled=True, ttl=ttl,
+                                    reason=f"static prefix of about {prefix} tokens ≥ {minimum}{qualifier}: "
                                     f"cached with a {ttl} TTL")
     return plans

@@ -50,19 +50,19 @@ def output_schema(output: OutputSpec) -> dict[str, Any]:
     """
     if output.kind == "extraction" and output.json_schema is not None:
         schema = dict(output.json_schema)
-        properties = dict(schema.get("properties") or {})
+        properties: dict[str, Any] = dict(schema.get("properties") or {})
         extra: dict[str, Any] = {}
         if output.confidence_field:
-            extra[output.confidence_field] = {"type": "number",
-                                              "description": "Probability from 0 to 1 that the extraction is right."}
+            extra[output.confidence_field] = {
+                "type": "number", "description": "Probability from 0 to 1 that the extraction is right."}
         if output.escalate_field:
-            extra[output.escalate_field] = {"type": "boolean",
-                                            "description": "True if a stronger model or a human should check this."}
+            extra[output.escalate_field] = {
+                "type": "boolean", "description": "True if a stronger model or a human should check this."}
         properties.update(extra)
         required = list(dict.fromkeys([*(schema.get("required") or properties), *extra]))
         return {**schema, "type": "object", "properties": properties, "required": required,
                 "additionalProperties": False}
-    properties: dict[str, Any] = {output.label_field: {"type": "string", "enum": output.label_names}}
+    properties = {output.label_field: {"type": "string", "enum": output.label_names}}
     if output.confidence_field:
         properties[output.confidence_field] = {
             "type": "number",
@@ -127,11 +127,13 @@ class PromptRenderer:
                 f"{self._file_line('prompt.system', _error_line(exc))}: prompt.system: {exc.message}",
                 hint=(
                     "the system prompt is the static, cached prefix: it can use labels, label_descriptions, "
-                    "output_schema and prompt.variables, not per-sample columns; move per-sample fields to prompt.user"
+                    "output_schema and prompt.variables, not per-sample columns; move per-sample fields to "
+                    "prompt.user"
                 ),
             ) from None
         except jinja2.TemplateError as exc:
-            raise TemplateError(f"{self._file_line('prompt.system', _error_line(exc))}: prompt.system: {exc}") from None
+            raise TemplateError(
+                f"{self._file_line('prompt.system', _error_line(exc))}: prompt.system: {exc}") from None
 
     def render(self, sample: Sample) -> RenderedPrompt:
         context = {**self._static, **sample.fields, "sample": sample.fields, "text": sample.text}
@@ -146,7 +148,8 @@ class PromptRenderer:
             ) from None
         except jinja2.TemplateError as exc:
             raise TemplateError(
-                f"{self._file_line('prompt.user', _error_line(exc))}: prompt.user: {exc} (sample id={sample.id})"
+                f"{self._file_line('prompt.user', _error_line(exc))}: prompt.user: {exc} "
+                f"(sample id={sample.id})"
             ) from None
         if not user:
             raise TemplateError(f"prompt.user rendered to an empty message for sample id={sample.id}",
@@ -181,10 +184,12 @@ def _error_line(exc: Exception) -> int | None:
 
 #: The parts of a request that are the same for every sample of a role, built once and shared, so a
 #: 100k-sample run holds one copy of the system prompt blocks and the schema, not one per request.
-_shared_parts: dict[tuple[int, str, str | None], tuple[TaskSpec, list[dict[str, Any]], dict[str, Any] | None]] = {}
+_shared_parts: dict[tuple[int, str, str | None],
+                    tuple[TaskSpec, list[dict[str, Any]], dict[str, Any] | None]] = {}
 
 
-def _static_parts(task: TaskSpec, system: str, cache_ttl: str | None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def _static_parts(task: TaskSpec, system: str, cache_ttl: str | None
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     key = (id(task), system, cache_ttl)
     cached = _shared_parts.get(key)
     if cached is not None and cached[0] is task:  # the entry holds the task, so its id cannot be reused

@@ -82,7 +82,7 @@ class AnthropicProvider(Provider):
             raise map_sdk_error(exc, model="(batch)") from None
         return [_batch_info(batch) for batch in page.data]
 
-    async def batch_results(self, batch_id: str) -> AsyncIterator[BatchItemResult]:  # type: ignore[override]
+    async def batch_results(self, batch_id: str) -> AsyncIterator[BatchItemResult]:
         try:
             decoder = await self._client.messages.batches.results(batch_id)
             async for line in decoder:
@@ -129,7 +129,8 @@ def map_sdk_error(exc: anthropic.APIError, *, model: str, batch_id: str | None =
     """Translate an SDK exception into an evalkit error a user can act on."""
     if batch_id is not None and isinstance(exc, anthropic.NotFoundError):
         return ProviderError(f"the API does not know batch {batch_id} (404): {_api_message(exc)}",
-                             status=404, hint="it may have been deleted, or belong to another workspace or key")
+                             status=404,
+                             hint="it may have been deleted, or belong to another workspace or key")
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
         message = _api_message(exc)
@@ -140,7 +141,8 @@ def map_sdk_error(exc: anthropic.APIError, *, model: str, batch_id: str | None =
         suffix = f" (request id {request_id})" if request_id else ""
         if status == 401:
             return AuthError(
-                f"the API rejected the credentials (401 {error_type or 'authentication_error'}): {message}{suffix}",
+                f"the API rejected the credentials (401 {error_type or 'authentication_error'}): "
+                f"{message}{suffix}",
                 status=status, error_type=error_type, request_id=request_id,
                 hint="check ANTHROPIC_API_KEY, or run offline on the simulator with --offline",
             )
@@ -151,14 +153,16 @@ def map_sdk_error(exc: anthropic.APIError, *, model: str, batch_id: str | None =
             )
         if status == 404:
             return ModelNotFoundError(
-                f"the API does not know model '{model}' (404 {error_type or 'not_found_error'}: {message}){suffix}",
+                f"the API does not know model '{model}' "
+                f"(404 {error_type or 'not_found_error'}: {message}){suffix}",
                 status=status, error_type=error_type, request_id=request_id,
                 hint="fix models.candidate / models.reference in the task file; current ids include "
                 "claude-haiku-5-5, claude-sonnet-5-5, claude-opus-5-5",
             )
         retryable = status in (408, 409, 429) or status >= 500
         return ProviderError(
-            f"API error {status} {error_type or ''} for model '{model}': {message}{suffix}".replace("  ", " "),
+            (f"API error {status} {error_type or ''} for model '{model}': "
+             f"{message}{suffix}").replace("  ", " "),
             status=status, error_type=error_type, request_id=request_id, retryable=retryable,
         )
     if isinstance(exc, anthropic.APITimeoutError):

@@ -94,7 +94,8 @@ def custom_id_for(request: ModelRequest, key: str) -> str:
     return f"{request.role[0]}{request.replicate}-{sample}-{key[:16]}"
 
 
-def chunk_items(items: list[tuple[str, dict[str, Any]]], settings: BatchSettings) -> list[list[tuple[str, dict[str, Any]]]]:
+def chunk_items(items: list[tuple[str, dict[str, Any]]], settings: BatchSettings
+                ) -> list[list[tuple[str, dict[str, Any]]]]:
     """Split into batches within the API's request-count and byte limits."""
     chunks: list[list[tuple[str, dict[str, Any]]]] = []
     current: list[tuple[str, dict[str, Any]]] = []
@@ -197,7 +198,8 @@ class _BatchRun:
             attempts = self._attempts(records)
             wanted = [key for key in pending if key not in self.answers and key not in in_flight]
             for record in open_records:
-                if set(record.items.values()) & set(pending) and record.batch_id not in self.report.reattached:
+                if (set(record.items.values()) & set(pending)
+                        and record.batch_id not in self.report.reattached):
                     self.report.reattached.append(str(record.batch_id))
             submit = [key for key in wanted if attempts.get(key, 0) < self.settings.max_attempts]
             key_of = {custom_id_for(pending[key], key): key for key in submit}
@@ -226,15 +228,16 @@ class _BatchRun:
                 continue
             record.outcomes[item.custom_id] = item.outcome
             if item.outcome == "succeeded" and item.message is not None:
-                response = ModelResponse(message=item.message, simulated=self.provider.simulated, mode="batch",
-                                         batch_id=record.batch_id)
+                response = ModelResponse(message=item.message, simulated=self.provider.simulated,
+                                         mode="batch", batch_id=record.batch_id)
                 self.cache.put_key(key, response)
                 if key in wanted:
                     self.answers[key] = (response, None)
                     self.progress.advance()
             else:
                 self.report.failed_items[item.outcome] = self.report.failed_items.get(item.outcome, 0) + 1
-                if item.outcome == "errored" and item.error_type not in RETRYABLE_ERROR_TYPES and key in wanted:
+                if (item.outcome == "errored" and item.error_type not in RETRYABLE_ERROR_TYPES
+                        and key in wanted):
                     # Resubmitting cannot help (e.g. invalid_request_error): final.
                     self.answers[key] = (None, ProviderError(
                         f"batch {record.batch_id} item {item.custom_id} errored: {item.error_type}: "
@@ -245,8 +248,8 @@ class _BatchRun:
         record.state = "collected"
         self.ledger.write(record)
 
-    async def _wait(self, records: list[LedgerRecord], wanted: dict[str, ModelRequest], deadline: float | None,
-                    started: float) -> None:
+    async def _wait(self, records: list[LedgerRecord], wanted: dict[str, ModelRequest],
+                    deadline: float | None, started: float) -> None:
         waiting = {r.batch_id: r for r in records if r.state == "submitted"}
         delay = self.settings.poll_initial_s
         last_label = ""
@@ -268,9 +271,10 @@ class _BatchRun:
             if deadline is not None and now >= deadline:
                 done = sum(1 for key in wanted if key in self.answers)
                 raise BatchPendingError(
-                    f"batch{'es' if len(waiting) > 1 else ''} {', '.join(map(str, waiting))} still processing "
-                    f"after the --max-wait of {deadline - started:.0f} s ({done} of {len(wanted)} answers in); "
-                    "nothing is lost: run the same command again to pick up the results (nothing is resubmitted)",
+                    f"batch{'es' if len(waiting) > 1 else ''} {', '.join(map(str, waiting))} still "
+                    f"processing after the --max-wait of {deadline - started:.0f} s ({done} of {len(wanted)} "
+                    "answers in); nothing is lost: run the same command again to pick up the results "
+                    "(nothing is resubmitted)",
                     batch_ids=[str(b) for b in waiting],
                 )
             pause = delay if deadline is None else min(delay, max(deadline - now, 0.01))
@@ -318,7 +322,8 @@ async def execute_batch(
     """Answer every request from the cache or through Message Batches (see the module docstring)."""
     progress = progress or NullProgress()
     if not provider.supports_batch:
-        raise ProviderError(f"{provider.endpoint} does not support Message Batches", hint="use --mode realtime")
+        raise ProviderError(f"{provider.endpoint} does not support Message Batches",
+                            hint="use --mode realtime")
     stats = ExecutionStats()
     keys, cached, pending = partition(requests, provider.endpoint, cache, stats)
 

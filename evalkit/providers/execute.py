@@ -67,8 +67,8 @@ def partition(requests: list[ModelRequest], endpoint: str, cache: ResponseCache,
             pending[key] = request
     if pending and cache.mode == "read-only":
         raise CacheError(
-            f"{len(pending)} of {len(cached) + len(pending)} distinct requests are not in the response cache, "
-            "and this session may only read cached responses (zero API requests)",
+            f"{len(pending)} of {len(cached) + len(pending)} distinct requests are not in the response "
+            "cache, and this session may only read cached responses (zero API requests)",
             hint="run `evalkit run` for this task first (same prompt, models and sample) to fill the cache",
         )
     return keys, cached, pending

@@ -49,7 +49,8 @@ class ResponseCache:
                                           disk_compress_level=6, size_limit=2**34)
         except OSError as exc:
             raise CacheError(f"cannot open the response cache at {directory}: {exc.strerror}",
-                             hint="set cache_dir in evalkit.toml or EVALKIT_CACHE_DIR to a writable folder") from None
+                             hint="set cache_dir in evalkit.toml or EVALKIT_CACHE_DIR to a writable "
+                                  "folder") from None
 
     @property
     def readable(self) -> bool:

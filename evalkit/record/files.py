@@ -1,4 +1,5 @@
-"""Reading a finished run folder back: ``summary.json`` into a :class:`RunRecord`, ``results.jsonl`` into rows."""
+"""Reading a finished run folder back: ``summary.json`` into a :class:`RunRecord`, ``results.jsonl``
+into rows."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ whenever a field changes meaning or disappears; readers refuse a version they do
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from evalkit._typed import Typed
 from evalkit.cost.estimate import Estimate
@@ -21,7 +21,7 @@ from evalkit.routing.analysis import RoutingAnalysis
 from evalkit.scoring.metrics import Metrics, OutcomeCounts
 from evalkit.stats.decision import Decision
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION: Final = 2
 
 
 # -- provenance: what ran, where, on what -------------------------------------------------------------
@@ -160,7 +160,8 @@ class ModelUsage(Typed):
 
     @classmethod
     def of(cls, totals: ModelTotals) -> ModelUsage:
-        return cls(model=totals.model, calls=totals.calls, answered=totals.answered, from_cache=totals.from_cache,
+        return cls(model=totals.model, calls=totals.calls, answered=totals.answered,
+                   from_cache=totals.from_cache,
                    usage=UsageCounts.of(totals.usage), cost_usd=CostBreakdown.of(totals.cost),
                    cost_this_run_usd=CostBreakdown.of(totals.cost_this_run),
                    cost_without_batch_discount_usd=CostBreakdown.of(totals.cost_standard))

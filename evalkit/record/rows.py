@@ -27,7 +27,8 @@ class UsageCounts(Typed):
         return cls(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                    cache_read_input_tokens=usage.cache_read_input_tokens,
                    cache_creation_input_tokens=usage.cache_creation_input_tokens,
-                   cache_write_5m_tokens=usage.cache_write_5m_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens)
+                   cache_write_5m_tokens=usage.cache_write_5m_tokens,
+                   cache_write_1h_tokens=usage.cache_write_1h_tokens)
 
 
 class CallRow(Typed):

@@ -225,7 +225,8 @@ def _groups(record: RunRecord) -> list[GroupDimension]:
 def _interval_entries(record: RunRecord, groups: list[GroupDimension]) -> list[plots.IntervalEntry]:
     def entry(name: str, decision: Decision) -> plots.IntervalEntry:
         low, high = decision.loss_interval or (None, None)
-        return plots.IntervalEntry(name=name, loss=decision.loss, low=low, high=high, verdict=decision.verdict)
+        return plots.IntervalEntry(name=name, loss=decision.loss, low=low, high=high,
+                                   verdict=decision.verdict)
 
     entries = [entry("all samples", record.decision)]
     for dimension in groups:
@@ -280,10 +281,10 @@ def build_context(record: RunRecord, rows: list[SampleRow]) -> dict[str, Any]:
     decision = record.decision
     scoring = record.scoring_mode
     groups = _groups(record)
-    nogo = [{"dimension": d.dimension, "name": g.name, "decision": g.decision} for d in groups for g in d.groups
-            if g.decision.verdict == "NO-GO"]
+    nogo = [{"dimension": d.dimension, "name": g.name, "decision": g.decision}
+            for d in groups for g in d.groups if g.decision.verdict == "NO-GO"]
     routing = _routing(record)
-    cost_quality = None
+    cost_quality: dict[str, Any] | None = None
     if routing:
         drawn = _plot(plots.cost_quality_svg, routing["data"], quality_name=routing["quality"].split(" ")[0])
         if isinstance(drawn, PlotFailure):
@@ -324,7 +325,8 @@ def build_context(record: RunRecord, rows: list[SampleRow]) -> dict[str, Any]:
         "sequential": record.sequential,
         "plot_confusion": _figure(_plot(plots.confusion_matrix_svg, confusion)),
         "plot_cost_quality": cost_quality["svg"] if cost_quality else None,
-        "plot_reliability": _figure(_plot(plots.reliability_svg, routing["calibration"] if routing else None)),
+        "plot_reliability": _figure(_plot(plots.reliability_svg,
+                                          routing["calibration"] if routing else None)),
         "plot_intervals": _figure(_plot(plots.loss_intervals_svg, _interval_entries(record, groups),
                                         decision.margin)),
         "flagged_count": sum(1 for s in samples if {"disagree", "candidate_wrong"} & set(s["flags"])),

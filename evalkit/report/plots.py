@@ -16,10 +16,13 @@ import math
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalkit.routing.analysis import CalibrationReport, RoutingAnalysis
 from evalkit.scoring.metrics import ConfusionMatrix
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 # A small, neutral palette (colour-blind safe for the pairs that matter).
 INK = "#1d2433"
@@ -33,7 +36,7 @@ AMBER = "#b25e09"
 GREY = "#8a93a3"
 VERDICT_COLOURS = {"GO": GREEN, "NO-GO": RED, "INCONCLUSIVE": AMBER, "INSUFFICIENT-DATA": GREY}
 
-_RC = {
+_RC: dict[RcKeyType, Any] = {
     "svg.hashsalt": "evalkit-report",  # clip-path ids are hashes: a fixed salt keeps them stable
     "svg.fonttype": "none",  # real <text> elements: small, selectable, rendered with the page's fonts
     "font.family": "sans-serif",

@@ -147,8 +147,10 @@ class RoutingAnalysis(Typed):
 
 
 # -- the analysis -------------------------------------------------------------------------------------
-def _signals(results: Sequence[SampleResult], honour_flag: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """(confidence with forced escalations as NaN — always escalated —, candidate right, reference right, mode)."""
+def _signals(results: Sequence[SampleResult], honour_flag: bool
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(confidence with forced escalations as NaN — always escalated —, candidate right, reference right,
+    mode)."""
     rows = [r.scored for r in results]
     mode = scoring_mode(rows)
     conf, cand, ref = [], [], []
@@ -169,7 +171,8 @@ def _signals(results: Sequence[SampleResult], honour_flag: bool) -> tuple[np.nda
 
 def _point(row: dict[str, Any]) -> SweepPoint:
     return SweepPoint(t=row["t"], escalation_rate=round(row["escalation_rate"], 6),
-                      routed_accuracy=round(row["routed_accuracy"], 6), quality_loss=round(row["harm_rate"], 6),
+                      routed_accuracy=round(row["routed_accuracy"], 6),
+                      quality_loss=round(row["harm_rate"], 6),
                       cost_per_1k=round(1000 * row["cost"], 6), ltt_p=row["ltt_p"])
 
 
@@ -196,7 +199,8 @@ def analyse_routing(results: Sequence[SampleResult], costs: tuple[float, float],
 
     def naive(indices: np.ndarray) -> float | None:
         sub = sub_sweep(indices)
-        return routing_math.pick_naive(sub, alpha) if options.objective == "quality" else _pick(sub, conf[indices], options)
+        return (routing_math.pick_naive(sub, alpha) if options.objective == "quality"
+                else _pick(sub, conf[indices], options))
 
     chosen_t = _pick(rows, conf, options)
     naive_t = routing_math.pick_naive(rows, alpha)
@@ -206,12 +210,14 @@ def analyse_routing(results: Sequence[SampleResult], costs: tuple[float, float],
                                        cost_candidate=c_cand, cost_reference=c_ref)
     naive_row = _point(by_t[naive_t]) if naive_t is not None else None
     valid = np.isfinite(conf)
-    calib = (CalibrationReport.model_validate(calibration.calibration_report(cand[valid].astype(int), conf[valid]))
+    calib = (CalibrationReport.model_validate(
+                 calibration.calibration_report(cand[valid].astype(int), conf[valid]))
              if valid.sum() >= 20 and 0 < cand[valid].mean() < 1 else None)
     return RoutingAnalysis(
         available=True, mode=mode, n=n, objective=_objective_text(options),
-        options=AppliedOptions(objective=options.objective, target_loss=options.target_loss, delta=options.delta,
-                               budget_per_1k=options.budget_per_1k, escalation_rate=options.escalation_rate,
+        options=AppliedOptions(objective=options.objective, target_loss=options.target_loss,
+                               delta=options.delta, budget_per_1k=options.budget_per_1k,
+                               escalation_rate=options.escalation_rate,
                                honour_escalate_flag=options.honour_escalate_flag),
         costs=RoutingCosts(candidate_per_request=c_cand, reference_per_request=c_ref,
                            always_reference_per_1k=1000 * c_ref, always_candidate_per_1k=1000 * c_cand,
@@ -244,9 +250,11 @@ def _pick(rows: list[dict[str, Any]], conf: np.ndarray, options: RoutingOptions)
 
 
 def _fit_view(fit: dict[str, Any]) -> CrossFitted:
-    return CrossFitted(fold_thresholds=fit["fold_thresholds"], folds_without_threshold=fit["folds_without_threshold"],
+    return CrossFitted(fold_thresholds=fit["fold_thresholds"],
+                       folds_without_threshold=fit["folds_without_threshold"],
                        escalation_rate=round(fit["escalation_rate"], 6),
-                       routed_accuracy=round(fit["routed_accuracy"], 6), quality_loss=round(fit["harm_rate"], 6),
+                       routed_accuracy=round(fit["routed_accuracy"], 6),
+                       quality_loss=round(fit["harm_rate"], 6),
                        cost_per_1k=round(1000 * fit["cost"], 6))
 
 
@@ -264,7 +272,8 @@ def _guarantee_text(options: RoutingOptions, threshold: float | None, n: int) ->
         return "none: this objective is met on these samples only; see the cross-fitted numbers"
     if threshold is None:
         floor = math.log(options.delta) / math.log(1 - options.target_loss)
-        return (f"no threshold can be certified with {n} samples at a {100 * options.target_loss:g}-point target "
-                f"(even escalating everything needs about {math.ceil(floor)}); raise the target or add samples")
-    return (f"with probability ≥ {100 * (1 - options.delta):g}%, routing at t = {threshold:.2f} loses at most "
-            f"{100 * options.target_loss:g} points of quality against always using the reference")
+        return (f"no threshold can be certified with {n} samples at a {100 * options.target_loss:g}-point "
+                f"target (even escalating everything needs about {math.ceil(floor)}); raise the target or "
+                "add samples")
+    return (f"with probability ≥ {100 * (1 - options.delta):g}%, routing at t = {threshold:.2f} loses at "
+            f"most {100 * options.target_loss:g} points of quality against always using the reference")

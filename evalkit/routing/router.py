@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import ValidationError
 
@@ -32,7 +32,7 @@ from evalkit.routing.rule import should_escalate
 from evalkit.scoring.answers import Answer, parse_answer
 from evalkit.spec import TaskSpec, load_task
 
-ROUTING_SCHEMA = 1
+ROUTING_SCHEMA: Final = 1
 
 
 class RoutingEvidence(Typed):

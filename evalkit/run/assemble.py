@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -53,7 +54,8 @@ def reference_noise(prepared: Prepared, calls: list[CallResult], margin: float) 
     repeats = {c.request.sample_id: c for c in calls if c.request.replicate == 1}
     if not repeats:
         return None
-    firsts = {c.request.sample_id: c for c in calls if c.request.replicate == 0 and c.request.role == "reference"}
+    firsts = {c.request.sample_id: c for c in calls
+              if c.request.replicate == 0 and c.request.role == "reference"}
     pairs = []
     for sample_id, repeat in repeats.items():
         first = parse_answer(firsts[sample_id].response, firsts[sample_id].error, prepared.task.output)
@@ -74,6 +76,10 @@ def reference_noise(prepared: Prepared, calls: list[CallResult], margin: float) 
                           margin_meaningful=meaningful, note=note)
 
 
+def _segment_of(column: str) -> Callable[[ScoredSample], str | None]:
+    return lambda row: row.sample.segments.get(column)
+
+
 def group_decisions(scored: list[ScoredSample], prepared: Prepared) -> dict[str, dict[str, Decision]]:
     """The decision repeated within each label and each segment column."""
     task = prepared.task
@@ -90,7 +96,7 @@ def group_decisions(scored: list[ScoredSample], prepared: Prepared) -> dict[str,
         out["label"] = decide_groups(scored, label_of, margin=task.decision.margin, alpha=task.decision.alpha,
                                      relative=relative)
     for column in task.dataset.segment_columns:
-        out[column] = decide_groups(scored, lambda row, column=column: row.sample.segments.get(column),
+        out[column] = decide_groups(scored, _segment_of(column),
                                     margin=task.decision.margin, alpha=task.decision.alpha, relative=relative)
     return out
 
@@ -99,7 +105,8 @@ def _batch_summary(session: Session) -> BatchSummary:
     """Batch ids behind every answer used (including cached ones) and what this run did."""
     responses = [c.response for c in session.calls if c.response is not None]
     answered_by = sorted({r.batch_id for r in responses if r.batch_id})
-    counts = {"answer_batch_ids": answered_by, "answers_from_batches": sum(1 for r in responses if r.mode == "batch")}
+    counts = {"answer_batch_ids": answered_by,
+              "answers_from_batches": sum(1 for r in responses if r.mode == "batch")}
     if session.batches is None:
         return BatchSummary(**counts)
     return BatchSummary(**counts, **session.batches.__dict__)
@@ -123,9 +130,11 @@ def _sequential(session: Session, results: list[SampleResult], prepared: Prepare
     if run is None:
         return None
     pricing = prepared.settings.pricing
-    per_sample = sum(result_cost(r, role, pricing).total for r in results for role in ROLES) / max(len(results), 1)
+    per_sample = (sum(result_cost(r, role, pricing).total for r in results for role in ROLES)
+                  / max(len(results), 1))
     return SequentialInfo(looks=run.looks, boundaries=run.boundaries,
-                          history=[SequentialLook(n=n, boundary=b, verdict=v, statistic=s) for n, b, v, s in run.history],
+                          history=[SequentialLook(n=n, boundary=b, verdict=v, statistic=s)
+                                   for n, b, v, s in run.history],
                           stopped_at=run.stopped_at, n_max=run.n_max, samples_saved=run.samples_saved,
                           cost_saved_usd=round(per_sample * run.samples_saved, 6))
 
@@ -143,12 +152,13 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
     decision = session.decision or fixed
     routing = analyse_routing(results, role_costs(results, settings.pricing), options.routing)
     model_totals = totals(results, settings.pricing)
-    simulated = backend.simulated or any(c.response is not None and c.response.simulated for c in session.calls)
+    simulated = backend.simulated or any(c.response is not None and c.response.simulated
+                                         for c in session.calls)
     stats = session.stats
     provenance = Provenance(
         evalkit_version=__version__, run_id=run_id, created_at=started.isoformat(timespec="seconds"),
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"), simulated=simulated,
-        backend=BackendInfo(kind=backend.kind, endpoint=backend.provider.endpoint,  # type: ignore[arg-type]
+        backend=BackendInfo(kind=backend.kind, endpoint=backend.provider.endpoint,
                             description=backend.description),
         mode=options.mode,
         task=TaskInfo(name=task.name, file=str(task.task_file), spec_hash=task.spec_hash),
@@ -165,10 +175,10 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
         dataset=DatasetInfo(source=samples.dataset_source, hash=samples.dataset_hash,
                             rows_available=samples.rows_available, sample_size=len(samples.samples),
                             seed=task.sample.seed, sample_hash=samples.sample_hash, notes=samples.notes),
-        execution=ExecutionInfo(requests_sent=stats.requests_sent, cache_hits=stats.cache_hits, retries=stats.retries,
-                                seconds=round(execute_seconds, 3), errors=stats.errors,
-                                deduplicated=stats.deduplicated, by_model=stats.by_model, concurrency=concurrency,
-                                cache_mode=options.cache_mode),
+        execution=ExecutionInfo(requests_sent=stats.requests_sent, cache_hits=stats.cache_hits,
+                                retries=stats.retries, seconds=round(execute_seconds, 3), errors=stats.errors,
+                                deduplicated=stats.deduplicated, by_model=stats.by_model,
+                                concurrency=concurrency, cache_mode=options.cache_mode),
         batch=_batch_summary(session),
         scoring_mode=scoring_mode(scored),
         outcomes=outcome_counts(scored),

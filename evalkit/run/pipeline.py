@@ -13,7 +13,7 @@ from evalkit.backends import Backend, connect
 from evalkit.config import Settings
 from evalkit.cost.estimate import Estimate, SpendTracker, check_budget, estimate_cost
 from evalkit.progress import Progress
-from evalkit.providers.response_cache import ResponseCache
+from evalkit.providers.response_cache import CacheMode, ResponseCache
 from evalkit.record.model import RunRecord
 from evalkit.record.rows import SampleRow
 from evalkit.run.assemble import assemble
@@ -44,7 +44,8 @@ def _run_id(prepared: Prepared, now: datetime) -> str:
 
 
 def _announce(prepared: Prepared, backend: Backend, progress: Progress) -> None:
-    progress.note(("SIMULATED RUN: " if backend.kind == "simulator" else "") + f"using the {backend.description}")
+    progress.note(("SIMULATED RUN: " if backend.kind == "simulator" else "")
+                  + f"using the {backend.description}")
     for note in prepared.samples.notes:
         progress.note(f"note: {note}")
     for finding in prepared.findings:
@@ -54,9 +55,10 @@ def _announce(prepared: Prepared, backend: Backend, progress: Progress) -> None:
             progress.note(f"prompt caching off for the {role} ({plan.model}): {plan.reason}")
 
 
-def estimate_run(prepared: Prepared, backend: Backend, *, mode: str, cache_mode: str = "read-only") -> Estimate:
+def estimate_run(prepared: Prepared, backend: Backend, *, mode: str,
+                 cache_mode: CacheMode = "read-only") -> Estimate:
     """What the run's requests the response cache cannot answer would cost (nothing is sent)."""
-    with ResponseCache(prepared.settings.cache_dir, cache_mode) as cache:  # type: ignore[arg-type]
+    with ResponseCache(prepared.settings.cache_dir, cache_mode) as cache:
         return estimate_cost(prepared.requests + prepared.noise_requests, cache, backend.provider.endpoint,
                              prepared.settings.pricing, prepared.cache_plans, batch=mode == "batch")
 
@@ -75,8 +77,9 @@ def run_evaluation(task: TaskSpec, settings: Settings, options: RunOptions, *, p
     max_cost = options.max_cost if options.max_cost is not None else task.max_cost_usd
     spend = SpendTracker(settings.pricing, max_cost) if max_cost is not None else None
     with ResponseCache(settings.cache_dir, options.cache_mode) as cache:
-        estimate = estimate_cost(prepared.requests + prepared.noise_requests, cache, backend.provider.endpoint,
-                                 settings.pricing, prepared.cache_plans, batch=options.mode == "batch")
+        estimate = estimate_cost(prepared.requests + prepared.noise_requests, cache,
+                                 backend.provider.endpoint, settings.pricing, prepared.cache_plans,
+                                 batch=options.mode == "batch")
         if estimate.requests_to_send:
             progress.note(estimate.describe())
         check_budget(estimate, max_cost)

@@ -58,10 +58,12 @@ def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = Non
     logged = load_reference_log(task, samples) if task.models.reference_log else []
     if logged and task.decision.reference_noise:
         raise task.error("decision.reference_noise", "cannot measure reference noise from a log of responses",
-                         hint="remove decision.reference_noise, or models.reference_log to call the reference")
-    requests = []
+                         hint="remove decision.reference_noise, or models.reference_log to call the "
+                              "reference")
+    requests: list[ModelRequest] = []
     for sample in samples.samples:
         prompt = renderer.render(sample)
-        requests.extend(build_request(task, role, sample, prompt, cache_ttl=plans[role].ttl) for role in roles)
+        requests.extend(build_request(task, role, sample, prompt, cache_ttl=plans[role].ttl)
+                        for role in roles)
     return Prepared(task=task, settings=settings, samples=samples, renderer=renderer, requests=requests,
                     cache_plans=plans, findings=findings, logged=logged)

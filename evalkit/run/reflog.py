@@ -33,12 +33,14 @@ def load_reference_log(task: TaskSpec, samples: SampleSet) -> list[CallResult]:
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
         if not isinstance(entry, dict) or "id" not in entry or not ("output" in entry or "message" in entry):
-            raise DatasetError(f"{path}:{number}: each line needs 'id' and 'output' (text) or 'message' (Message JSON)")
+            raise DatasetError(f"{path}:{number}: each line needs 'id' and 'output' (text) or 'message' "
+                               "(Message JSON)")
         by_id[str(entry["id"])] = entry
     missing = [s.id for s in samples.samples if s.id not in by_id]
     if missing:
         raise DatasetError(f"{path}: no recorded reference response for {len(missing)} sampled ids "
-                           f"(e.g. {', '.join(missing[:5])})", hint="log every sampled id, or sample from logged ids")
+                           f"(e.g. {', '.join(missing[:5])})",
+                           hint="log every sampled id, or sample from logged ids")
     calls = []
     for sample in samples.samples:
         entry = by_id[sample.id]
@@ -46,6 +48,6 @@ def load_reference_log(task: TaskSpec, samples: SampleSet) -> list[CallResult]:
             "type": "message", "role": "assistant", "model": task.models.reference, "stop_reason": "end_turn",
             "content": [{"type": "text", "text": str(entry["output"])}], "usage": {}}
         request = ModelRequest(sample_id=sample.id, role="reference", params={"model": task.models.reference})
-        calls.append(CallResult(request=request, response=ModelResponse(message=message, mode="log"), error=None,
-                                from_cache=True))
+        calls.append(CallResult(request=request, response=ModelResponse(message=message, mode="log"),
+                                error=None, from_cache=True))
     return calls

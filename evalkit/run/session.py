@@ -69,12 +69,14 @@ class Executor:
         self.prepared, self.backend, self.cache, self.options = prepared, backend, cache, options
         self.concurrency, self.progress, self.spend = concurrency, progress, spend
 
-    async def __call__(self, requests: list[ModelRequest]) -> tuple[list[CallResult], ExecutionStats, BatchReport | None]:
+    async def __call__(self, requests: list[ModelRequest]
+                       ) -> tuple[list[CallResult], ExecutionStats, BatchReport | None]:
         # Caching pays only if one request writes the prefix before the others read it.
         warmup = any(plan.enabled for plan in self.prepared.cache_plans.values())
         provider = self.backend.provider
         if self.options.mode == "realtime":
-            calls, stats = await execute_realtime(requests, provider, self.cache, concurrency=self.concurrency,
+            calls, stats = await execute_realtime(requests, provider, self.cache,
+                                                  concurrency=self.concurrency,
                                                   progress=self.progress, label="requests", warmup=warmup,
                                                   on_response=self.spend.add if self.spend else None)
             return calls, stats, None
@@ -87,13 +89,15 @@ class Executor:
 
 def _wants_judge(prepared: Prepared) -> bool:
     task = prepared.task
-    return task.output.kind != "classification" and (task.decision.metric == "judge" or "judge" in task.metric_names)
+    return task.output.kind != "classification" and (task.decision.metric == "judge"
+                                                     or "judge" in task.metric_names)
 
 
 def _judge_requests(prepared: Prepared, results: list[SampleResult]) -> list[ModelRequest]:
     """Ask the reference whether each candidate answer is equivalent to its own (batched like the rest)."""
     return [ModelRequest(sample_id=r.sample.id, role="judge",
-                         params=judge_params(prepared.task, r.sample, r.answers["candidate"], r.answers["reference"]))
+                         params=judge_params(prepared.task, r.sample, r.answers["candidate"],
+                                             r.answers["reference"]))
             for r in results if r.answers["candidate"].ok and r.answers["reference"].ok]
 
 
@@ -110,7 +114,8 @@ async def run_session(prepared: Prepared, execute: Executor, options: RunOptions
             answered = session.sequential.stopped_at if session.sequential else len(prepared.samples.samples)
             results = score_calls(prepared.task, prepared.samples.samples[:answered], session.calls)
             requests = _judge_requests(prepared, results)
-            execute.progress.note(f"asking {prepared.task.models.reference} to judge {len(requests)} answer pairs")
+            execute.progress.note(f"asking {prepared.task.models.reference} to judge {len(requests)} "
+                                  "answer pairs")
             calls, stats, report = await execute(requests)
             session.add(calls, stats, report)
             session.judged = {c.request.sample_id: parse_judge(c.response.text if c.response else None)

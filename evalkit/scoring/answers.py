@@ -147,7 +147,8 @@ def parse_answer(response: ModelResponse | None, error: ProviderError | None, sp
             return _invalid(f"'{name}' is missing or not a {kind}", label=label, confidence=confidence,
                             escalate=escalate)
         extra[name] = value
-    unexpected = sorted(set(data) - {spec.label_field, spec.confidence_field, spec.escalate_field, *spec.fields})
+    unexpected = sorted(set(data) - {spec.label_field, spec.confidence_field, spec.escalate_field,
+                                     *spec.fields})
     if unexpected and spec.structured:
         return _invalid(f"unexpected keys in reply: {', '.join(unexpected[:5])}", label=label,
                         confidence=confidence, escalate=escalate)

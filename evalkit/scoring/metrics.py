@@ -177,7 +177,8 @@ def metric_accuracy(rows: list[ScoredSample], task: TaskSpec) -> RoleRates | Non
                      reference=_rate([row.correct("reference") for row in rows]))
 
 
-def _pair_scores(rows: list[ScoredSample], score: Callable[[list[str], list[str]], float | None]) -> PairScores:
+def _pair_scores(rows: list[ScoredSample],
+                 score: Callable[[list[str], list[str]], float | None]) -> PairScores:
     if not _has_gold(rows):
         return PairScores(candidate_vs_reference=score(*_pairs(rows, "reference", "candidate")))
     return PairScores(candidate_vs_reference=score(*_pairs(rows, "reference", "candidate")),
@@ -199,7 +200,8 @@ def metric_confusion_matrix(rows: list[ScoredSample], task: TaskSpec) -> Confusi
     y_true, y_pred = _pairs(rows, truth, "candidate")
     labels = task.output.label_names
     size = len(labels) + 1
-    matrix = confusion_matrix(y_true, y_pred, labels=[*labels, INVALID]) if y_true else np.zeros((size, size), int)
+    matrix = (confusion_matrix(y_true, y_pred, labels=[*labels, INVALID]) if y_true
+              else np.zeros((size, size), int))
     return ConfusionMatrix(truth=truth, labels=labels, columns=[*labels, "invalid"],
                            matrix=[[int(v) for v in row] for row in matrix[: len(labels)]])
 
@@ -248,7 +250,8 @@ def _value_metric(metric: str) -> Callable[[list[ScoredSample], TaskSpec], Value
             if ref is not None:
                 cand_ref.append(pair_score(metric, cand, ref, kind) if cand is not None else 0.0)
             if row.sample.label is not None:
-                cand_gold.append(pair_score(metric, cand, row.sample.label, kind) if cand is not None else 0.0)
+                cand_gold.append(pair_score(metric, cand, row.sample.label, kind)
+                                 if cand is not None else 0.0)
                 ref_gold.append(pair_score(metric, ref, row.sample.label, kind) if ref is not None else 0.0)
         if not cand_gold:
             return ValueMetric(candidate_vs_reference=_mean(cand_ref), n=len(cand_ref))
@@ -285,7 +288,8 @@ def metric_per_field_accuracy(rows: list[ScoredSample], task: TaskSpec) -> PerFi
         pairs = []
         for row in rows:
             answer = row.answer(role)
-            target = row.sample.label if truth == "gold" else (row.reference.fields if row.reference.ok else None)
+            target = (row.sample.label if truth == "gold"
+                      else (row.reference.fields if row.reference.ok else None))
             if target is None or answer.outcome == "error":
                 continue
             pairs.append((answer.fields if answer.ok else {}, target))

@@ -115,7 +115,8 @@ def pair_score(metric: str, pred: Any, ref: Any, kind: str) -> float:
 
 def primary_metric(task: TaskSpec) -> tuple[str, float]:
     metric = task.decision.metric or DEFAULT_PRIMARY.get(task.output.kind, "label")
-    threshold = task.decision.threshold if task.decision.threshold is not None else DEFAULT_THRESHOLD.get(metric, 1.0)
+    threshold = (task.decision.threshold if task.decision.threshold is not None
+                 else DEFAULT_THRESHOLD.get(metric, 1.0))
     return metric, threshold
 
 
@@ -135,7 +136,8 @@ def score_sample(sample: Sample, candidate: Answer, reference: Answer, task: Tas
         if cand is not None and ref is not None:
             primary["cand_vs_ref"] = pair_score(metric, cand, ref, kind)
         if sample.label is not None:
-            primary["cand_vs_gold"] = pair_score(metric, cand, sample.label, kind) if cand is not None else 0.0
+            primary["cand_vs_gold"] = (pair_score(metric, cand, sample.label, kind)
+                                       if cand is not None else 0.0)
             primary["ref_vs_gold"] = pair_score(metric, ref, sample.label, kind) if ref is not None else 0.0
     return ScoredSample(sample=sample, candidate=candidate, reference=reference, kind=kind, primary=primary,
                         threshold=threshold, judge=judge)

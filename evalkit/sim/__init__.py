@@ -23,7 +23,8 @@ class Simulator:
         from evalkit.sim.app import SimulatorState, create_app
 
         self.state = SimulatorState(settings.simulator, root=settings.root,
-                                    state_dir=state_dir if state_dir is not None else simulator_state_dir(settings))
+                                    state_dir=(state_dir if state_dir is not None
+                                               else simulator_state_dir(settings)))
         self.app = create_app(self.state)
 
     @property

@@ -102,7 +102,8 @@ class SimulatorState:
         self.ledger = Ledger(state_dir / "billing.jsonl" if state_dir else None)
         from evalkit.sim.batches import BatchStore  # noqa: PLC0415 - circular: the store answers through us
 
-        batch_dir = state_dir / "batches" if state_dir else Path(tempfile.mkdtemp(prefix="evalkit-sim-batches-"))
+        batch_dir = (state_dir / "batches" if state_dir
+                     else Path(tempfile.mkdtemp(prefix="evalkit-sim-batches-")))
         self.batches = BatchStore(self, batch_dir)
         self.prompt_cache = PromptCache()
         self._answered_lock = threading.Lock()
@@ -129,14 +130,16 @@ class SimulatorState:
         with self._answered_lock:
             draw = self._fault_rng.random()
         edges = [(faults.rate_limit, "rate_limit"), (faults.overloaded, "overloaded"),
-                 (faults.server_error, "server_error"), (faults.disconnect, "disconnect"), (faults.slow, "slow")]
+                 (faults.server_error, "server_error"), (faults.disconnect, "disconnect"),
+                 (faults.slow, "slow")]
         for share, kind in edges:
             if draw < share:
                 self.fault_counts[kind] += 1
                 if kind == "rate_limit":
-                    raise ApiError(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute "
-                                   "rate limit", headers={"retry-after": f"{faults.retry_after_s:g}",
-                                                          "retry-after-ms": f"{1000 * faults.retry_after_s:g}"})
+                    raise ApiError(429, "rate_limit_error",
+                                   "Number of request tokens has exceeded your per-minute rate limit",
+                                   headers={"retry-after": f"{faults.retry_after_s:g}",
+                                            "retry-after-ms": f"{1000 * faults.retry_after_s:g}"})
                 if kind == "overloaded":
                     raise ApiError(529, "overloaded_error", "Overloaded")
                 if kind == "server_error":
@@ -213,7 +216,8 @@ class SimulatorState:
         if resolved is None:
             raise ApiError(404, "not_found_error", f"model: {model}")
         if self.settings.tier_for(model) is None:
-            raise invalid(f"model: {model} has no simulator tier; add it to [simulator.tiers] in evalkit.toml")
+            raise invalid(f"model: {model} has no simulator tier; "
+                          "add it to [simulator.tiers] in evalkit.toml")
         return resolved
 
     def create_message(self, body: dict[str, Any], *, mode: str = "realtime", batch_id: str | None = None,
@@ -228,7 +232,8 @@ class SimulatorState:
         # a caller that wants an independent sample says so in metadata.user_id, as evalkit's replicates do.
         user_id = str((body.get("metadata") or {}).get("user_id") or "")
         occurrence = int(hashlib.sha256(user_id.encode()).hexdigest()[:8], 16) if user_id else 0
-        answer, thinking_text = compose_answer(self.brain, body, model=resolved, tier=tier, occurrence=occurrence)
+        answer, thinking_text = compose_answer(self.brain, body, model=resolved, tier=tier,
+                                               occurrence=occurrence)
         thinks = (body.get("thinking") or {}).get("type") != "disabled" and (
             resolved in catalog.ADAPTIVE_THINKING_BY_DEFAULT
             or (body.get("thinking") or {}).get("type") in ("enabled", "adaptive"))
@@ -318,7 +323,8 @@ def _sse_events(message: dict[str, Any]) -> Iterator[str]:
             yield event({"type": "content_block_delta", "index": index,
                          "delta": {"type": "signature_delta", "signature": block["signature"]}})
         else:
-            yield event({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
+            yield event({"type": "content_block_start", "index": index,
+                         "content_block": {"type": "text", "text": ""}})
             text = block["text"]
             for piece in range(0, len(text), 40):
                 yield event({"type": "content_block_delta", "index": index,
@@ -403,7 +409,8 @@ def _guarded(handler: Any) -> Any:
         except Exception as exc:  # noqa: BLE001 - the server boundary
             if type(exc).__module__.startswith("httpx"):
                 raise  # deliberate dropped connections (fault injection)
-            return _error_response(ApiError(500, "api_error", f"simulator error: {type(exc).__name__}: {exc}"))
+            return _error_response(ApiError(500, "api_error",
+                                            f"simulator error: {type(exc).__name__}: {exc}"))
 
     return wrapper
 

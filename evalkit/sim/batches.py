@@ -29,6 +29,10 @@ MAX_BYTES = 256 * 1024 * 1024
 #: How many items of a batch the simulator runs side by side (they cannot read each other's cache writes).
 BATCH_PARALLELISM = 16
 
+# Spelled at module level: inside BatchStore the name `list` is its list() method.
+_Records = list[dict[str, Any]]
+_Billable = list[tuple[dict[str, Any], dict[str, Any], str]]  # (message, request body, custom_id)
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -84,7 +88,8 @@ class BatchStore:
             if len(custom_id) > 64:
                 raise invalid(f"requests.{index}.custom_id: String should have at most 64 characters")
             if not CUSTOM_ID.match(custom_id):
-                raise invalid(f"requests.{index}.custom_id: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'")
+                raise invalid(f"requests.{index}.custom_id: String should match pattern "
+                              "'^[a-zA-Z0-9_-]{1,64}$'")
             if custom_id in seen:
                 raise invalid(f"requests.{index}.custom_id: duplicate custom_id '{custom_id}' in this batch")
             seen.add(custom_id)
@@ -113,7 +118,8 @@ class BatchStore:
         meta = self._advance(batch_id)
         return self.public(meta, base_url)
 
-    def list(self, *, limit: int, after_id: str | None, before_id: str | None, base_url: str) -> dict[str, Any]:
+    def list(self, *, limit: int, after_id: str | None, before_id: str | None,
+             base_url: str) -> dict[str, Any]:
         metas = [json.loads(p.read_text(encoding="utf-8")) for p in self.directory.glob("msgbatch_*.json")
                  if not p.name.endswith(".requests.json")]
         metas.sort(key=lambda m: (m["created_at"], m["id"]), reverse=True)  # newest first, like the API
@@ -199,8 +205,8 @@ class BatchStore:
             return "expired"
         return "succeeded"
 
-    def _process(self, batch_id: str, requests: list[dict[str, Any]], *, canceled: bool
-                 ) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any], str]], dict[str, int]]:
+    def _process(self, batch_id: str, requests: _Records, *, canceled: bool
+                 ) -> tuple[_Records, _Billable, dict[str, int]]:
         lines: list[dict[str, Any]] = []
         billable = []
         counts = {"succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
@@ -215,7 +221,8 @@ class BatchStore:
                 outcome = self._outcome(batch_id, custom_id)
                 try:
                     if params.get("stream") or params.get("max_tokens") == 0:
-                        raise invalid("validation error: streaming and max_tokens=0 are not allowed in batches")
+                        raise invalid("validation error: streaming and max_tokens=0 are not allowed in "
+                                      "batches")
                     self.state.validate_message_body(params)
                 except ApiError as error:
                     result = _errored(error.error_type, error.message)
@@ -227,7 +234,8 @@ class BatchStore:
                     else:
                         message = self.state.create_message(params, mode="batch", batch_id=batch_id,
                                                             custom_id=custom_id, bill=False,
-                                                            arrived_at=wave_start, begins_at=wave_start + 5e-4)
+                                                            arrived_at=wave_start,
+                                                            begins_at=wave_start + 5e-4)
                         billable.append((message, params, custom_id))
                         result = {"type": "succeeded",
                                   "message": {k: v for k, v in message.items() if k != "_request_id"}}

@@ -166,10 +166,12 @@ class Brain:
         return schema if isinstance(schema, dict) else None
 
     @staticmethod
-    def answer_keys(schema: dict[str, Any] | None) -> tuple[str, list[str], str | None, str | None, list[str]]:
+    def answer_keys(schema: dict[str, Any] | None
+                    ) -> tuple[str, list[str], str | None, str | None, list[str]]:
         """(label key, labels, confidence key, escalate key, other string keys) from the schema."""
         if schema is None:
             return "label", [], "confidence", "escalate", []
+        labels: list[str]
         label_key, labels, confidence_key, escalate_key, others = "label", [], None, None, []
         for key, prop in (schema.get("properties") or {}).items():
             kind = prop.get("type")
@@ -227,7 +229,8 @@ class Brain:
 
     def _stream(self, model: str, system: str, user: str, occurrence: int) -> int:
         """The sampling seed: the same request gets the same draw; ``occurrence`` asks for another one."""
-        material = json.dumps([self.seed, model, system, user] + ([occurrence] if occurrence else [])).encode()
+        material = json.dumps([self.seed, model, system, user]
+                              + ([occurrence] if occurrence else [])).encode()
         return int.from_bytes(hashlib.sha256(material).digest()[:8], "big")
 
     @staticmethod

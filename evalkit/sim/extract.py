@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 MONTHS = {name: index for index, names in enumerate([
-    ("january", "jan", "januar", "janvier", "januari"), ("february", "feb", "februar", "février", "fevrier", "februari"),
+    ("january", "jan", "januar", "janvier", "januari"),
+    ("february", "feb", "februar", "février", "fevrier", "februari"),
     ("march", "mar", "märz", "maerz", "mars", "maart"), ("april", "apr", "avril"),
     ("may", "mai", "mei"), ("june", "jun", "juni", "juin"), ("july", "jul", "juli", "juillet"),
     ("august", "aug", "août", "aout", "augustus"), ("september", "sep", "sept", "septembre"),
@@ -107,7 +108,8 @@ class Reader:
             subject = re.search(r"^Subject:.*?\bfrom\s+(.+?)\s*$", self.text, re.M | re.I)
             if subject:
                 return subject.group(1).strip()
-            signature = re.search(r"^(?:Finance|Accounts|Billing|Buchhaltung|Comptabilité),\s+(.+)$", self.text, re.M)
+            signature = re.search(r"^(?:Finance|Accounts|Billing|Buchhaltung|Comptabilité),\s+(.+)$",
+                                  self.text, re.M)
             if signature:
                 return signature.group(1).strip()
         for line in self.lines:
@@ -117,9 +119,10 @@ class Reader:
 
     def invoice_number(self) -> str | None:
         english = r"invoice\s*(?:number|no\.?|#|num)|inv\.?\s*(?:no\.?|#)|invoice"
-        extra = r"rechnungs\s*-?nummer|rechnung\s*nr\.?|facture\s*n[°o]\.?|num[ée]ro\s+de\s+facture|factuurnummer|" \
-                r"receipt\s*(?:no\.?|#)|bill\s*(?:no\.?|number)"
-        pattern = re.compile(self._label(english, extra).pattern + r"([A-Z0-9][A-Z0-9/\-_.]*\d[A-Z0-9/\-_]*)", re.I)
+        extra = r"rechnungs\s*-?nummer|rechnung\s*nr\.?|facture\s*n[°o]\.?|num[ée]ro\s+de\s+facture|" \
+                r"factuurnummer|receipt\s*(?:no\.?|#)|bill\s*(?:no\.?|number)"
+        pattern = re.compile(self._label(english, extra).pattern + r"([A-Z0-9][A-Z0-9/\-_.]*\d[A-Z0-9/\-_]*)",
+                             re.I)
         for match in pattern.finditer(self.text):
             value = match.group(1).rstrip(".,")
             if not re.fullmatch(r"\d{4}", value) or self.large is False:
@@ -139,7 +142,8 @@ class Reader:
         found = self._labelled_date(r"invoice\s*date|issue\s*date|date\s+of\s+issue|dated|date",
                                     r"rechnungsdatum|datum|date\s+de\s+facture|factuurdatum|issued")
         if found or not self.large:
-            return found or next((d for _, d in find_dates(self.text, european=False, multilingual=False)), None)
+            return found or next((d for _, d in find_dates(self.text, european=False, multilingual=False)),
+                                 None)
         return next((d for _, d in find_dates(self.text, european=self.european, multilingual=True)), None)
 
     def due_date(self, issued: date | None) -> date | None:
@@ -156,7 +160,8 @@ class Reader:
 
     def currency(self) -> str | None:
         lines = [line for line in self.lines
-                 if not (self.large and re.search(r"reference only|indicative|approx|for information", line, re.I))]
+                 if not (self.large
+                         and re.search(r"reference only|indicative|approx|for information", line, re.I))]
         text = "\n".join(lines)
         if self.large:
             stated = re.search(r"currency\s*:?\s*(USD|EUR|GBP|CAD|AUD|CHF|JPY)", text, re.I)
@@ -172,8 +177,9 @@ class Reader:
             owner = "CAD" if counts.get("CAD") else "AUD" if counts.get("AUD") else "USD"
             counts[owner] = counts.get(owner, 0) + dollars
         if not self.large:  # the first currency mark seen
-            positions = [(text.find(mark), code) for mark, code in [*SYMBOLS.items(), ("$", "USD"),
-                                                                     *((c, c) for c in CODES)] if mark in text]
+            positions = [(text.find(mark), code)
+                         for mark, code in [*SYMBOLS.items(), ("$", "USD"), *((c, c) for c in CODES)]
+                         if mark in text]
             return min(positions)[1] if positions else None
         best = max(counts.items(), key=lambda item: item[1])
         return best[0] if best[1] else None
@@ -188,8 +194,8 @@ class Reader:
                                         r"change|tendered|cash", low):
                 continue
             english = re.search(r"\btotal\b|amount\s+due|total\s+due|grand\s+total", low)
-            extra = self.large and re.search(r"t[o0]ta[l1]|gesamt|endbetrag|totaal|total\s+ttc|montant\s+total|"
-                                             r"te\s+betalen|à\s+payer", low)
+            extra = self.large and re.search(r"t[o0]ta[l1]|gesamt|endbetrag|totaal|total\s+ttc|"
+                                             r"montant\s+total|te\s+betalen|à\s+payer", low)
             if english or extra:
                 numbers = [n for n in _numbers(line, self.european) if not (1900 < n < 2100 and n == int(n))]
                 if numbers:
@@ -201,8 +207,8 @@ class Reader:
     def line_items(self) -> list[dict[str, Any]]:
         items = []
         for line in self.lines:
-            prose = re.search(r"^[•*\-]?\s*(.+?)\s*\((\d+(?:[.,]\d+)?)\s*(?:@|x|×)\s*[^\d]*([\d.,' ]+)[^)]*\)\s*:\s*"
-                              r"[^\d]*([\d.,' ]+)", line)
+            prose = re.search(r"^[•*\-]?\s*(.+?)\s*\((\d+(?:[.,]\d+)?)\s*(?:@|x|×)\s*[^\d]*([\d.,' ]+)"
+                              r"[^)]*\)\s*:\s*[^\d]*([\d.,' ]+)", line)
             if prose and self.large:
                 qty = parse_number(prose[2], False)
                 unit, amount = parse_number(prose[3], self.european), parse_number(prose[4], self.european)
@@ -216,9 +222,9 @@ class Reader:
             values = [parse_number(m.group(0), self.european) for m in numbers]
             for index in range(len(values) - 2):
                 qty, unit, amount = values[index], values[index + 1], values[index + 2]
-                if None in (qty, unit, amount) or index + 3 != len(values):
+                if qty is None or unit is None or amount is None or index + 3 != len(values):
                     continue
-                if abs(qty * unit - amount) <= 0.011 * max(1, qty) and amount > 0:  # type: ignore[operator]
+                if abs(qty * unit - amount) <= 0.011 * max(1, qty) and amount > 0:
                     description = line[:numbers[index].start()].strip(" |$€£-")
                     description = re.sub(r"^[A-Z]{1,3}-?\d{3,6}\s+", "", description)  # item codes
                     if not description or not re.search(r"[A-Za-z]{3}", description):

@@ -85,7 +85,8 @@ class PromptCache:
             for position in range(len(points) - 1, -1, -1):
                 key, tokens, ttl = points[position]
                 entry = self._entries.get(key)
-                if tokens >= minimum and entry and entry.expires_at > now and entry.readable_from <= arrived_at:
+                if (tokens >= minimum and entry and entry.expires_at > now
+                        and entry.readable_from <= arrived_at):
                     entry.expires_at = now + TTL_SECONDS[entry.ttl]  # a hit refreshes the TTL
                     hit_tokens, hit_at = tokens, position
                     break
@@ -99,6 +100,7 @@ class PromptCache:
                 existing = self._entries.get(key)
                 if existing is None or existing.expires_at <= now:
                     self._entries[key] = _Entry(expires_at=now + TTL_SECONDS.get(ttl, 300.0),
-                                                readable_from=begins_at, ttl=ttl if ttl in TTL_SECONDS else "5m")
+                                                readable_from=begins_at,
+                                                ttl=ttl if ttl in TTL_SECONDS else "5m")
         return CacheUsage(input_tokens=max(total_input - covered, 0), cache_read_input_tokens=hit_tokens,
                           cache_write_5m=written["5m"], cache_write_1h=written["1h"])

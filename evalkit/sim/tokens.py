@@ -59,7 +59,8 @@ def prefix_blocks(body: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
         if not blocks:
             out.append(({"type": "text", "text": "", "_role": message.get("role")}, MESSAGE_OVERHEAD))
         for index, block in enumerate(blocks):
-            text = "".join(content_text([block])) if block.get("type") != "text" else str(block.get("text", ""))
+            text = ("".join(content_text([block])) if block.get("type") != "text"
+                    else str(block.get("text", "")))
             tokens = count_tokens(text) + (MESSAGE_OVERHEAD if index == 0 else 0)
             out.append(({**block, "_role": message.get("role")}, tokens))
     return out

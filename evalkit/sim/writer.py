@@ -63,7 +63,8 @@ def judge(user: str, tier: str, rng: np.random.Generator) -> tuple[bool, str]:
     sharpness = {"small": 6.0, "medium": 10.0, "large": 16.0}[tier]
     probability = 1 / (1 + math.exp(-sharpness * (similarity - 0.55)))
     verdict = bool(rng.random() < probability)
-    reason = (f"{how} {similarity:.2f}: " + ("same key facts." if verdict else "key facts differ or are missing."))
+    reason = (f"{how} {similarity:.2f}: "
+              + ("same key facts." if verdict else "key facts differ or are missing."))
     return verdict, reason
 
 

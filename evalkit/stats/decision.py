@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import optimize, stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
@@ -42,7 +43,8 @@ def clopper_pearson_interval(successes: int, n: int, *, confidence: float = 0.95
     return float(0.0 if successes == 0 else low), float(1.0 if successes == n else high)
 
 
-def newcombe_paired_interval(a: int, b: int, c: int, d: int, *, confidence: float = 0.95) -> tuple[float, float]:
+def newcombe_paired_interval(a: int, b: int, c: int, d: int, *,
+                             confidence: float = 0.95) -> tuple[float, float]:
     """Newcombe (1998) method 10 for p1 − p2, p1 = (a+b)/n, p2 = (a+c)/n. A closed-form cross-check."""
     n = a + b + c + d
     p1, p2 = (a + b) / n, (a + c) / n
@@ -60,7 +62,7 @@ def newcombe_paired_interval(a: int, b: int, c: int, d: int, *, confidence: floa
     return max(-1.0, low), min(1.0, high)
 
 
-def tango_statistic(b: float | np.ndarray, c: float | np.ndarray, n: float, delta0: float) -> Any:
+def tango_statistic(b: ArrayLike, c: ArrayLike, n: float, delta0: float) -> Any:
     """Tango (1998) score statistic for H0: Δ = δ0, Δ = (b − c)/n. Vectorised in b and c."""
     b = np.asarray(b, float)
     c = np.asarray(c, float)
@@ -177,7 +179,8 @@ def power_paired(big_n: int, pb: float, pc: float, *, margin: float, alpha: floa
     return float(total)
 
 
-def n_for_power(power_at: Callable[[int], float], start: int, *, target: float = 0.8, guard: int = 20) -> int | None:
+def n_for_power(power_at: Callable[[int], float], start: int, *, target: float = 0.8,
+                guard: int = 20) -> int | None:
     """Smallest N whose power is ≥ target at N … N+guard (power zig-zags in N)."""
     first = _bisect_n(lambda big_n: power_at(big_n) >= target, start, limit=200_000)
     if first is None:
@@ -249,7 +252,8 @@ def paired_cells(rows: Iterable[ScoredSample]) -> dict[str, int]:
         ref, cand = row.correct("reference"), row.correct("candidate")
         if ref is None or cand is None:
             continue
-        cells[{(True, True): "a", (True, False): "b", (False, True): "c", (False, False): "d"}[(ref, cand)]] += 1
+        cells[{(True, True): "a", (True, False): "b", (False, True): "c",
+               (False, False): "d"}[(ref, cand)]] += 1
     return cells
 
 
@@ -271,7 +275,8 @@ def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05, rela
     if mode == "reference":
         x, n = agreement_counts(rows)
         if n == 0:
-            return _insufficient(mode, margin, alpha, "no sample had a valid reference answer to compare against")
+            return _insufficient(mode, margin, alpha,
+                                 "no sample had a valid reference answer to compare against")
         verdict, p_go, p_nogo = decide_single(x, n, margin=margin, alpha=alpha)
         low, high = clopper_pearson_interval(x, n, confidence=level)
         loss, interval = 1 - x / n, (1 - high, 1 - low)
@@ -316,7 +321,8 @@ def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05, rela
     more = details.get("n_to_decide")
     undecided = (f"straddles the {_pct(margin)}-point margin."
                  + (f" About {more - n} more samples (N ≈ {more}) would likely decide it."
-                    if isinstance(more, int) and more > n else " The gap is too close to the margin to settle."))
+                    if isinstance(more, int) and more > n
+                    else " The gap is too close to the margin to settle."))
     reason = _reason(verdict, subject, bound, margin, within="stays within", beyond="lies beyond",
                      undecided=undecided)
     return Decision(verdict=verdict, mode=mode, rule=rule, margin=margin, alpha=alpha, n=n, loss=loss,
@@ -373,8 +379,8 @@ def plan_sample_size(*, mode: str, expected_gap: float, margin: float, alpha: fl
     return {"n": n, "side": side, "reference_only_right": pb, "candidate_only_right": pc}
 
 
-def decide_sequential_look(rows: list[ScoredSample], *, margin: float, alpha: float, boundary: float, look: int,
-                           looks: int, n_max: int, relative: bool = False) -> Decision:
+def decide_sequential_look(rows: list[ScoredSample], *, margin: float, alpha: float, boundary: float,
+                           look: int, looks: int, n_max: int, relative: bool = False) -> Decision:
     """One look of the group-sequential test (Lan–DeMets O'Brien–Fleming, stats-spec §4.1).
 
     GO when the statistic crosses −c_k, NO-GO when it crosses +c_k, else continue (INCONCLUSIVE at the
@@ -388,7 +394,8 @@ def decide_sequential_look(rows: list[ScoredSample], *, margin: float, alpha: fl
     if mode == "reference":
         x, n = agreement_counts(rows)
         if n == 0:
-            return _insufficient(mode, margin, alpha, "no sample had a valid reference answer to compare against")
+            return _insufficient(mode, margin, alpha,
+                                 "no sample had a valid reference answer to compare against")
         _, p_go, p_nogo = decide_single(x, n, margin=margin, alpha=alpha)
         verdict: Verdict = "GO" if p_go <= nominal else "NO-GO" if p_nogo <= nominal else "INCONCLUSIVE"
         low, high = clopper_pearson_interval(x, n, confidence=level)

@@ -62,7 +62,8 @@ def test_retries_exhausted_are_reported_per_sample_not_dropped(project: Path) ->
     rows = [json.loads(line) for line in
             (project / "reports" / "triage" / "down" / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 5
-    assert all(row["candidate"]["answer"]["outcome"] == "error" and "500" in row["candidate"]["error"] for row in rows)
+    assert all(row["candidate"]["answer"]["outcome"] == "error" and "500" in row["candidate"]["error"]
+               for row in rows)
     assert _summary(project, "down")["decision"]["verdict"] == "INSUFFICIENT-DATA"
 
 
@@ -93,9 +94,9 @@ def test_killed_realtime_runs_resume_without_double_billing(project: Path, tmp_p
     shutil.copytree(project, reference)
     configure(project, latency_ms=40, concurrency=4)
     rng = random.Random(7)
-    for attempt in range(3):
-        process = subprocess.Popen([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-q", "-n", "40",
-                                    "--mode", "realtime"], cwd=project, stdout=subprocess.DEVNULL,
+    for _attempt in range(3):
+        process = subprocess.Popen([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-q", "-n",
+                                    "40", "--mode", "realtime"], cwd=project, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(1.0, 2.5))
         os.kill(process.pid, signal.SIGKILL)
@@ -112,8 +113,10 @@ def test_killed_realtime_runs_resume_without_double_billing(project: Path, tmp_p
 
 def test_two_processes_sharing_one_cache(project: Path) -> None:
     configure(project, latency_ms=5)
-    command = [sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-q", "-n", "30", "--mode", "realtime"]
-    first = subprocess.Popen([*command, "--run-id", "a"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command = [sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-q", "-n", "30", "--mode",
+               "realtime"]
+    first = subprocess.Popen([*command, "--run-id", "a"], cwd=project, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
     second = subprocess.Popen([*command, "--run-id", "b"], cwd=project, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
     for process in (first, second):

@@ -18,8 +18,9 @@ from evalkit.spec import OutputSpec, parse_task
 SPEC = OutputSpec(label_field="category", labels=["billing", "technical"], fields={"reason": "string"})
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                        st.dictionaries(st.text(max_size=10), inner, max_size=4)),
+values = st.recursive(scalars,
+                      lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                              st.dictionaries(st.text(max_size=10), inner, max_size=4)),
                       max_leaves=12)
 KNOWN_KEYS = ["name", "dataset", "prompt", "output", "models", "metrics", "decision", "sample", "labels",
               "path", "system", "user", "candidate", "reference", "margin"]
@@ -49,7 +50,8 @@ def test_task_parser_handles_any_mapping(data: dict[str, Any]) -> None:
 
 
 def _response(text: str, stop: str) -> ModelResponse:
-    return ModelResponse(message={"content": [{"type": "text", "text": text}], "stop_reason": stop, "usage": {}})
+    return ModelResponse(message={"content": [{"type": "text", "text": text}], "stop_reason": stop,
+                                  "usage": {}})
 
 
 @settings(max_examples=300, deadline=None)
@@ -63,7 +65,8 @@ def test_output_parser_classifies_any_text(text: str, stop: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["category", "confidence", "escalate", "reason", "other"]), values, max_size=5))
+@given(st.dictionaries(st.sampled_from(["category", "confidence", "escalate", "reason", "other"]), values,
+                       max_size=5))
 def test_output_parser_validates_any_json_object(data: dict[str, Any]) -> None:
     try:
         text = json.dumps(data)
@@ -71,7 +74,9 @@ def test_output_parser_validates_any_json_object(data: dict[str, Any]) -> None:
         return
     answer = parse_answer(_response(text, "end_turn"), None, SPEC)
     valid = (data.get("category") in ("billing", "technical") and isinstance(data.get("escalate"), bool)
-             and isinstance(data.get("reason"), str) and set(data) <= {"category", "confidence", "escalate", "reason"}
-             and isinstance(data.get("confidence"), int | float) and not isinstance(data.get("confidence"), bool)
+             and isinstance(data.get("reason"), str)
+             and set(data) <= {"category", "confidence", "escalate", "reason"}
+             and isinstance(data.get("confidence"), int | float)
+             and not isinstance(data.get("confidence"), bool)
              and 0 <= data["confidence"] <= 1)
     assert (answer.outcome == "ok") == valid

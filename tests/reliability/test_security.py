@@ -15,11 +15,13 @@ from tests.test_run_end_to_end import _free_port
 
 
 def _serve(project: Path, state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    text = (project / "evalkit.toml").read_text().replace("[simulator]\n", '[simulator]\napi_key = "sk-ant-right-key-0001"\n', 1)
+    text = (project / "evalkit.toml").read_text().replace(
+        "[simulator]\n", '[simulator]\napi_key = "sk-ant-right-key-0001"\n', 1)
     (project / "evalkit.toml").write_text(text)
     with log.open("w") as handle:  # the child keeps its own descriptor
         server = subprocess.Popen([sys.executable, "-m", "evalkit", "sim", "serve", "--port", str(port),
-                                   "--state-dir", str(state)], cwd=project, stdout=handle, stderr=subprocess.STDOUT)
+                                   "--state-dir", str(state)], cwd=project, stdout=handle,
+                                  stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -47,14 +49,14 @@ def test_keys_never_reach_artifacts_or_error_messages(project: Path, tmp_path: P
     try:
         base = {**os.environ, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}"}
         wrong = "sk-ant-wrong-secret-9876543210"
-        bad = subprocess.run([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-n", "5", "--mode",
-                              "realtime"], cwd=project, env={**base, "ANTHROPIC_API_KEY": wrong},
+        bad = subprocess.run([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-n", "5",
+                              "--mode", "realtime"], cwd=project, env={**base, "ANTHROPIC_API_KEY": wrong},
                              capture_output=True, text=True, timeout=300)
         assert bad.returncode == 4
         assert "rejected the credentials" in bad.stderr and wrong not in bad.stderr + bad.stdout
         right = "sk-ant-right-key-0001"
-        good = subprocess.run([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-n", "10", "--run-id",
-                               "ok"], cwd=project, env={**base, "ANTHROPIC_API_KEY": right},
+        good = subprocess.run([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-n", "10",
+                               "--run-id", "ok"], cwd=project, env={**base, "ANTHROPIC_API_KEY": right},
                               capture_output=True, text=True, timeout=300)
         assert good.returncode == 0, good.stderr
         assert right not in good.stderr + good.stdout

@@ -8,6 +8,8 @@ Data flows one way, one package per stage::
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,6 +18,7 @@ from evalkit._io import atomic_write_json, atomic_write_text
 from evalkit.backends import connect
 from evalkit.config import Settings, load_settings
 from evalkit.cost.estimate import Estimate
+from evalkit.datasets import load_samples
 from evalkit.errors import UsageError
 from evalkit.gate import (
     Baseline,
@@ -37,9 +40,11 @@ from evalkit.routing.analysis import RoutingAnalysis, RoutingOptions
 from evalkit.routing.router import RoutingEvidence, RoutingFile, load_routing_file, routing_file
 from evalkit.run.options import RunOptions
 from evalkit.run.pipeline import RunResult, estimate_run, run_evaluation
-from evalkit.run.prepare import Prepared, prepare
+from evalkit.run.prepare import Prepared, prepare, simulator_preflight
 from evalkit.spec import TaskSpec, load_task
 from evalkit.stats.decision import plan_sample_size
+from evalkit.stats.sequential import looks_every, sequential_inflation
+from evalkit.stats.validity import Problem
 
 
 def _load(task_path: str | Path | TaskSpec) -> tuple[TaskSpec, Settings]:
@@ -58,10 +63,22 @@ def run_task(task_path: str | Path | TaskSpec, options: RunOptions | None = None
     return result
 
 
-def validate_task(task_path: str | Path, *, sample_size: int | None = None) -> Prepared:
-    """Check the task file, its dataset and its prompts without calling any model."""
+@dataclass(frozen=True)
+class Validation:
+    prepared: Prepared
+    simulated: bool  # a run would use the offline simulator
+    problems: list[Problem]  # what would make that run INVALID-RUN (empty: it can decide)
+
+
+def validate_task(task_path: str | Path, *, sample_size: int | None = None,
+                  offline: bool | None = None) -> Validation:
+    """Check the task file, its dataset, prompts and output schema — and, when the run would be offline,
+    whether the simulator can answer it — without calling any model."""
     task, settings = _load(task_path)
-    return prepare(task, settings, sample_size=sample_size, offline=True)
+    prepared = prepare(task, settings, sample_size=sample_size, offline=True)
+    simulated = offline if offline is not None else not os.environ.get("ANTHROPIC_API_KEY", "").strip()
+    return Validation(prepared=prepared, simulated=simulated,
+                      problems=simulator_preflight(prepared) if simulated else [])
 
 
 def lint_task(task_path: str | Path, *, mode: str = "batch") -> list[Finding]:
@@ -83,21 +100,50 @@ def estimate_task(task_path: str | Path, *, mode: Literal["batch", "realtime"] =
 class PlanResult:
     task: TaskSpec
     mode: str  # "gold" | "reference"
-    n: int | None
+    margin: float  # the absolute margin planned for (a relative margin times the reference accuracy)
+    n: int | None  # samples for the fixed design; with ``sequential``, N_max of the sequential design
     side: str | None
     why: str | None
+    rows_available: int
+    inflation: float | None = None  # sequential: N_max over the fixed design's N
+
+    @property
+    def reachable(self) -> bool:
+        return self.n is not None and self.n <= self.rows_available
 
 
-def plan_task(task_path: str | Path, *, expected_gap: float, discordance: float = 0.02,
-              power: float = 0.8) -> PlanResult:
-    """How many samples the task's decision needs at an expected quality loss (exact power)."""
+def plan_task(task_path: str | Path, *, expected_gap: float, discordance: float = 0.02, power: float = 0.8,
+              reference_accuracy: float | None = None, sequential: bool = False) -> PlanResult:
+    """How many samples the task's decision needs at an expected quality loss (exact power), for the
+    task's margin as the run applies it and its look schedule with ``sequential``."""
     if not 0 <= expected_gap < 1 or not 0 < power < 1:
         raise UsageError("--expected-gap must be in [0, 1) and --power in (0, 1)")
-    task = load_task(task_path)
+    task, settings = _load(task_path)
     mode = "gold" if task.dataset.label_column else "reference"
-    result = plan_sample_size(mode=mode, expected_gap=expected_gap, margin=task.decision.margin,
-                              alpha=task.decision.alpha, power=power, discordance=discordance)
-    return PlanResult(task=task, mode=mode, n=result["n"], side=result.get("side"), why=result.get("why"))
+    margin = task.decision.margin
+    if task.decision.margin_type == "relative" and mode == "gold":
+        if reference_accuracy is None or not 0 < reference_accuracy <= 1:
+            raise UsageError("the task's margin is relative to the reference's accuracy: give the accuracy "
+                             "you "
+                             "expect with --reference-accuracy (e.g. 0.8)",
+                             hint="a 5% relative margin at 80% accuracy is a 4-point margin, which needs "
+                                  "more "
+                                  ""
+                                  "samples")
+        margin = margin * reference_accuracy
+    result = plan_sample_size(mode=mode, expected_gap=expected_gap, margin=margin, alpha=task.decision.alpha,
+                              power=power, discordance=discordance)
+    rows = load_samples(task, cache_dir=settings.cache_dir, offline=True, size=1).rows_available
+    n, inflation = result["n"], None
+    if sequential and n is not None:
+        n_max = n
+        for _ in range(3):  # the looks depend on N_max: iterate to a fixed point
+            fractions = [k / n_max for k in looks_every(n_max, task.decision.sequential_every)]
+            inflation = sequential_inflation(fractions, task.decision.alpha, power)
+            n_max = math.ceil(n * inflation)
+        n = n_max
+    return PlanResult(task=task, mode=mode, margin=margin, n=n, side=result.get("side"),
+                      why=result.get("why"), rows_available=rows, inflation=inflation)
 
 
 @dataclass(frozen=True)
@@ -129,8 +175,8 @@ def tune_task(task_path: str | Path, routing: RoutingOptions, *, offline: bool |
         sample_hash=record.dataset.sample_hash, spec_hash=record.provenance.task.spec_hash,
         system_prompt_hash=record.provenance.prompt.system_hash, simulated=record.simulated,
         pricing_as_of=record.provenance.pricing.as_of, created_at=record.provenance.finished_at)
-    content = routing_file(analysis, task_name=task.name, candidate=task.models.candidate,
-                           reference=task.models.reference, evidence=evidence)
+    content = routing_file(analysis, task_name=task.name, candidate=task.models.candidate.model,
+                           reference=task.models.reference.model, evidence=evidence)
     path = out or (settings.reports_dir / task.name / "routing.json")
     atomic_write_json(path, content.model_dump(mode="json"))
     return TuneResult(analysis=analysis, routing=content, path=path,

@@ -14,6 +14,7 @@ import click
 from evalkit._version import __version__
 from evalkit.errors import EvalkitError, UsageError
 
+EXIT_INVALID_RUN = 7  # the evidence cannot support a verdict (see docs/ci.md)
 TASK = click.argument("task_file", type=click.Path(dir_okay=False, path_type=Path), metavar="TASK.yaml")
 
 
@@ -117,6 +118,8 @@ def run(task_file: Path, offline: bool | None, mode: Literal["batch", "realtime"
     _print_result(result.record, result.folder)
     if gate_baseline is not None:
         _finish_gate(api.check_gate(result, gate_baseline))
+    if result.record.decision.verdict == "INVALID-RUN":
+        sys.exit(EXIT_INVALID_RUN)
 
 
 def _progress(quiet: bool) -> Any:
@@ -127,7 +130,7 @@ def _progress(quiet: bool) -> Any:
 
 def _print_result(record: Any, folder: Path) -> None:
     decision = record.decision
-    colour = {"GO": "green", "NO-GO": "red"}.get(decision.verdict, "yellow")
+    colour = {"GO": "green", "NO-GO": "red", "INVALID-RUN": "red"}.get(decision.verdict, "yellow")
     if record.simulated:
         click.secho("SIMULATED — answers came from evalkit's offline simulator, not from Claude.",
                     fg="yellow", bold=True)
@@ -135,6 +138,14 @@ def _print_result(record: Any, folder: Path) -> None:
     click.echo(f"{record.task_name}: can {models.candidate} replace {models.reference}?")
     click.secho(f"  {decision.verdict}", fg=colour, bold=True, nl=False)
     click.echo(f" — {decision.reason}")
+    for problem in record.validity.problems:
+        click.secho(f"  invalid: {problem.message}", fg="red")
+        click.echo(f"    fix: {problem.fix}")
+    if record.validity.candidate_invalid:
+        reasons = ", ".join(f"{code} {count}" for code, count in record.validity.candidate_invalid.items())
+        click.echo(f"  candidate answers that count as wrong (invalid): {reasons}")
+    if record.routing.advice:
+        click.echo(f"  routing: {record.routing.advice}")
     sequential = record.sequential
     if sequential:
         click.echo(f"  sequential: stopped at n={sequential.stopped_at} of {sequential.n_max} "
@@ -142,7 +153,7 @@ def _print_result(record: Any, folder: Path) -> None:
     if record.reference_noise:
         click.echo(f"  reference noise: {record.reference_noise.note}")
     weak = [f"{column}={name}" for column, groups in record.group_decisions.items()
-            for name, group in groups.items() if group.verdict == "NO-GO"]
+            for name, group in groups.items() if group.verdict == "NO-GO"]  # Holm-adjusted
     if weak and decision.verdict != "NO-GO":
         click.secho(f"  NO-GO within: {', '.join(weak)}", fg="red")
     execution = record.execution
@@ -159,23 +170,45 @@ def _print_result(record: Any, folder: Path) -> None:
 @main.command()
 @TASK
 @click.option("--sample-size", "-n", type=int, default=None, help="Check this many samples.")
-def validate(task_file: Path, sample_size: int | None) -> None:
-    """Check TASK.yaml, its dataset and its prompts without calling any model."""
+@click.option("--offline/--online", default=None,
+              help="Check for a run on the simulator (--offline) or the API; default as for run: offline "
+                   "unless "
+                   "ANTHROPIC_API_KEY is set.")
+def validate(task_file: Path, sample_size: int | None, offline: bool | None) -> None:
+    """Check TASK.yaml, its dataset, prompts and output schema without calling any model.
+
+    Also checks what would make the run INVALID-RUN before anything is paid for: on the simulator, a
+    label set no simulator corpus covers, or evaluated rows the simulator trained on. Exit codes: 0 ok,
+    2 the task is invalid, 7 a run would be INVALID-RUN.
+    """
     from evalkit import api  # noqa: PLC0415
 
-    prepared = api.validate_task(task_file, sample_size=sample_size)
+    validation = api.validate_task(task_file, sample_size=sample_size, offline=offline)
+    prepared = validation.prepared
     task = prepared.task
-    click.echo(f"{task_file}: OK")
+    if validation.problems:
+        click.secho(f"{task_file}: a run on the simulator would be INVALID-RUN:", fg="red", bold=True)
+        for problem in validation.problems:
+            click.secho(f"  {problem.message}", fg="red")
+            click.echo(f"    fix: {problem.fix}")
+    else:
+        click.echo(f"{task_file}: OK")
     answer = (f"{len(task.output.label_names)} labels" if task.output.kind == "classification"
               else f"{task.output.kind} answers")
-    click.echo(f"  task {task.name}: {task.models.candidate} vs {task.models.reference}, "
+    click.echo(f"  task {task.name}: {task.models.candidate.model} vs {task.models.reference.model}, "
                f"{answer}, margin {100 * task.decision.margin:g} points")
+    for role in ("candidate", "reference"):
+        setup = task.models.role(role)
+        click.echo(f"  {role} {setup.model}: effort {setup.effort or 'model default'}, thinking "
+                   f"{setup.thinking}, max_tokens {setup.max_tokens}")
     click.echo(f"  dataset {prepared.samples.dataset_source}: {prepared.samples.rows_available} rows, "
                f"sample of {len(prepared.samples.samples)} (seed {task.sample.seed})")
     click.echo(f"  {len(prepared.requests)} requests would be sent; system prompt "
                f"{len(prepared.renderer.system)} characters")
     for note in prepared.samples.notes:
         click.echo(f"  note: {note}")
+    if validation.problems:
+        sys.exit(EXIT_INVALID_RUN)
 
 
 @main.command()
@@ -242,6 +275,8 @@ def _print_tune(analysis: Any, requests_sent: int) -> None:
                    f"{100 * row.quality_loss:>6.1f} {row.cost_per_1k:>10.4f}{marks.get(row.t, '')}")
     click.echo(f"objective: {analysis.objective}")
     click.echo(f"guarantee: {analysis.guarantee}")
+    if analysis.advice:
+        click.secho(f"routing: {analysis.advice}", fg="green" if analysis.pays else "yellow")
     fit = analysis.cross_fitted
     click.echo(f"held-out (5-fold cross-fitted): escalate {100 * fit.escalation_rate:.1f}%, routed accuracy "
                f"{100 * fit.routed_accuracy:.1f}%, loss {100 * fit.quality_loss:.1f} points, "
@@ -268,24 +303,41 @@ def _print_tune(analysis: Any, requests_sent: int) -> None:
 @click.option("--discordance", type=float, default=0.02, show_default=True,
               help="Gold mode: expected share of samples only the candidate gets right.")
 @click.option("--power", type=float, default=0.8, show_default=True, help="Chance the run decides.")
-def plan(task_file: Path, expected_gap: float, discordance: float, power: float) -> None:
+@click.option("--reference-accuracy", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Needed when the task's margin is relative (margin_type: relative): the reference "
+                   "accuracy you expect, which sets the margin in points.")
+@click.option("--sequential", is_flag=True,
+              help="Plan N_max for `run --sequential` (looks every decision.sequential_every samples).")
+def plan(task_file: Path, expected_gap: float, discordance: float, power: float,
+         reference_accuracy: float | None, sequential: bool) -> None:
     """How many samples TASK.yaml needs to reach a decision at its margin.
 
-    Exact power of the same test the run uses (exact binomial without gold labels, Tango with them).
+    Exact power of the same test the run uses (exact binomial without gold labels, Tango with them), at
+    the margin the run applies (relative margins included); with --sequential, the larger N_max the
+    O'Brien–Fleming looks need for the same power. Says so when the dataset has too few rows.
     """
     from evalkit import api  # noqa: PLC0415
 
-    result = api.plan_task(task_file, expected_gap=expected_gap, discordance=discordance, power=power)
+    result = api.plan_task(task_file, expected_gap=expected_gap, discordance=discordance, power=power,
+                           reference_accuracy=reference_accuracy, sequential=sequential)
     task = result.task
-    margin = 100 * task.decision.margin
+    margin = 100 * result.margin
     if result.n is None:
         click.echo(f"no sample size decides it: {result.why or 'the gap is too close to the margin'}")
         sys.exit(1)
+    design = (f"a sequential design (N_max, {result.inflation:.3f}× the fixed sample)" if result.inflation
+              else "the fixed design")
     click.echo(f"{task.name}: with an expected loss of {100 * expected_gap:g} points against a "
-               f"{margin:g}-point margin "
-               f"({'gold labels' if result.mode == 'gold' else 'agreement with the reference'}), "
-               f"{result.n} samples give a {100 * power:g}% chance of a {result.side}.")
-    if result.n > 500:
+               f"{margin:g}-point "
+               f"margin ({'gold labels' if result.mode == 'gold' else 'agreement with the reference'}), "
+               f"{result.n} samples give a {100 * power:g}% chance of a {result.side} in {design}.")
+    if not result.reachable:
+        click.secho(f"  the dataset has {result.rows_available} rows: this decision cannot be reached with "
+                    "it "
+                    ""
+                    ""
+                    "(widen the margin, expect a clearer gap, or add rows)", fg="yellow")
+    elif result.n > 500:
         click.echo("  that is more than the 200–500 evalkit is designed for: the gap is close to the margin; "
                    "consider --sequential, or accept INCONCLUSIVE as the likely outcome")
 
@@ -315,11 +367,12 @@ def lint(task_file: Path, mode: str) -> None:
 
 def _finish_gate(gate: Any) -> None:
     """Print the gate's checks and exit with its code."""
-    colours = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": None}
+    colours = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": None, "invalid": "red"}
     for check in gate.checks:
         click.secho(f"  gate {check.name}: {check.status} — {check.message}", fg=colours[check.status])
     code = gate.exit_code
-    label = {0: "PASS", 1: "FAIL (regression or NO-GO)", 3: "INCONCLUSIVE"}.get(code, str(code))
+    label = {0: "PASS", 1: "FAIL (regression or NO-GO)", 3: "INCONCLUSIVE",
+             EXIT_INVALID_RUN: "INVALID RUN (the evidence cannot support a verdict)"}.get(code, str(code))
     click.secho(f"gate: {label} (exit {code}); JUnit {gate.junit}, summary {gate.markdown}",
                 fg="green" if code == 0 else "red" if code == 1 else "yellow", bold=True)
     sys.exit(code)
@@ -356,7 +409,7 @@ def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance:
     \b
     Exit codes: 0 pass · 1 regression or NO-GO · 2 usage/config error · 3 inconclusive
                 (--inconclusive pass|fail to map it) · 4 API failure · 5 batch still running
-                (re-run to resume) · 6 budget guard stopped the run
+                (re-run to resume) · 6 budget guard stopped the run · 7 INVALID-RUN
     """
     from evalkit import api  # noqa: PLC0415
 

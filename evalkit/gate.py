@@ -37,6 +37,7 @@ from evalkit.stats.decision import tango_interval, tango_statistic
 
 BASELINE_SCHEMA: Final = 2
 EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+EXIT_INVALID_RUN = 7  # the run's evidence cannot support a verdict: neither a pass nor a regression
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class GateOptions:
 @dataclass
 class Check:
     name: str
-    status: Literal["pass", "fail", "inconclusive", "skipped"]
+    status: Literal["pass", "fail", "inconclusive", "skipped", "invalid"]
     message: str
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -155,9 +156,12 @@ def compare(record: RunRecord, rows: list[SampleRow], baseline: Baseline,
     if baseline.task != record.task_name:
         raise ConfigError(f"baseline is for task '{baseline.task}', this run is '{record.task_name}'")
     verdict = record.decision.verdict
-    status: dict[str, Literal["pass", "fail"]] = {"GO": "pass", "NO-GO": "fail"}
+    status: dict[str, Literal["pass", "fail", "invalid"]] = {"GO": "pass", "NO-GO": "fail",
+                                                             "INVALID-RUN": "invalid"}
     checks.append(Check("decision", status.get(verdict, "inconclusive"),
                         f"{verdict}: {record.decision.reason}"))
+    if verdict == "INVALID-RUN":  # the other checks would compare broken evidence with the baseline
+        return checks
     checks.append(_quality_check(record, rows, baseline, options))
     checks.append(_routing_check(record, rows, baseline))
     checks.append(_cost_check(record, baseline, options))
@@ -234,6 +238,8 @@ def _cost_check(record: RunRecord, baseline: Baseline, options: GateOptions) -> 
 
 
 def exit_code(checks: list[Check], options: GateOptions) -> int:
+    if any(check.status == "invalid" for check in checks):
+        return EXIT_INVALID_RUN
     if any(check.status == "fail" for check in checks):
         return EXIT_REGRESSION
     if any(check.status == "inconclusive" for check in checks):
@@ -250,6 +256,8 @@ def junit_xml(checks: list[Check], *, task: str, run_id: str) -> str:
         if check.status == "fail":
             ET.SubElement(case, "failure", message=check.message).text = json.dumps(
                 check.details, default=str)
+        elif check.status == "invalid":
+            ET.SubElement(case, "error", message=check.message)
         elif check.status in ("skipped", "inconclusive"):
             ET.SubElement(case, "skipped", message=check.message)
         ET.SubElement(case, "system-out").text = check.message
@@ -259,8 +267,9 @@ def junit_xml(checks: list[Check], *, task: str, run_id: str) -> str:
 
 
 def markdown(record: RunRecord, checks: list[Check], code: int, report_path: Path) -> str:
-    icon = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️", "skipped": "➖"}
-    outcome = {EXIT_PASS: "PASS", EXIT_REGRESSION: "FAIL"}.get(code, "INCONCLUSIVE")
+    icon = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️", "skipped": "➖", "invalid": "🛑"}
+    names = {EXIT_PASS: "PASS", EXIT_REGRESSION: "FAIL", EXIT_INVALID_RUN: "INVALID RUN"}
+    outcome = names.get(code, "INCONCLUSIVE")
     lines = [f"## evalkit gate: {record.task_name} — {outcome}", ""]
     if record.simulated:
         lines += ["> **SIMULATED** — answers came from evalkit's offline simulator, not from Claude.", ""]

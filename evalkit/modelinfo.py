@@ -35,3 +35,60 @@ def min_cacheable_tokens(model: str) -> tuple[int, bool]:
         if fnmatch.fnmatchcase(model, pattern):
             return minimum, True
     return DEFAULT_MIN_CACHEABLE_TOKENS, False
+
+
+#: Largest ``max_tokens`` each model accepts (docs/reference/anthropic-facts.md §4: "ctx / max out").
+MAX_OUTPUT_TOKENS: tuple[tuple[str, int], ...] = (
+    ("claude-haiku-4-5*", 64_000),
+    ("claude-sonnet-4-5*", 64_000),
+    ("claude-*", 128_000),
+)
+
+#: Models that think adaptively unless ``thinking: {"type": "disabled"}`` is sent (facts §4 and §8).
+ADAPTIVE_THINKING_BY_DEFAULT: tuple[str, ...] = ("claude-haiku-5-5*", "claude-sonnet-5-5*", "claude-sonnet-5",
+                                                 "claude-opus-5-5*", "claude-opus-5")
+
+#: The effort a model uses when the request does not say (facts §4: Haiku 5.5 medium, Sonnet 5.5 high).
+DEFAULT_EFFORT: tuple[tuple[str, str], ...] = (
+    ("claude-haiku-5-5*", "medium"),
+    ("claude-sonnet-5-5*", "high"),
+    ("claude-opus-5*", "high"),
+    ("claude-sonnet-5", "high"),
+)
+EFFORTS = ("low", "medium", "high", "xhigh", "max")
+
+#: evalkit's planning assumption for the thinking tokens of one short answer at each effort level. The
+#: API documents no such numbers: these drive the estimate's max_tokens warning and the simulator's
+#: thinking length, and every measured run replaces them with its own output-token distribution.
+TYPICAL_THINKING_TOKENS: dict[str, int] = {"low": 120, "medium": 450, "high": 1200, "xhigh": 2500,
+                                           "max": 5000}
+
+
+def _first(table: tuple[tuple[str, object], ...], model: str) -> object | None:
+    for pattern, value in table:
+        if fnmatch.fnmatchcase(model, pattern):
+            return value
+    return None
+
+
+def max_output_tokens(model: str) -> int:
+    value = _first(MAX_OUTPUT_TOKENS, model)
+    return int(value) if isinstance(value, int) else 128_000
+
+
+def thinks_by_default(model: str) -> bool:
+    return any(fnmatch.fnmatchcase(model, pattern) for pattern in ADAPTIVE_THINKING_BY_DEFAULT)
+
+
+def default_effort(model: str) -> str | None:
+    """The effort the model applies when none is sent (None: the model has no effort setting we know)."""
+    value = _first(DEFAULT_EFFORT, model)
+    return str(value) if value is not None else None
+
+
+def expected_thinking_tokens(model: str, *, effort: str | None, thinking: str | None) -> int:
+    """Planning estimate of the thinking tokens of one answer (0 when the model does not think)."""
+    if thinking == "disabled" or (thinking is None and not thinks_by_default(model)):
+        return 0
+    level = effort or default_effort(model) or "medium"
+    return TYPICAL_THINKING_TOKENS.get(level, TYPICAL_THINKING_TOKENS["medium"])

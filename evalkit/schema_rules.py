@@ -17,16 +17,37 @@ from dataclasses import dataclass
 from typing import Any
 
 TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean", "null"})
-FORMATS = frozenset({"date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid"})
+FORMATS = frozenset(
+    {"date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid"}
+)
 #: Keywords that only annotate (never constrain) and are accepted anywhere.
-ANNOTATIONS = frozenset({"title", "description", "examples", "$comment", "deprecated", "readOnly", "writeOnly",
-                         "default"})
-SUPPORTED = frozenset({"type", "properties", "required", "additionalProperties", "items", "enum", "const",
-                       "anyOf", "allOf", "$ref", "$defs", "definitions", "format", "pattern", "minItems"})
+ANNOTATIONS = frozenset(
+    {"title", "description", "examples", "$comment", "deprecated", "readOnly", "writeOnly", "default"}
+)
+SUPPORTED = frozenset(
+    {
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "enum",
+        "const",
+        "anyOf",
+        "allOf",
+        "$ref",
+        "$defs",
+        "definitions",
+        "format",
+        "pattern",
+        "minItems",
+    }
+)
 NUMERIC = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"})
 STRING = frozenset({"minLength", "maxLength"})
-ARRAY = frozenset({"maxItems", "uniqueItems", "contains", "minContains", "maxContains", "prefixItems",
-                   "unevaluatedItems"})
+ARRAY = frozenset(
+    {"maxItems", "uniqueItems", "contains", "minContains", "maxContains", "prefixItems", "unevaluatedItems"}
+)
 #: Regex features structured outputs do not support in ``pattern``.
 _BAD_PATTERN = re.compile(r"\\[1-9]|\(\?[=!<]|\\[bB]|\{\d*,?(\d{3,})\}")
 _MAX_DEPTH = 32
@@ -61,8 +82,14 @@ def schema_violations(schema: Any) -> list[Violation]:
     _check(schema, "", found, definitions, depth=0)
     cycle = _recursion(definitions)
     if cycle:
-        found.append(Violation(f"$defs.{cycle[0]}", "$ref", f"recursive schemas are not supported "
-                               f"({' -> '.join(cycle)})", "unroll the recursion to a fixed depth"))
+        found.append(
+            Violation(
+                f"$defs.{cycle[0]}",
+                "$ref",
+                f"recursive schemas are not supported ({' -> '.join(cycle)})",
+                "unroll the recursion to a fixed depth",
+            )
+        )
     return found
 
 
@@ -86,7 +113,7 @@ def _recursion(definitions: dict[str, Any]) -> list[str] | None:
 
     def visit(name: str) -> list[str] | None:
         if name in visiting:
-            return [*visiting[visiting.index(name):], name]
+            return [*visiting[visiting.index(name) :], name]
         if name in done:
             return None
         visiting.append(name)
@@ -107,45 +134,89 @@ def _recursion(definitions: dict[str, Any]) -> list[str] | None:
 
 def _check(node: Any, path: str, found: list[Violation], definitions: dict[str, Any], *, depth: int) -> None:
     if depth > _MAX_DEPTH:
-        found.append(Violation(path, "$ref", "Schema is too complex (nested too deeply)", "flatten the schema"))
+        found.append(
+            Violation(path, "$ref", "Schema is too complex (nested too deeply)", "flatten the schema")
+        )
         return
     if not isinstance(node, dict):
-        found.append(Violation(path, "type", "each subschema must be a JSON object", "replace it by an object"))
+        found.append(
+            Violation(path, "type", "each subschema must be a JSON object", "replace it by an object")
+        )
         return
     for keyword in node:
         if keyword in SUPPORTED or keyword in ANNOTATIONS:
             continue
         if keyword in NUMERIC:
-            found.append(Violation(path, keyword, f"'{keyword}' is not supported (numeric constraints are not)",
-                                   f"remove '{keyword}' and check the bound when the answer is parsed"))
+            found.append(
+                Violation(
+                    path,
+                    keyword,
+                    f"'{keyword}' is not supported (numeric constraints are not)",
+                    f"remove '{keyword}' and check the bound when the answer is parsed",
+                )
+            )
         elif keyword in STRING:
-            found.append(Violation(path, keyword, f"'{keyword}' is not supported (string length constraints "
-                                   "are not)", f"remove '{keyword}'"))
+            found.append(
+                Violation(
+                    path,
+                    keyword,
+                    f"'{keyword}' is not supported (string length constraints are not)",
+                    f"remove '{keyword}'",
+                )
+            )
         elif keyword in ARRAY:
-            found.append(Violation(path, keyword, f"'{keyword}' is not supported for arrays", f"remove '{keyword}'"))
+            found.append(
+                Violation(path, keyword, f"'{keyword}' is not supported for arrays", f"remove '{keyword}'")
+            )
         else:
-            found.append(Violation(path, keyword, f"keyword '{keyword}' is not supported by structured outputs",
-                                   f"remove '{keyword}' (supported: {', '.join(sorted(SUPPORTED))})"))
+            found.append(
+                Violation(
+                    path,
+                    keyword,
+                    f"keyword '{keyword}' is not supported by structured outputs",
+                    f"remove '{keyword}' (supported: {', '.join(sorted(SUPPORTED))})",
+                )
+            )
     kind = node.get("type")
     kinds: list[Any] = []
     if isinstance(kind, list):
-        found.append(Violation(path, "type", f"a type array {kind} is not a form structured outputs are known "
-                               "to accept", "use anyOf: [{type: …}, {type: null}] instead of a list of types"))
+        found.append(
+            Violation(
+                path,
+                "type",
+                f"a type array {kind} is not a form structured outputs are known to accept",
+                "use anyOf: [{type: …}, {type: null}] instead of a list of types",
+            )
+        )
         kinds = list(kind)
     elif kind is not None:
         kinds = [kind]
         if kind not in TYPES:
-            found.append(Violation(path, "type", f"unknown type {kind!r}", f"use one of {', '.join(sorted(TYPES))}"))
+            found.append(
+                Violation(path, "type", f"unknown type {kind!r}", f"use one of {', '.join(sorted(TYPES))}")
+            )
     if "enum" in node:
         values = node["enum"]
         if not isinstance(values, list) or not values:
             found.append(Violation(path, "enum", "enum must be a non-empty list", "list the allowed values"))
         elif any(isinstance(v, dict | list) for v in values):
-            found.append(Violation(path, "enum", "complex types (objects, arrays) inside enum are not supported",
-                                   "enum values must be strings, numbers, booleans or null"))
+            found.append(
+                Violation(
+                    path,
+                    "enum",
+                    "complex types (objects, arrays) inside enum are not supported",
+                    "enum values must be strings, numbers, booleans or null",
+                )
+            )
     if "format" in node and node["format"] not in FORMATS:
-        found.append(Violation(path, "format", f"string format {node['format']!r} is not supported",
-                               f"remove it or use one of {', '.join(sorted(FORMATS))}"))
+        found.append(
+            Violation(
+                path,
+                "format",
+                f"string format {node['format']!r} is not supported",
+                f"remove it or use one of {', '.join(sorted(FORMATS))}",
+            )
+        )
     if "pattern" in node:
         pattern = node["pattern"]
         if not isinstance(pattern, str):
@@ -153,50 +224,92 @@ def _check(node: Any, path: str, found: list[Violation], definitions: dict[str, 
         else:
             bad = _BAD_PATTERN.search(pattern)
             if bad:
-                found.append(Violation(path, "pattern", f"pattern feature {bad.group(0)!r} (backreferences, "
-                                       "lookaround, word boundaries, large repetition ranges) is not supported",
-                                       "simplify the regular expression"))
+                found.append(
+                    Violation(
+                        path,
+                        "pattern",
+                        f"pattern feature {bad.group(0)!r} (backreferences, "
+                        "lookaround, word boundaries, large repetition ranges) is not supported",
+                        "simplify the regular expression",
+                    )
+                )
     if "minItems" in node and node["minItems"] not in (0, 1):
-        found.append(Violation(path, "minItems", f"minItems {node['minItems']!r} is not supported (only 0 or 1)",
-                               "use minItems 0 or 1 and check the count when the answer is parsed"))
+        found.append(
+            Violation(
+                path,
+                "minItems",
+                f"minItems {node['minItems']!r} is not supported (only 0 or 1)",
+                "use minItems 0 or 1 and check the count when the answer is parsed",
+            )
+        )
     is_object = "object" in kinds or ("properties" in node and not kinds)
     if is_object:
         extra = node.get("additionalProperties", "missing")
         if extra is not False:
             state = "is missing" if extra == "missing" else f"is {extra!r}"
-            found.append(Violation(path, "additionalProperties", f"additionalProperties {state}; structured "
-                                   "outputs need it to be false on every object", "add additionalProperties: false"))
+            found.append(
+                Violation(
+                    path,
+                    "additionalProperties",
+                    f"additionalProperties {state}; structured outputs need it to be false on every object",
+                    "add additionalProperties: false",
+                )
+            )
         properties = node.get("properties") or {}
         if not isinstance(properties, dict):
-            found.append(Violation(path, "properties", "properties must be an object", "map names to schemas"))
+            found.append(
+                Violation(path, "properties", "properties must be an object", "map names to schemas")
+            )
             properties = {}
         required = node.get("required")
         if required is not None:
             if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
-                found.append(Violation(path, "required", "required must be a list of property names",
-                                       "list property names"))
+                found.append(
+                    Violation(
+                        path, "required", "required must be a list of property names", "list property names"
+                    )
+                )
             else:
                 for name in required:
                     if name not in properties:
-                        found.append(Violation(path, "required", f"required property {name!r} is not defined in "
-                                               "properties", f"define {name!r} or remove it from required"))
+                        found.append(
+                            Violation(
+                                path,
+                                "required",
+                                f"required property {name!r} is not defined in properties",
+                                f"define {name!r} or remove it from required",
+                            )
+                        )
         for name, sub in properties.items():
             _check(sub, _join(path, "properties", name), found, definitions, depth=depth + 1)
     elif isinstance(node.get("additionalProperties"), dict):
-        _check(node["additionalProperties"], _join(path, "additionalProperties"), found, definitions,
-               depth=depth + 1)
+        _check(
+            node["additionalProperties"],
+            _join(path, "additionalProperties"),
+            found,
+            definitions,
+            depth=depth + 1,
+        )
     if "items" in node:
         _check(node["items"], _join(path, "items"), found, definitions, depth=depth + 1)
     for keyword in ("anyOf", "allOf"):
         if keyword in node:
             options = node[keyword]
             if not isinstance(options, list) or not options:
-                found.append(Violation(path, keyword, f"{keyword} must be a non-empty list", "list subschemas"))
+                found.append(
+                    Violation(path, keyword, f"{keyword} must be a non-empty list", "list subschemas")
+                )
                 continue
             for index, sub in enumerate(options):
                 if keyword == "allOf" and isinstance(sub, dict) and "$ref" in sub:
-                    found.append(Violation(_join(path, keyword, index), "$ref", "allOf with $ref is not supported",
-                                           "inline the referenced schema"))
+                    found.append(
+                        Violation(
+                            _join(path, keyword, index),
+                            "$ref",
+                            "allOf with $ref is not supported",
+                            "inline the referenced schema",
+                        )
+                    )
                 _check(sub, _join(path, keyword, index), found, definitions, depth=depth + 1)
     for keyword in ("$defs", "definitions"):
         for name, sub in (node.get(keyword) or {}).items() if depth == 0 else ():
@@ -204,10 +317,19 @@ def _check(node: Any, path: str, found: list[Violation], definitions: dict[str, 
     if "$ref" in node:
         ref = node["$ref"]
         if not isinstance(ref, str) or not ref.startswith("#/"):
-            found.append(Violation(path, "$ref", f"external $ref {ref!r} is not supported",
-                                   "define it under $defs and point at '#/$defs/<name>'"))
+            found.append(
+                Violation(
+                    path,
+                    "$ref",
+                    f"external $ref {ref!r} is not supported",
+                    "define it under $defs and point at '#/$defs/<name>'",
+                )
+            )
         else:
             name = ref.split("/")[-1]
             if name not in definitions:
-                found.append(Violation(path, "$ref", f"$ref {ref!r} points at no definition",
-                                       f"define {name!r} under $defs"))
+                found.append(
+                    Violation(
+                        path, "$ref", f"$ref {ref!r} points at no definition", f"define {name!r} under $defs"
+                    )
+                )

@@ -159,17 +159,80 @@ class OutputSpec(_Strict):
         return {name: "" for name in self.labels or []}
 
 
+Effort = Literal["low", "medium", "high", "xhigh", "max"]
+Thinking = Literal["default", "disabled", "adaptive"]
+
+
+class ModelSettings(_Strict):
+    """One model, called exactly as production would call it. Unset values inherit from ``models:``."""
+
+    model: str = Field(description="The model id, e.g. claude-haiku-5-5.")
+    effort: Effort | None = Field(
+        default=None, description="output_config.effort; unset sends nothing (Haiku 5.5 then thinks at "
+                                  "medium, "
+        "Sonnet 5.5 at high).")
+    thinking: Thinking | None = Field(
+        default=None, description="'disabled' turns thinking off; 'adaptive' asks for it; 'default' sends "
+                                  "nothing.")
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=128_000, description="Output budget; thinking tokens count toward it.")
+
+
+@dataclass(frozen=True)
+class RoleModel:
+    """A role's model with every setting resolved (what goes into its requests)."""
+
+    model: str
+    effort: str | None
+    thinking: str
+    max_tokens: int
+
+
 class ModelsSpec(_Strict):
-    candidate: str = Field(description="The cheap model being considered, e.g. claude-haiku-5-5.")
-    reference: str = Field(description="The model it must match, e.g. claude-sonnet-5-5.")
-    max_tokens: int = Field(default=256, ge=1, le=128_000)
-    thinking: Literal["default", "disabled", "adaptive"] = Field(
+    candidate: ModelSettings = Field(description="The cheap model being considered: an id (claude-haiku-5-5) "
+                                                 "or "
+                                     "{model, effort, thinking, max_tokens}.")
+    reference: ModelSettings = Field(description="The model it must match, e.g. claude-sonnet-5-5 (or "
+                                                 "settings).")
+    max_tokens: int = Field(default=1024, ge=1, le=128_000,
+                            description="Default output budget per answer; thinking tokens count toward it.")
+    effort: Effort | None = Field(default=None, description="Default effort for both models (unset: each "
+                                  "model's own default).")
+    thinking: Thinking = Field(
         default="default", description="'default' sends nothing and lets each model use its own default."
     )
     reference_log: str | None = Field(
         default=None, description="JSONL of recorded production responses of the reference, keyed by "
         "sample id ({\"id\": …, \"output\": text} or {\"id\": …, \"message\": <Message JSON>}): "
         "the reference is not called.")
+
+    @field_validator("candidate", "reference", mode="before")
+    @classmethod
+    def _model_id(cls, value: Any) -> Any:
+        return {"model": value} if isinstance(value, str) else value
+
+    def role(self, role: str) -> RoleModel:
+        """The candidate's or the reference's settings, defaults applied (the judge is the reference)."""
+        own = self.candidate if role == "candidate" else self.reference
+        return RoleModel(model=own.model, effort=own.effort if own.effort is not None else self.effort,
+                         thinking=own.thinking or self.thinking,
+                         max_tokens=own.max_tokens if own.max_tokens is not None else self.max_tokens)
+
+
+class ValiditySpec(_Strict):
+    """How much broken evidence a run tolerates before it refuses to decide (verdict INVALID-RUN)."""
+
+    max_reference_invalid: float = Field(default=0.05, ge=0, le=1,
+                                         description="Share of reference answers that may be invalid or "
+                                                     "failed.")
+    max_truncated: float = Field(default=0.01, ge=0, le=1,
+                                 description="Share of any model's answers that may end cut off by "
+                                 "max_tokens.")
+    max_reference_top_label: float = Field(
+        default=0.95, gt=0, le=1, description="Without gold labels: the most the reference may give one "
+                                              "label.")
+    max_leaked: float = Field(default=0.0, ge=0, le=1, description="Share of evaluated rows that may also be "
+                              "simulator training rows.")
 
 
 class DecisionSpec(_Strict):
@@ -188,6 +251,10 @@ class DecisionSpec(_Strict):
         "label match, field_f1, token_f1); 'judge' asks the reference whether the answers are equivalent.")
     threshold: float | None = Field(default=None, ge=0, le=1,
                                     description="A sample counts as right when its metric is at least this.")
+    min_group_size: int = Field(default=30, ge=1, description="Labels and segments with fewer samples are "
+                                                              "shown "
+                                "without a verdict.")
+    validity: ValiditySpec = Field(default_factory=ValiditySpec)
 
     @field_validator("margin", mode="before")
     @classmethod

@@ -11,7 +11,6 @@ from evalkit.scoring.samples import ScoredSample
 from evalkit.stats.decision import (
     clopper_pearson_interval,
     decide,
-    decide_groups,
     mcnemar_diagnostic,
     n_for_power,
     n_to_decide_paired,
@@ -23,6 +22,7 @@ from evalkit.stats.decision import (
     tango_interval,
     wilson_interval,
 )
+from evalkit.stats.groups import decide_families, split
 
 
 @pytest.mark.parametrize(
@@ -170,7 +170,8 @@ def test_relative_margin_scales_with_reference_accuracy() -> None:
 def test_per_group_decisions_expose_a_weak_label() -> None:
     good = _paired_rows(95, 1, 1, 3, gold="x")
     bad = _paired_rows(60, 30, 0, 10, gold="y")
-    groups = decide_groups(good + bad, lambda r: r.sample.label, margin=0.05)
+    groups = decide_families({"label": split(good + bad, lambda r: r.sample.label)}, margin=0.05,
+                             alpha=0.05)["label"]
     assert groups["x"].verdict == "GO" and groups["y"].verdict == "NO-GO"
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from evalkit.datasets import Sample
 from evalkit.errors import SpecError
+from evalkit.providers.base import ModelResponse
 from evalkit.scoring.answers import Answer
 from evalkit.scoring.judge import judge_params, parse_judge
 from evalkit.scoring.metrics import METRICS
@@ -97,8 +98,14 @@ def test_judge_metric_decides_on_the_references_verdicts(tmp_path: Path) -> None
     assert params["model"] == "claude-sonnet-5-5"
     user = params["messages"][0]["content"][0]["text"]
     assert "<candidate_answer>\ncand answer\n</candidate_answer>" in user
-    assert parse_judge('{"equivalent": true, "reason": "same"}') is True
-    assert parse_judge("not json") is None
+
+    def reply(text: str, stop: str = "end_turn") -> ModelResponse:
+        return ModelResponse(message={"content": [{"type": "text", "text": text}], "stop_reason": stop})
+
+    assert parse_judge(reply('{"equivalent": true, "reason": "same"}')) is True
+    assert parse_judge(reply("not json")) is None
+    assert parse_judge(reply('{"equivalent": true, "rea', stop="max_tokens")) is None  # cut off: not judged
+    assert parse_judge(None) is None
 
 
 def test_metric_that_does_not_fit_the_task_kind_is_refused(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 The estimate prices every request the response cache cannot answer: input tokens counted offline with
 evalkit's stand-in tokenizer (the cacheable prefix as one write and then reads when caching applies),
-output tokens at the mean measured in cached answers of the same model when there are any, else at
-half of max_tokens — and an upper bound at max_tokens. Batch mode applies the batch discount.
+output tokens at the mean measured in cached answers of the same model when there are any, else at the
+planning assumption for its thinking (by effort) plus a short answer — and an upper bound at max_tokens.
+Batch mode applies the batch discount.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from evalkit._typed import Typed
 from evalkit.config import PricingTable
 from evalkit.cost.prices import call_cost, discount, price_tokens
 from evalkit.errors import BudgetError
+from evalkit.modelinfo import default_effort, expected_thinking_tokens
 from evalkit.prompts.prompt_caching import CachePlan
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import ModelResponse
@@ -33,11 +35,14 @@ class Estimate(Typed):
     expected_usd: float = 0.0
     upper_bound_usd: float = 0.0
     by_model: dict[str, ModelEstimate] = {}
+    #: Output budgets that look too small for the thought plus the answer (answers would be cut off).
+    warnings: list[str] = []
 
     def describe(self) -> str:
-        return (f"estimated cost: ${self.expected_usd:.4f} for {self.requests_to_send} requests "
+        text = (f"estimated cost: ${self.expected_usd:.4f} for {self.requests_to_send} requests "
                 f"(at most ${self.upper_bound_usd:.4f} if every answer used max_tokens); "
                 f"{self.answered_from_cache} already answered by the response cache")
+        return "\n".join([text, *(f"warning: {warning}" for warning in self.warnings)])
 
 
 def _input_tokens(request: ModelRequest) -> tuple[int, int]:
@@ -81,7 +86,11 @@ def estimate_cost(requests: list[ModelRequest], cache: ResponseCache, endpoint: 
             tokens["input"] += prefix
         max_tokens = int(request.params.get("max_tokens", 0))
         seen = measured.get(request.model)
-        expected_out = sum(seen) / len(seen) if seen else max_tokens / 2
+        effort = (request.params.get("output_config") or {}).get("effort")
+        thinking = (request.params.get("thinking") or {}).get("type")
+        thought = expected_thinking_tokens(request.model, effort=effort, thinking=thinking)
+        guess = thought + _ANSWER_TOKENS_GUESS
+        expected_out = sum(seen) / len(seen) if seen else min(max_tokens, guess)
         expected = price_tokens(rates, **tokens, output=expected_out, factor=factor).total
         upper = price_tokens(rates, **tokens, output=max_tokens, factor=factor).total
         entry = by_model.setdefault(request.model, {"requests": 0, "expected_usd": 0.0, "upper_usd": 0.0})
@@ -89,11 +98,48 @@ def estimate_cost(requests: list[ModelRequest], cache: ResponseCache, endpoint: 
         entry["expected_usd"] += expected
         entry["upper_usd"] += upper
     return Estimate(requests_to_send=len(pending), answered_from_cache=cached,
+                    warnings=budget_warnings(requests, measured),
                     expected_usd=round(sum(e["expected_usd"] for e in by_model.values()), 6),
                     upper_bound_usd=round(sum(e["upper_usd"] for e in by_model.values()), 6),
                     by_model={model: ModelEstimate(requests=int(e["requests"]),
                                                    expected_usd=e["expected_usd"], upper_usd=e["upper_usd"])
                               for model, e in by_model.items()})
+
+
+#: Answer tokens assumed for a model no cached answer has measured yet (a short JSON answer).
+_ANSWER_TOKENS_GUESS = 150
+
+
+def budget_warnings(requests: list[ModelRequest], measured: dict[str, list[int]]) -> list[str]:
+    """One warning per model whose ``max_tokens`` is below what its thinking plus its answer are expected
+    to need — thinking tokens count toward max_tokens, so those answers would end cut off."""
+    warnings = []
+    seen: set[str] = set()
+    for request in requests:
+        if request.model in seen:
+            continue
+        seen.add(request.model)
+        params = request.params
+        effort = (params.get("output_config") or {}).get("effort")
+        thinking = (params.get("thinking") or {}).get("type")
+        thought = expected_thinking_tokens(request.model, effort=effort, thinking=thinking)
+        outputs = measured.get(request.model)
+        answer = sum(outputs) / len(outputs) if outputs else _ANSWER_TOKENS_GUESS
+        max_tokens = int(params.get("max_tokens", 0))
+        if thought and max_tokens < 2 * thought + answer:
+            level = effort or f"{default_effort(request.model) or 'medium'} (the model's default)"
+            warnings.append(
+                f"max_tokens {max_tokens} for {request.model} leaves little room: it thinks ~{thought} "
+                "tokens "
+                ""
+                "at "
+                f"effort {level} (thinking counts toward max_tokens) plus ~{answer:.0f} for the answer; "
+                f"long thoughts will cut answers off. Raise max_tokens to ~{2 * thought + int(answer)} or "
+                "set "
+                ""
+                ""
+                "effort: low / thinking: disabled")
+    return warnings
 
 
 def check_budget(estimate: Estimate, max_cost: float | None) -> None:

@@ -20,7 +20,7 @@ from evalkit.scoring.samples import SampleResult
 
 
 class ProjectionRow(Typed):
-    stack: str  # "all_reference" | "all_candidate" | "routed"
+    stack: str  # "all_reference" | "all_candidate" | "routed" | "routed_held_out"
     caching: bool
     batch: bool
     per_request_usd: float
@@ -41,7 +41,8 @@ class Projection(Typed):
     why: str | None = None
     daily_requests: int | None = None
     days_per_month: int | None = None
-    escalation_rate: float | None = None
+    escalation_rate: float | None = None  # of the threshold that would ship, on the evaluated samples
+    escalation_rate_held_out: float | None = None  # its 5-fold cross-fitted estimate on new traffic
     escalation_source: str | None = None
     measured: dict[str, MeasuredUsage] | None = None
     baseline: str | None = None
@@ -79,7 +80,8 @@ def role_costs(results: Sequence[SampleResult], pricing: PricingTable) -> tuple[
 
 
 def project(results: Sequence[SampleResult], pricing: PricingTable, *, daily_requests: int,
-            days_per_month: int, escalation_rate: float | None, escalation_source: str) -> Projection:
+            days_per_month: int, escalation_rate: float | None, escalation_source: str,
+            escalation_rate_held_out: float | None = None) -> Projection:
     candidate, reference = mean_usage(results, "candidate"), mean_usage(results, "reference")
     if candidate is None or reference is None:
         return Projection(available=False, why="no answered requests to measure")
@@ -91,6 +93,8 @@ def project(results: Sequence[SampleResult], pricing: PricingTable, *, daily_req
             stacks = {"all_reference": r, "all_candidate": c}
             if escalation_rate is not None:
                 stacks["routed"] = c + escalation_rate * r
+            if escalation_rate_held_out is not None:
+                stacks["routed_held_out"] = c + escalation_rate_held_out * r
             rows.extend({"stack": stack, "caching": caching, "batch": batch, "per_request_usd": per_request,
                          "per_day_usd": per_request * daily_requests,
                          "per_month_usd": per_request * daily_requests * days_per_month}
@@ -99,7 +103,8 @@ def project(results: Sequence[SampleResult], pricing: PricingTable, *, daily_req
                     if row["stack"] == "all_reference" and not row["caching"] and not row["batch"])
     return Projection(
         available=True, daily_requests=daily_requests, days_per_month=days_per_month,
-        escalation_rate=escalation_rate, escalation_source=escalation_source,
+        escalation_rate=escalation_rate, escalation_rate_held_out=escalation_rate_held_out,
+        escalation_source=escalation_source,
         measured={role: MeasuredUsage(**u.__dict__)
                   for role, u in (("candidate", candidate), ("reference", reference))},
         baseline="all_reference, real time, no caching (the seed's starting point)",

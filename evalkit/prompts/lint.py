@@ -18,7 +18,8 @@ from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from evalkit._typed import Typed
-from evalkit.errors import TemplateError
+from evalkit.errors import SpecIssue, TemplateError
+from evalkit.schema_rules import schema_violations
 from evalkit.spec import TaskSpec
 
 VOLATILE_NAMES = re.compile(
@@ -117,8 +118,8 @@ def lint_templates(task: TaskSpec) -> list[Finding]:
 
 
 def lint_task(task: TaskSpec, *, mode: str = "batch") -> list[Finding]:
-    """Every finding for a task, including whether its prefix is long enough to cache."""
-    findings = lint_templates(task)
+    """Every finding for a task: the output schema, cache-busters, and whether the prefix can be cached."""
+    findings = lint_schema(task) + lint_templates(task)
     if any(f.severity == "error" for f in findings):
         return findings
     from evalkit.prompts.prompt_caching import plan_caching  # noqa: PLC0415
@@ -139,3 +140,27 @@ def lint_task(task: TaskSpec, *, mode: str = "batch") -> list[Finding]:
                                 f"{plan.model}: {plan.reason}",
                                 "nothing to fix if the prompt is meant to be short"))
     return findings
+
+
+def schema_issues(task: TaskSpec) -> list[SpecIssue]:
+    """The output schema against the structured-outputs subset: every part the API would refuse (HTTP 400
+    — in batch mode only after the batch has run), located in the task file, with the fix."""
+    if not task.output.structured or task.output.kind == "text":
+        return []
+    from evalkit.prompts.render import output_schema  # noqa: PLC0415 - render imports this module's peers
+
+    source = "output.json_schema" if task.output.kind == "extraction" else "output"
+    issues = []
+    for violation in schema_violations(output_schema(task.output)):
+        key = f"{source}.{violation.path}" if violation.path and source == "output.json_schema" else source
+        issues.append(SpecIssue(path=key, message="structured outputs reject this schema: "
+                                                  f"{violation.message}",
+                                line=task.source.line_of(key) if task.source else None, hint=violation.fix))
+    return issues
+
+
+def lint_schema(task: TaskSpec) -> list[Finding]:
+    """:func:`schema_issues` as lint findings."""
+    where = str(task.task_file or "<task>")
+    return [_finding("error", f"{where}:{issue.line}" if issue.line else where, issue.path, issue.message,
+                     issue.hint or "") for issue in schema_issues(task)]

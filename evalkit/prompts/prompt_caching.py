@@ -43,7 +43,8 @@ def plan_caching(task: TaskSpec, system: str, schema: dict[str, Any] | None, *,
     prefix = estimate_prefix_tokens(system, schema)
     ttl = task.prompt.cache_ttl if task.prompt.cache_ttl != "auto" else ("1h" if mode == "batch" else "5m")
     plans = {}
-    for role, model in (("candidate", task.models.candidate), ("reference", task.models.reference)):
+    for role in ("candidate", "reference"):
+        model = task.models.role(role).model
         minimum, known = min_cacheable_tokens(model)
         qualifier = "" if known else " (assumed: evalkit does not know this model's minimum)"
         if task.prompt.cache == "off":

@@ -184,13 +184,13 @@ def _error_line(exc: Exception) -> int | None:
 
 #: The parts of a request that are the same for every sample of a role, built once and shared, so a
 #: 100k-sample run holds one copy of the system prompt blocks and the schema, not one per request.
-_shared_parts: dict[tuple[int, str, str | None],
-                    tuple[TaskSpec, list[dict[str, Any]], dict[str, Any] | None]] = {}
+_SharedKey = tuple[int, str, str | None, str | None]
+_shared_parts: dict[_SharedKey, tuple[TaskSpec, list[dict[str, Any]], dict[str, Any] | None]] = {}
 
 
-def _static_parts(task: TaskSpec, system: str, cache_ttl: str | None
+def _static_parts(task: TaskSpec, system: str, cache_ttl: str | None, effort: str | None
                   ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    key = (id(task), system, cache_ttl)
+    key = (id(task), system, cache_ttl, effort)
     cached = _shared_parts.get(key)
     if cached is not None and cached[0] is task:  # the entry holds the task, so its id cannot be reused
         return cached[1], cached[2]
@@ -200,9 +200,11 @@ def _static_parts(task: TaskSpec, system: str, cache_ttl: str | None
     if cache_ttl is not None:
         system_block["cache_control"] = {"type": "ephemeral"} if cache_ttl == "5m" else \
             {"type": "ephemeral", "ttl": cache_ttl}
-    output_config = None
+    output_config: dict[str, Any] | None = None
     if task.output.structured and task.output.kind != "text":
         output_config = {"format": {"type": "json_schema", "schema": output_schema(task.output)}}
+    if effort is not None:
+        output_config = {**(output_config or {}), "effort": effort}
     _shared_parts[key] = (task, [system_block], output_config)
     return [system_block], output_config
 
@@ -211,16 +213,16 @@ def build_request(task: TaskSpec, role: str, sample: Sample, prompt: RenderedPro
                   *, cache_ttl: str | None = None) -> ModelRequest:
     """The Messages API body for one model and one sample. ``cache_ttl`` puts a prompt-cache breakpoint
     on the static system block (``"5m"`` or ``"1h"``). Static parts are shared objects: never mutate them."""
-    model = task.models.candidate if role == "candidate" else task.models.reference
-    system_blocks, output_config = _static_parts(task, prompt.system, cache_ttl)
+    settings = task.models.role(role)
+    system_blocks, output_config = _static_parts(task, prompt.system, cache_ttl, settings.effort)
     params: dict[str, Any] = {
-        "model": model,
-        "max_tokens": task.models.max_tokens,
+        "model": settings.model,
+        "max_tokens": settings.max_tokens,
         "system": system_blocks,
         "messages": [{"role": "user", "content": [{"type": "text", "text": prompt.user}]}],
     }
     if output_config is not None:
         params["output_config"] = output_config
-    if task.models.thinking != "default":
-        params["thinking"] = {"type": task.models.thinking}
+    if settings.thinking != "default":
+        params["thinking"] = {"type": settings.thinking}
     return ModelRequest(sample_id=sample.id, role=role, params=params)

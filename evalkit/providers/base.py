@@ -94,6 +94,12 @@ class ModelResponse:
         return self.message.get("stop_reason")
 
     @property
+    def thought(self) -> bool:
+        """Whether the reply has a thinking block (its tokens count toward max_tokens)."""
+        return any(block.get("type") in ("thinking", "redacted_thinking")
+                   for block in self.message.get("content") or [])
+
+    @property
     def usage(self) -> Usage:
         return Usage.from_wire(self.message.get("usage"))
 

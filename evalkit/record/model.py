@@ -20,6 +20,8 @@ from evalkit.record.rows import UsageCounts
 from evalkit.routing.analysis import RoutingAnalysis
 from evalkit.scoring.metrics import Metrics, OutcomeCounts
 from evalkit.stats.decision import Decision
+from evalkit.stats.groups import GroupDecision
+from evalkit.stats.validity import Validity
 
 SCHEMA_VERSION: Final = 2
 
@@ -37,10 +39,20 @@ class TaskInfo(Typed):
     spec_hash: str
 
 
+class ModelSetup(Typed):
+    """How a role's model was called: what production would send."""
+
+    model: str
+    effort: str | None  # None: not sent (the model's own default)
+    thinking: str  # "default" (not sent) | "disabled" | "adaptive"
+    max_tokens: int
+
+
 class ModelsInfo(Typed):
     candidate: str
     reference: str
     reference_source: str  # "called" or "production log <path>"
+    setup: dict[str, ModelSetup] = {}
 
 
 class PromptInfo(Typed):
@@ -226,8 +238,10 @@ class RunRecord(Typed):
     #: With --sequential: what the fixed-sample test says on the same (early-stopped) samples.
     decision_fixed_sample: Decision | None = None
     sequential: SequentialInfo | None = None
-    #: dimension ("label" or a segment column) -> group -> the same decision within the group.
-    group_decisions: dict[str, dict[str, Decision]]
+    #: dimension ("label" or a segment column) -> group -> the decision within it (Holm-adjusted family).
+    group_decisions: dict[str, dict[str, GroupDecision]]
+    #: Whether the evidence can support a verdict at all; when not, ``decision`` is INVALID-RUN.
+    validity: Validity
     reference_noise: ReferenceNoise | None = None
     routing: RoutingAnalysis
     projection: Projection

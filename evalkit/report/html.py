@@ -38,6 +38,7 @@ from evalkit.report import plots
 from evalkit.scoring.answers import Answer
 from evalkit.scoring.metrics import Rate
 from evalkit.stats.decision import Decision
+from evalkit.stats.groups import GroupDecision
 
 #: At most this many samples are embedded for the sample browser (disagreements first).
 MAX_BROWSER_SAMPLES = 2000
@@ -47,7 +48,8 @@ MAX_TEXT_CHARS = 6000
 MAX_PLOTTED_GROUPS = 20
 
 STACK_TITLES = {"all_reference": "always the reference", "all_candidate": "always the candidate",
-                "routed": "routed (candidate, escalate to reference)"}
+                "routed": "routed at the shipped threshold (in-sample escalation)",
+                "routed_held_out": "routed, held-out escalation estimate"}
 
 
 # -- formatting helpers (jinja globals) ---------------------------------------------------------------
@@ -203,7 +205,11 @@ def _browser_samples(rows: list[SampleRow], scoring_mode: str) -> list[dict[str,
 @dataclass(frozen=True)
 class GroupRow:
     name: str
-    decision: Decision
+    group: GroupDecision
+
+    @property
+    def decision(self) -> Decision:
+        return self.group.decision
 
 
 @dataclass(frozen=True)
@@ -213,7 +219,7 @@ class GroupDimension:
 
     @property
     def nogo(self) -> int:
-        return sum(1 for g in self.groups if g.decision.verdict == "NO-GO")
+        return sum(1 for g in self.groups if g.group.verdict == "NO-GO")
 
 
 def _groups(record: RunRecord) -> list[GroupDimension]:
@@ -231,7 +237,8 @@ def _interval_entries(record: RunRecord, groups: list[GroupDimension]) -> list[p
     entries = [entry("all samples", record.decision)]
     for dimension in groups:
         if len(dimension.groups) <= MAX_PLOTTED_GROUPS:
-            entries += [entry(f"{dimension.dimension}: {g.name}", g.decision) for g in dimension.groups]
+            entries += [entry(f"{dimension.dimension}: {g.name}", g.decision) for g in dimension.groups
+                        if g.group.verdict is not None]
     return entries
 
 
@@ -251,7 +258,7 @@ def _projection(record: RunRecord) -> dict[str, Any] | None:
     projection = record.projection
     if not projection.available or not projection.rows:
         return None
-    order = {"all_reference": 0, "all_candidate": 1, "routed": 2}
+    order = {"all_reference": 0, "all_candidate": 1, "routed": 2, "routed_held_out": 3}
     rows = sorted(projection.rows, key=lambda r: (r.batch, r.caching, order.get(r.stack, 9)))
     return {"data": projection, "rows": rows}
 
@@ -282,7 +289,7 @@ def build_context(record: RunRecord, rows: list[SampleRow]) -> dict[str, Any]:
     scoring = record.scoring_mode
     groups = _groups(record)
     nogo = [{"dimension": d.dimension, "name": g.name, "decision": g.decision}
-            for d in groups for g in d.groups if g.decision.verdict == "NO-GO"]
+            for d in groups for g in d.groups if g.group.verdict == "NO-GO"]
     routing = _routing(record)
     cost_quality: dict[str, Any] | None = None
     if routing:
@@ -315,7 +322,8 @@ def build_context(record: RunRecord, rows: list[SampleRow]) -> dict[str, Any]:
         "level": _interval_level(decision),
         "groups": groups,
         "nogo_groups": nogo,
-        "label_verdicts": {g.name: g.decision.verdict for g in label_groups},
+        "label_verdicts": {g.name: g.group.verdict for g in label_groups},
+        "validity": record.validity,
         "per_label": per_label,
         "labels": labels,
         "confusion": confusion,

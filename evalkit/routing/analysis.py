@@ -107,8 +107,9 @@ class Reliability(Typed):
 class CalibrationReport(Typed):
     """How well the candidate's stated confidence matches how often it is right (stats-spec §5)."""
 
-    n: int
-    n_missing_confidence: int
+    n: int  # answers with a stated confidence, escalate-flagged ones included
+    n_missing_confidence: int  # routable answers without a usable confidence (invalid, or none stated)
+    n_escalate_flagged: int = 0  # of ``n``, answers that also set the escalate flag
     accuracy: float
     mean_confidence: float
     n_levels: int
@@ -140,6 +141,10 @@ class RoutingAnalysis(Typed):
     pareto: list[SweepPoint] = []
     seed_default: SweepPoint | None = None
     chosen: SweepPoint | None = None
+    #: Whether routing at the chosen threshold costs less than always using the reference (None: no
+    #: threshold chosen), and what to do about it.
+    pays: bool | None = None
+    advice: str | None = None
     guarantee: str | None = None
     cross_fitted: CrossFitted | None = None
     naive: NaivePick | None = None
@@ -147,13 +152,22 @@ class RoutingAnalysis(Typed):
 
 
 # -- the analysis -------------------------------------------------------------------------------------
-def _signals(results: Sequence[SampleResult], honour_flag: bool
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """(confidence with forced escalations as NaN — always escalated —, candidate right, reference right,
-    mode)."""
+@dataclass(frozen=True)
+class _Signals:
+    conf: np.ndarray  # routing confidence: NaN where the answer escalates at every threshold
+    stated: np.ndarray  # the confidence the candidate stated (NaN when it gave none or was invalid)
+    flagged: np.ndarray  # the candidate set its escalate flag
+    cand: np.ndarray
+    ref: np.ndarray
+    mode: str
+
+
+def _signals(results: Sequence[SampleResult], honour_flag: bool) -> _Signals:
+    """Per routable sample: the routing confidence (forced escalations as NaN — always escalated), the
+    stated confidence for calibration, the escalate flag, and whether each model was right."""
     rows = [r.scored for r in results]
     mode = scoring_mode(rows)
-    conf, cand, ref = [], [], []
+    conf, stated, flagged, cand, ref = [], [], [], [], []
     for result, row in zip(results, rows, strict=True):
         answer = result.answers["candidate"]
         if mode == "gold":
@@ -164,9 +178,13 @@ def _signals(results: Sequence[SampleResult], honour_flag: bool
             continue  # unanswered calls are not routing evidence
         forced = forced_escalation(answer, honour_flag=honour_flag) is not None
         conf.append(float("nan") if forced else float(answer.confidence))  # type: ignore[arg-type]
+        has_confidence = answer.ok and answer.confidence is not None
+        stated.append(float(answer.confidence) if has_confidence else float("nan"))  # type: ignore[arg-type]
+        flagged.append(bool(answer.ok and answer.escalate))
         cand.append(bool(c))
         ref.append(bool(r))
-    return np.array(conf, float), np.array(cand, bool), np.array(ref, bool), mode
+    return _Signals(np.array(conf, float), np.array(stated, float), np.array(flagged, bool),
+                    np.array(cand, bool), np.array(ref, bool), mode)
 
 
 def _point(row: dict[str, Any]) -> SweepPoint:
@@ -180,7 +198,8 @@ def analyse_routing(results: Sequence[SampleResult], costs: tuple[float, float],
                     options: RoutingOptions | None = None) -> RoutingAnalysis:
     """The routing analysis at the mean per-request ``costs`` (candidate, reference) of production."""
     options = options or RoutingOptions()
-    conf, cand, ref, mode = _signals(results, options.honour_escalate_flag)
+    signals = _signals(results, options.honour_escalate_flag)
+    conf, cand, ref, mode = signals.conf, signals.cand, signals.ref, signals.mode
     n = len(conf)
     if n < 20:
         return RoutingAnalysis(available=False,
@@ -209,10 +228,17 @@ def analyse_routing(results: Sequence[SampleResult], costs: tuple[float, float],
     naive_fit = routing_math.cross_fit(conf, cand, ref, naive, folds=5, seed=options.seed,
                                        cost_candidate=c_cand, cost_reference=c_ref)
     naive_row = _point(by_t[naive_t]) if naive_t is not None else None
-    valid = np.isfinite(conf)
-    calib = (CalibrationReport.model_validate(
-                 calibration.calibration_report(cand[valid].astype(int), conf[valid]))
-             if valid.sum() >= 20 and 0 < cand[valid].mean() < 1 else None)
+    # Calibration of every stated confidence, escalate-flagged answers included (routing ignores their
+    # confidence, but the model still stated it); answers without one are counted, not dropped silently.
+    stated = np.isfinite(signals.stated)
+    calib = None
+    if stated.sum() >= 20 and 0 < cand[stated].mean() < 1:
+        report = calibration.calibration_report(cand.astype(int), signals.stated)
+        calib = CalibrationReport.model_validate(
+            {**report, "n_escalate_flagged": int((signals.flagged & stated).sum())})
+    chosen = _point(by_t[chosen_t]) if chosen_t is not None else None
+    break_even = (1 - c_cand / c_ref) if c_ref else None
+    pays = None if chosen is None or break_even is None else chosen.escalation_rate < break_even
     return RoutingAnalysis(
         available=True, mode=mode, n=n, objective=_objective_text(options),
         options=AppliedOptions(objective=options.objective, target_loss=options.target_loss,
@@ -221,13 +247,15 @@ def analyse_routing(results: Sequence[SampleResult], costs: tuple[float, float],
                                honour_escalate_flag=options.honour_escalate_flag),
         costs=RoutingCosts(candidate_per_request=c_cand, reference_per_request=c_ref,
                            always_reference_per_1k=1000 * c_ref, always_candidate_per_1k=1000 * c_cand,
-                           break_even_escalation_rate=(1 - c_cand / c_ref) if c_ref else None),
+                           break_even_escalation_rate=break_even),
         always_reference_accuracy=float(ref.mean()), always_candidate_accuracy=float(cand.mean()),
         forced_escalations=int(np.isnan(conf).sum()),
         sweep=[_point(row) for row in rows],
         pareto=[_point(row) for row in routing_math.pareto_front(rows)],
         seed_default=_point(by_t[SEED_DEFAULT_THRESHOLD]),
-        chosen=_point(by_t[chosen_t]) if chosen_t is not None else None,
+        chosen=chosen,
+        pays=pays,
+        advice=_advice(chosen, pays, break_even, c_cand, c_ref),
         guarantee=_guarantee_text(options, chosen_t, n),
         cross_fitted=_fit_view(fit),
         naive=NaivePick(threshold=naive_t, in_sample=naive_row, cross_fitted=_fit_view(naive_fit),
@@ -256,6 +284,24 @@ def _fit_view(fit: dict[str, Any]) -> CrossFitted:
                        routed_accuracy=round(fit["routed_accuracy"], 6),
                        quality_loss=round(fit["harm_rate"], 6),
                        cost_per_1k=round(1000 * fit["cost"], 6))
+
+
+def _advice(chosen: SweepPoint | None, pays: bool | None, break_even: float | None, c_cand: float,
+            c_ref: float) -> str | None:
+    if chosen is None or break_even is None or c_ref <= 0:
+        return None
+    cost = c_cand + chosen.escalation_rate * c_ref
+    change = 100 * (cost / c_ref - 1)
+    if not pays:
+        return ("no routing threshold pays on this task: the cheapest certified threshold (t = "
+                f"{chosen.t:.2f}) "
+                f"escalates {100 * chosen.escalation_rate:.1f}% of requests, above the break-even "
+                f"{100 * break_even:.1f}%, so routing costs {change:+.1f}% against always using the "
+                "reference; "
+                "serve the reference, or improve the candidate's confidence signal")
+    return (f"routing at t = {chosen.t:.2f} pays: it escalates {100 * chosen.escalation_rate:.1f}% of "
+            "requests "
+            f"(break-even {100 * break_even:.1f}%), {change:+.1f}% cost against always using the reference")
 
 
 def _objective_text(options: RoutingOptions) -> str:

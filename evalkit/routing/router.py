@@ -126,10 +126,11 @@ class Router:
         if routing.threshold is None:
             raise ConfigError("routing.json has no threshold: the tuning run could not certify one",
                               hint="re-run `evalkit tune` with a looser --target-loss or more samples")
-        if routing.candidate != task.models.candidate or routing.reference != task.models.reference:
+        candidate, reference = task.models.candidate.model, task.models.reference.model
+        if routing.candidate != candidate or routing.reference != reference:
             raise ConfigError(
                 f"routing.json was tuned for {routing.candidate} → {routing.reference}, but the task "
-                f"uses {task.models.candidate} → {task.models.reference}",
+                f"uses {task.models.candidate.model} → {task.models.reference.model}",
                 hint="re-run `evalkit run` and `evalkit tune` for this task")
         return cls(task, threshold=routing.threshold, honour_escalate_flag=routing.honour_escalate_flag,
                    client=client)
@@ -163,9 +164,9 @@ class Router:
         candidate = await self._ask("candidate", sample)
         escalate, reason = self.should_escalate(candidate)
         if not escalate:
-            return RoutedAnswer(candidate, False, reason, candidate, None, self.task.models.candidate)
+            return RoutedAnswer(candidate, False, reason, candidate, None, self.task.models.candidate.model)
         reference = await self._ask("reference", sample)
-        return RoutedAnswer(reference, True, reason, candidate, reference, self.task.models.reference)
+        return RoutedAnswer(reference, True, reason, candidate, reference, self.task.models.reference.model)
 
     def route(self, text: str, **fields: Any) -> RoutedAnswer:
         """Synchronous :meth:`aroute` (do not call from inside a running event loop)."""

@@ -20,6 +20,7 @@ from evalkit.record.model import (
     CostSummary,
     DatasetInfo,
     ExecutionInfo,
+    ModelSetup,
     ModelsInfo,
     ModelUsage,
     PricingInfo,
@@ -39,7 +40,10 @@ from evalkit.run.session import Session
 from evalkit.scoring.answers import parse_answer
 from evalkit.scoring.metrics import compute_metrics, outcome_counts
 from evalkit.scoring.samples import ROLES, SampleResult, ScoredSample, score_calls, scoring_mode
-from evalkit.stats.decision import Decision, decide, decide_groups, wilson_interval
+from evalkit.sim.coverage import SimulatorFacts
+from evalkit.stats.decision import decide, invalid_run, wilson_interval
+from evalkit.stats.groups import GroupDecision, decide_families, split
+from evalkit.stats.validity import Truncation, Validity, assess, truncation_of
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,9 @@ def _segment_of(column: str) -> Callable[[ScoredSample], str | None]:
     return lambda row: row.sample.segments.get(column)
 
 
-def group_decisions(scored: list[ScoredSample], prepared: Prepared) -> dict[str, dict[str, Decision]]:
-    """The decision repeated within each label and each segment column."""
+def group_decisions(scored: list[ScoredSample], prepared: Prepared) -> dict[str, dict[str, GroupDecision]]:
+    """The decision repeated within each label and each segment column, as one Holm-adjusted family."""
     task = prepared.task
-    relative = task.decision.margin_type == "relative"
     gold = scoring_mode(scored) == "gold"
 
     def label_of(row: ScoredSample) -> str | None:
@@ -91,14 +94,52 @@ def group_decisions(scored: list[ScoredSample], prepared: Prepared) -> dict[str,
             return row.sample.label
         return row.reference.label if row.reference.ok else None
 
-    out: dict[str, dict[str, Decision]] = {}
+    dimensions: dict[str, dict[str, list[ScoredSample]]] = {}
     if task.output.kind == "classification":
-        out["label"] = decide_groups(scored, label_of, margin=task.decision.margin, alpha=task.decision.alpha,
-                                     relative=relative)
+        dimensions["label"] = split(scored, label_of)
     for column in task.dataset.segment_columns:
-        out[column] = decide_groups(scored, _segment_of(column),
-                                    margin=task.decision.margin, alpha=task.decision.alpha, relative=relative)
+        dimensions[column] = split(scored, _segment_of(column))
+    return decide_families(dimensions, margin=task.decision.margin, alpha=task.decision.alpha,
+                           relative=task.decision.margin_type == "relative",
+                           min_size=task.decision.min_group_size)
+
+
+def _outputs(calls: list[CallResult], role: str) -> list[tuple[str | None, int, bool]]:
+    return [(c.response.stop_reason, c.response.usage.output_tokens, c.response.thought) for c in calls
+            if c.request.role == role and c.request.replicate == 0 and c.response is not None
+            and c.response.mode != "log"]
+
+
+def truncations(prepared: Prepared, session: Session, answered: set[str]) -> list[Truncation]:
+    """Answers lost to max_tokens per role (candidate, reference, and the reference as judge)."""
+    task = prepared.task
+    calls = [c for c in session.calls if c.request.sample_id in answered]
+    out = []
+    for role in ("candidate", "reference"):
+        settings = task.models.role(role)
+        outputs = _outputs(calls, role)
+        if outputs:
+            out.append(truncation_of(role, settings.model, outputs, settings.max_tokens))
+    if session.judge_calls:
+        first = session.judge_calls[0].request
+        out.append(truncation_of("judge", first.model, _outputs(session.judge_calls, "judge"),
+                                 int(first.params.get("max_tokens", 0))))
     return out
+
+
+def validity(prepared: Prepared, session: Session, results: list[SampleResult], *,
+             simulated: bool) -> Validity:
+    """The validity gate over this run's evidence (see :mod:`evalkit.stats.validity`)."""
+    task = prepared.task
+    scored = [r.scored for r in results]
+    labels = task.output.label_names if task.output.kind == "classification" else []
+    facts = SimulatorFacts.none()
+    if simulated:
+        facts = SimulatorFacts.of(prepared.settings, labels, [r.sample.text for r in results])
+    return assess(scored, bounds=task.decision.validity,
+                  truncation=truncations(prepared, session, {r.sample.id for r in results}), labels=labels,
+                  gold=scoring_mode(scored) == "gold", simulated=simulated, simulator_corpus=facts.corpus,
+                  missing_labels=facts.missing_labels, leaked=facts.leaked)
 
 
 def _batch_summary(session: Session) -> BatchSummary:
@@ -113,16 +154,19 @@ def _batch_summary(session: Session) -> BatchSummary:
 
 
 def _projection(results: list[SampleResult], prepared: Prepared, routing: RoutingAnalysis) -> Projection:
-    escalation, source = None, "no routing analysis"
+    """Production cost at the threshold that would ship (its in-sample rate), the held-out rate beside it."""
+    escalation, held_out, source = None, None, "no routing analysis"
     if routing.available:
         if routing.chosen is not None and routing.cross_fitted is not None:
-            escalation, source = routing.cross_fitted.escalation_rate, "calibrated threshold (held out)"
+            escalation = routing.chosen.escalation_rate
+            source = f"the shipped threshold t = {routing.chosen.t:.2f}"
+            held_out = routing.cross_fitted.escalation_rate
         elif routing.seed_default is not None:
             escalation, source = routing.seed_default.escalation_rate, "the seed's default threshold 0.75"
     production = prepared.task.production
     return project(results, prepared.settings.pricing, daily_requests=production.daily_requests,
                    days_per_month=production.days_per_month, escalation_rate=escalation,
-                   escalation_source=source)
+                   escalation_rate_held_out=held_out, escalation_source=source)
 
 
 def _sequential(session: Session, results: list[SampleResult], prepared: Prepared) -> SequentialInfo | None:
@@ -148,12 +192,18 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
     results = score_calls(task, prepared.samples.samples[:answered], session.calls, session.judged)
     scored = [result.scored for result in results]
     relative = task.decision.margin_type == "relative"
-    fixed = decide(scored, margin=task.decision.margin, alpha=task.decision.alpha, relative=relative)
+    fixed = decide(scored, margin=task.decision.margin, alpha=task.decision.alpha, relative=relative,
+                   rows_available=prepared.samples.rows_available)
     decision = session.decision or fixed
-    routing = analyse_routing(results, role_costs(results, settings.pricing), options.routing)
-    model_totals = totals(results, settings.pricing)
     simulated = backend.simulated or any(c.response is not None and c.response.simulated
                                          for c in session.calls)
+    valid = validity(prepared, session, results, simulated=simulated)
+    routing = analyse_routing(results, role_costs(results, settings.pricing), options.routing)
+    if not valid.valid:
+        decision = invalid_run(decision.mode, decision.margin, decision.alpha, decision.n,
+                               f"the evidence cannot support a verdict: {valid.summary}")
+        routing = RoutingAnalysis(available=False, why="the run is INVALID-RUN: its answers are no evidence")
+    model_totals = totals(results, settings.pricing)
     stats = session.stats
     provenance = Provenance(
         evalkit_version=__version__, run_id=run_id, created_at=started.isoformat(timespec="seconds"),
@@ -162,7 +212,8 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
                             description=backend.description),
         mode=options.mode,
         task=TaskInfo(name=task.name, file=str(task.task_file), spec_hash=task.spec_hash),
-        models=ModelsInfo(candidate=task.models.candidate, reference=task.models.reference,
+        models=ModelsInfo(candidate=task.models.candidate.model, reference=task.models.reference.model,
+                          setup={role: ModelSetup(**task.models.role(role).__dict__) for role in ROLES},
                           reference_source=("production log " + str(task.models.reference_log)
                                             if task.models.reference_log else "called")),
         prompt=PromptInfo(system_hash=digest(prepared.renderer.system),
@@ -188,7 +239,8 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
         decision=decision,
         decision_fixed_sample=fixed if session.sequential else None,
         sequential=_sequential(session, results, prepared),
-        group_decisions=group_decisions(scored, prepared),
+        group_decisions=group_decisions(scored, prepared) if valid.valid else {},
+        validity=valid,
         reference_noise=reference_noise(prepared, session.calls, decision.margin),
         routing=routing,
         projection=_projection(results, prepared, routing),

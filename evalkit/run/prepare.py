@@ -6,15 +6,17 @@ from dataclasses import dataclass, field, replace
 
 from evalkit.config import Settings
 from evalkit.datasets import SampleSet, load_samples
-from evalkit.errors import UsageError
-from evalkit.prompts.lint import Finding, lint_templates
+from evalkit.errors import SpecError, UsageError
+from evalkit.prompts.lint import Finding, lint_templates, schema_issues
 from evalkit.prompts.prompt_caching import CachePlan, plan_caching
 from evalkit.prompts.render import ModelRequest, PromptRenderer, build_request, output_schema
 from evalkit.providers.execute import CallResult
 from evalkit.run.reflog import load_reference_log
 from evalkit.scoring.metrics import check_metric_names
 from evalkit.scoring.samples import ROLES
+from evalkit.sim.coverage import SimulatorFacts
 from evalkit.spec import TaskSpec
+from evalkit.stats.validity import Problem, simulator_problems
 
 
 @dataclass
@@ -45,10 +47,13 @@ def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = Non
             mode: str = "batch") -> Prepared:
     """Load and check everything that can be checked without calling a model."""
     check_metric_names(task)
-    for model in (task.models.candidate, task.models.reference):
+    for model in (task.models.candidate.model, task.models.reference.model):
         settings.pricing.price_for(model)  # no price, no run: never a silent $0
     if sample_size is not None and sample_size < 1:
         raise UsageError(f"--sample-size must be at least 1, got {sample_size}")
+    refused = schema_issues(task)
+    if refused:  # the API would answer 400 — in batch mode only after the whole batch has run
+        raise SpecError(task.task_file, refused)
     samples = load_samples(task, cache_dir=settings.cache_dir, offline=offline, size=sample_size)
     findings = lint_templates(task)
     renderer = PromptRenderer(task)
@@ -67,3 +72,14 @@ def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = Non
                         for role in roles)
     return Prepared(task=task, settings=settings, samples=samples, renderer=renderer, requests=requests,
                     cache_plans=plans, findings=findings, logged=logged)
+
+
+def simulator_preflight(prepared: Prepared) -> list[Problem]:
+    """What would make an offline (simulated) run of this sample INVALID-RUN, known before any request:
+    a label set no simulator corpus covers, and evaluated rows the simulator trained on."""
+    task = prepared.task
+    labels = task.output.label_names if task.output.kind == "classification" else []
+    texts = [sample.text for sample in prepared.samples.samples]
+    facts = SimulatorFacts.of(prepared.settings, labels, texts)
+    return simulator_problems(labels=labels, corpus=facts.corpus, missing_labels=facts.missing_labels,
+                              leaked=facts.leaked, evaluated=len(texts), bounds=task.decision.validity)

@@ -45,9 +45,11 @@ def load_reference_log(task: TaskSpec, samples: SampleSet) -> list[CallResult]:
     for sample in samples.samples:
         entry = by_id[sample.id]
         message = entry.get("message") or {
-            "type": "message", "role": "assistant", "model": task.models.reference, "stop_reason": "end_turn",
+            "type": "message", "role": "assistant", "model": task.models.reference.model,
+            "stop_reason": "end_turn",
             "content": [{"type": "text", "text": str(entry["output"])}], "usage": {}}
-        request = ModelRequest(sample_id=sample.id, role="reference", params={"model": task.models.reference})
+        request = ModelRequest(sample_id=sample.id, role="reference",
+                               params={"model": task.models.reference.model})
         calls.append(CallResult(request=request, response=ModelResponse(message=message, mode="log"),
                                 error=None, from_cache=True))
     return calls

@@ -50,6 +50,7 @@ class Session:
     sequential: SequentialRun | None = None
     decision: Decision | None = None  # set when a sequential look decided
     judged: dict[str, bool | None] = field(default_factory=dict)
+    judge_calls: list[CallResult] = field(default_factory=list)
 
     def add(self, calls: list[CallResult], stats: ExecutionStats, report: BatchReport | None) -> None:
         self.calls.extend(calls)
@@ -114,12 +115,12 @@ async def run_session(prepared: Prepared, execute: Executor, options: RunOptions
             answered = session.sequential.stopped_at if session.sequential else len(prepared.samples.samples)
             results = score_calls(prepared.task, prepared.samples.samples[:answered], session.calls)
             requests = _judge_requests(prepared, results)
-            execute.progress.note(f"asking {prepared.task.models.reference} to judge {len(requests)} "
+            execute.progress.note(f"asking {prepared.task.models.reference.model} to judge {len(requests)} "
                                   "answer pairs")
             calls, stats, report = await execute(requests)
             session.add(calls, stats, report)
-            session.judged = {c.request.sample_id: parse_judge(c.response.text if c.response else None)
-                              for c in calls}
+            session.judged = {c.request.sample_id: parse_judge(c.response) for c in calls}
+            session.judge_calls = calls
         return session
     finally:
         await execute.backend.provider.aclose()

@@ -10,8 +10,10 @@ run would have paid for. Every response carries the ``x-evalkit-simulator`` head
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import hashlib
 import json
+import math
 import os
 import random
 import secrets
@@ -33,6 +35,7 @@ from starlette.routing import Route
 from evalkit._hashing import digest
 from evalkit.config import SimulatorSettings
 from evalkit.errors import ConfigError
+from evalkit.modelinfo import TYPICAL_THINKING_TOKENS, default_effort, thinks_by_default
 from evalkit.sim import catalog
 from evalkit.sim.brain import Brain, compose_answer
 from evalkit.sim.prompt_cache import PromptCache
@@ -40,7 +43,7 @@ from evalkit.sim.tokens import count_tokens, request_input_tokens
 from evalkit.sim.wire import ApiError, api_id, invalid
 from evalkit.wire import SIMULATOR_HEADER
 
-SIMULATOR_VERSION = "1"
+SIMULATOR_VERSION = "2"  # bump when answers or usage change: it partitions the response cache
 API_VERSIONS = ("2023-06-01", "2026-10-21")
 
 #: Top-level keys of a Messages request (API 2026-10-21). Anything else is "Extra inputs are not permitted".
@@ -234,19 +237,22 @@ class SimulatorState:
         occurrence = int(hashlib.sha256(user_id.encode()).hexdigest()[:8], 16) if user_id else 0
         answer, thinking_text = compose_answer(self.brain, body, model=resolved, tier=tier,
                                                occurrence=occurrence)
-        thinks = (body.get("thinking") or {}).get("type") != "disabled" and (
-            resolved in catalog.ADAPTIVE_THINKING_BY_DEFAULT
-            or (body.get("thinking") or {}).get("type") in ("enabled", "adaptive"))
+        thinking_tokens = _thinking_tokens(body, resolved, occurrence)
         budget = int(body["max_tokens"])
         content: list[dict[str, Any]] = []
         used = 0
         stop_reason = "end_turn"
-        if thinks and budget > 0:
-            thinking_used = min(count_tokens(thinking_text), budget)
-            thinking_text = _truncate_tokens(thinking_text, thinking_used)
-            content.append({"type": "thinking", "thinking": thinking_text,
-                            "signature": hashlib.sha256(thinking_text.encode()).hexdigest()})
+        if thinking_tokens and budget > 0:
+            # Thinking tokens are output tokens and count toward max_tokens: a long thought can leave no
+            # room for the answer, which then ends with stop_reason "max_tokens".
+            thinking_used = min(thinking_tokens, budget)
+            shown = "" if _omits_thinking_text(resolved) else _thinking_text(thinking_text, thinking_used)
+            content.append({"type": "thinking", "thinking": shown,
+                            "signature": hashlib.sha256(f"{thinking_text}/{thinking_used}".encode())
+                            .hexdigest()})
             used += thinking_used
+            if thinking_used >= budget:
+                stop_reason = "max_tokens"
         remaining = budget - used
         answer_tokens = count_tokens(answer)
         if answer_tokens > remaining:
@@ -336,6 +342,39 @@ def _sse_events(message: dict[str, Any]) -> Iterator[str]:
                  "usage": {k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens",
                                                  "cache_read_input_tokens", "output_tokens")}})
     yield event({"type": "message_stop"})
+
+
+def _thinking_tokens(body: dict[str, Any], model: str, occurrence: int) -> int:
+    """How long the simulated model thinks: the effort level's typical length (a planning assumption of
+    :mod:`evalkit.modelinfo`), spread per request as a log-normal draw seeded by the request's content —
+    never by ``max_tokens``, so raising the budget does not change the thought. 0 when it does not think."""
+    thinking = body.get("thinking") or {}
+    kind = thinking.get("type")
+    if kind == "disabled" or (kind is None and not thinks_by_default(model)):
+        return 0
+    effort = (body.get("output_config") or {}).get("effort") or default_effort(model) or "medium"
+    typical = TYPICAL_THINKING_TOKENS.get(str(effort), TYPICAL_THINKING_TOKENS["medium"])
+    if kind == "enabled" and isinstance(thinking.get("budget_tokens"), int):
+        typical = min(typical, int(thinking["budget_tokens"]))
+    material = json.dumps([model, body.get("system"), body.get("messages"), effort, occurrence],
+                          sort_keys=True)
+    rng = random.Random(hashlib.sha256(material.encode()).hexdigest())
+    spread = math.exp(rng.gauss(0.0, 0.6) - 0.18)  # mean 1: the typical length on average
+    return max(10, min(int(typical * spread), 20 * typical))
+
+
+def _omits_thinking_text(model: str) -> bool:
+    """The 5.5 models return the thinking block with a signature only, unless asked to show it."""
+    return fnmatch.fnmatchcase(model, "claude-*-5-5*")
+
+
+def _thinking_text(base: str, tokens: int) -> str:
+    """Thinking text of about ``tokens`` tokens, built from the model's own reasoning sentence."""
+    sentence = base.strip() or "Considering the request."
+    text = sentence
+    while count_tokens(text) < tokens:
+        text = f"{text} {sentence}"
+    return _truncate_tokens(text, tokens)
 
 
 def _truncate_tokens(text: str, tokens: int) -> str:

@@ -31,11 +31,5 @@ MODELS: dict[str, str] = {
     "claude-sonnet-4-5-20250929": "claude-sonnet-4-5-20250929",
 }
 
-#: Models that think adaptively unless ``thinking: {"type": "disabled"}`` is sent.
-ADAPTIVE_THINKING_BY_DEFAULT = frozenset(
-    {"claude-haiku-5-5", "claude-sonnet-5-5", "claude-sonnet-5", "claude-opus-5-5", "claude-opus-5"}
-)
-
-
 def resolve(model: str) -> str | None:
     return MODELS.get(model)

@@ -29,7 +29,7 @@ from statsmodels.stats.proportion import proportion_confint
 from evalkit._typed import Typed
 from evalkit.scoring.samples import ScoredSample, scoring_mode
 
-Verdict = Literal["GO", "NO-GO", "INCONCLUSIVE", "INSUFFICIENT-DATA"]
+Verdict = Literal["GO", "NO-GO", "INCONCLUSIVE", "INSUFFICIENT-DATA", "INVALID-RUN"]
 
 
 # -- intervals -----------------------------------------------------------------------------------
@@ -264,11 +264,13 @@ def agreement_counts(rows: Iterable[ScoredSample]) -> tuple[int, int]:
 
 
 def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05, relative: bool = False,
-           plan_power: bool = True, mode: str | None = None) -> Decision:
+           plan_power: bool = True, plan_more: bool = True, mode: str | None = None,
+           rows_available: int | None = None) -> Decision:
     """The three-way decision at ``margin`` with one-sided error ``alpha``.
 
     ``relative``: the margin is a fraction of the reference's observed accuracy (gold mode; a plug-in).
     ``plan_power``: also compute the N for 80% power (exact, slower); per-label decisions skip it.
+    ``plan_more``: when undecided, say how many samples would decide it (capped by ``rows_available``).
     """
     mode = mode or scoring_mode(rows)
     level = 1 - 2 * alpha
@@ -287,7 +289,7 @@ def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05, rela
             "wilson_interval": [1 - b for b in reversed(wilson_interval(x, n, confidence=level))],
         }
         subject = f"agreement with the reference is {_pct(x / n)}%"
-        if verdict == "INCONCLUSIVE":
+        if verdict == "INCONCLUSIVE" and plan_more:
             details["n_to_decide"] = n_to_decide_single(x, n, margin=margin, alpha=alpha)
             if plan_power:
                 details["n_for_80_power"] = n_for_power(
@@ -310,7 +312,7 @@ def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05, rela
                        newcombe_interval=list(newcombe_paired_interval(a, b, c, d, confidence=level)),
                        mcnemar=mcnemar_diagnostic(a, b, c, d))
         subject = f"accuracy {_pct(acc_cand)}% vs {_pct(acc_ref)}% for the reference"
-        if verdict == "INCONCLUSIVE":
+        if verdict == "INCONCLUSIVE" and plan_more:
             details["n_to_decide"] = n_to_decide_paired(b, c, n, margin=margin, alpha=alpha)
             if plan_power:
                 details["n_for_80_power"] = n_for_power(
@@ -318,11 +320,8 @@ def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05, rela
     point: Verdict = "GO" if loss <= margin else "NO-GO"
     bound = (f"quality loss {_pct(loss)} points, {100 * level:.0f}% interval "
              f"[{_pct(interval[0])}, {_pct(interval[1])}]")
-    more = details.get("n_to_decide")
-    undecided = (f"straddles the {_pct(margin)}-point margin."
-                 + (f" About {more - n} more samples (N ≈ {more}) would likely decide it."
-                    if isinstance(more, int) and more > n
-                    else " The gap is too close to the margin to settle."))
+    undecided = f"straddles the {_pct(margin)}-point margin." + more_samples_advice(
+        details.get("n_to_decide"), n, rows_available)
     reason = _reason(verdict, subject, bound, margin, within="stays within", beyond="lies beyond",
                      undecided=undecided)
     return Decision(verdict=verdict, mode=mode, rule=rule, margin=margin, alpha=alpha, n=n, loss=loss,
@@ -340,22 +339,25 @@ def _reason(verdict: str, subject: str, bound: str, margin: float, *, within: st
     return f"{subject}; {bound} {undecided}"
 
 
+def more_samples_advice(needed: int | None, n: int, rows_available: int | None) -> str:
+    """What more data would do for an undecided test, never more than the dataset can give."""
+    if rows_available is not None and (needed is None or needed > rows_available):
+        return f" The dataset has {rows_available} rows: this decision cannot be reached with it."
+    if isinstance(needed, int) and needed > n:
+        return f" About {needed - n} more samples (N ≈ {needed}) would likely decide it."
+    return " The gap is too close to the margin to settle."
+
+
+def invalid_run(mode: str, margin: float, alpha: float, n: int, why: str) -> Decision:
+    """The verdict of a run whose evidence cannot support one (see :mod:`evalkit.stats.validity`)."""
+    return Decision(verdict="INVALID-RUN", mode=mode, rule="validity gate: the evidence is broken",
+                    margin=margin,
+                    alpha=alpha, n=n, loss=None, loss_interval=None, point_verdict="INVALID-RUN", reason=why)
+
+
 def _insufficient(mode: str, margin: float, alpha: float, why: str) -> Decision:
     return Decision(verdict="INSUFFICIENT-DATA", mode=mode, rule="none", margin=margin, alpha=alpha, n=0,
                     loss=None, loss_interval=None, point_verdict="INSUFFICIENT-DATA", reason=why)
-
-
-def decide_groups(rows: list[ScoredSample], key: Callable[[ScoredSample], str | None], *, margin: float,
-                  alpha: float = 0.05, relative: bool = False) -> dict[str, Decision]:
-    """The same decision within each group (label or segment), so a NO-GO hidden in one is visible."""
-    mode = scoring_mode(rows)
-    groups: dict[str, list[ScoredSample]] = {}
-    for row in rows:
-        name = key(row)
-        if name is not None:
-            groups.setdefault(name, []).append(row)
-    return {name: decide(members, margin=margin, alpha=alpha, relative=relative, plan_power=False, mode=mode)
-            for name, members in sorted(groups.items())}
 
 
 def plan_sample_size(*, mode: str, expected_gap: float, margin: float, alpha: float = 0.05,

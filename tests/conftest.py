@@ -9,7 +9,18 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+
+
+def _shared_reference() -> Path:
+    """The recorded API responses beside the checkout (``../shared/reference``); a git worktree of the
+    project sits deeper than the main checkout, so the nearest ancestor that has them wins."""
+    for parent in REPO.parents:
+        if (parent / "shared" / "reference").is_dir():
+            return parent / "shared" / "reference"
+    return REPO.parent / "shared" / "reference"
+
+
+SHARED_REFERENCE = _shared_reference()
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,28 @@ def _no_real_api(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "EVALKIT_CACHE_DIR",
                 "EVALKIT_REPORTS_DIR", "EVALKIT_CONCURRENCY", "EVALKIT_MAX_RETRIES"):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_stays_off_the_simulator(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A test not marked ``e2e`` may not start evalkit's simulator: that keeps ``-m "not e2e"`` fast, and
+    a new end-to-end test that forgets its mark fails here instead of quietly slowing the fast tier."""
+    if request.node.get_closest_marker("e2e") is not None:
+        yield
+        return
+    from evalkit.sim.app import SimulatorState
+
+    started: list[str] = []
+
+    def refuse(self: SimulatorState, *args: Any, **kwargs: Any) -> None:
+        started.append("SimulatorState")
+        raise RuntimeError("this test is not marked e2e, so it may not start the simulator")
+
+    monkeypatch.setattr(SimulatorState, "__init__", refuse)
+    yield
+    if started:
+        pytest.fail(f"{request.node.nodeid} starts the simulator: mark it `@pytest.mark.e2e` (or use "
+                    "tests/fakes.py's FakeProvider to stay in the fast tier)", pytrace=False)
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from click.testing import CliRunner
 from evalkit.cli import main
 from evalkit.sim.app import Ledger
 
+pytestmark = pytest.mark.e2e
+
 
 def _run(project: Path, *args: str, env: dict[str, str] | None = None) -> Any:
     result = CliRunner().invoke(main, ["run", str(project / "tasks" / "triage.yaml"), "--quiet", *args],

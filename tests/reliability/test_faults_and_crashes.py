@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from evalkit.cli import main
 from tests.test_batches import billed, configure
+
+pytestmark = pytest.mark.e2e
 
 
 def _answers(project: Path, run_id: str) -> dict[str, tuple[Any, Any]]:

@@ -13,6 +13,8 @@ import pytest
 
 from tests.test_run_end_to_end import _free_port
 
+pytestmark = pytest.mark.e2e
+
 
 def _serve(project: Path, state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     text = (project / "evalkit.toml").read_text().replace("[simulator]\n", '[simulator]\napi_key = "sk-ant-right-key-0001"\n', 1)

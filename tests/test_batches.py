@@ -90,7 +90,8 @@ def test_batch_run_gives_the_same_results_as_realtime(tmp_path: Path, project: P
 
 @pytest.mark.e2e
 def test_killed_during_polling_resumes_the_same_batch_and_bills_once(project: Path) -> None:
-    configure(project, batch_delay_s=6, poll_initial_s=0.2, poll_max_s=0.5)
+    # Each batch takes 3 s: ample time to kill the run while it polls (the ledger is checked every 50 ms).
+    configure(project, batch_delay_s=3, poll_initial_s=0.2, poll_max_s=0.5)
     process = subprocess.Popen([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-q", "-n", "20",
                                 "--run-id", "killed"], cwd=project, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)

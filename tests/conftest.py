@@ -37,7 +37,8 @@ def _no_real_api(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fast_tier_stays_off_the_simulator(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _fast_tier_stays_off_the_simulator(request: pytest.FixtureRequest,
+                                       monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A test not marked ``e2e`` may not start evalkit's simulator: that keeps ``-m "not e2e"`` fast, and
     a new end-to-end test that forgets its mark fails here instead of quietly slowing the fast tier."""
     if request.node.get_closest_marker("e2e") is not None:
@@ -88,7 +89,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve_simulator(project: Path, state: Path, log: Path, *, attempts: int = 3) -> tuple[subprocess.Popen[bytes], int]:
+def serve_simulator(project: Path, state: Path, log: Path, *,
+                    attempts: int = 3) -> tuple[subprocess.Popen[bytes], int]:
     """``evalkit sim serve`` for ``project`` on a free port, returned once it accepts connections.
 
     A port is only known to be free when it is chosen, and the server trains its models before it binds:

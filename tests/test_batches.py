@@ -61,6 +61,7 @@ def fast(project: Path) -> Path:
     return project
 
 
+@pytest.mark.e2e
 def test_batch_run_gives_the_same_results_as_realtime(tmp_path: Path, project: Path) -> None:
     configure(project, batch_delay_s=0.2, poll_initial_s=0.1, poll_max_s=0.5)
     other = tmp_path / "other"
@@ -87,8 +88,10 @@ def test_batch_run_gives_the_same_results_as_realtime(tmp_path: Path, project: P
     assert all(entry["usage"]["service_tier"] == "batch" for entry in billed(project))
 
 
+@pytest.mark.e2e
 def test_killed_during_polling_resumes_the_same_batch_and_bills_once(project: Path) -> None:
-    configure(project, batch_delay_s=6, poll_initial_s=0.2, poll_max_s=0.5)
+    # Each batch takes 3 s: ample time to kill the run while it polls (the ledger is checked every 50 ms).
+    configure(project, batch_delay_s=3, poll_initial_s=0.2, poll_max_s=0.5)
     process = subprocess.Popen([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-q", "-n", "20",
                                 "--run-id", "killed"], cwd=project, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -118,6 +121,7 @@ def test_killed_during_polling_resumes_the_same_batch_and_bills_once(project: Pa
     assert len({entry["custom_id"] for entry in entries}) == 40
 
 
+@pytest.mark.e2e
 def test_injected_errored_and_expired_items_are_resubmitted_until_answered(fast: Path) -> None:
     # Draws are per (batch id, item); with 8 attempts the chance that an item fails every time is 0.2**8.
     configure(fast, batch_errored_fraction=0.1, batch_expired_fraction=0.1, max_attempts=8)
@@ -132,6 +136,7 @@ def test_injected_errored_and_expired_items_are_resubmitted_until_answered(fast:
     assert len(billed(fast)) == 60  # failed items are not billed; each answer billed once
 
 
+@pytest.mark.e2e
 def test_items_that_keep_failing_are_reported_per_sample_never_dropped(fast: Path) -> None:
     configure(fast, batch_expired_fraction=1.0, max_attempts=2)
     result = run(fast, "-n", "10", "--run-id", "expired")
@@ -147,6 +152,7 @@ def test_items_that_keep_failing_are_reported_per_sample_never_dropped(fast: Pat
     assert billed(fast) == []
 
 
+@pytest.mark.e2e
 def test_fallback_realtime_finishes_what_batches_could_not(fast: Path) -> None:
     configure(fast, batch_expired_fraction=1.0, max_attempts=1)
     result = run(fast, "-n", "10", "--run-id", "fallback", "--fallback", "realtime")
@@ -157,6 +163,7 @@ def test_fallback_realtime_finishes_what_batches_could_not(fast: Path) -> None:
     assert {entry["mode"] for entry in billed(fast)} == {"realtime"}
 
 
+@pytest.mark.e2e
 def test_max_wait_leaves_a_resumable_state_with_a_clear_message(project: Path) -> None:
     configure(project, batch_delay_s=3, poll_initial_s=0.2, poll_max_s=0.3)
     first = CliRunner().invoke(main, ["run", str(project / "tasks" / "triage.yaml"), "-q", "-n", "10",
@@ -195,6 +202,7 @@ def test_chunking_respects_request_and_byte_limits() -> None:
     assert sum(len(chunk) for chunk in by_bytes) == 25 and len(by_bytes) > 5
 
 
+@pytest.mark.e2e
 def test_a_batch_created_just_before_a_crash_is_found_and_adopted(fast: Path) -> None:
     """Killed after the create call reached the API but before its id was recorded."""
     import asyncio

@@ -27,6 +27,7 @@ def _cli(*args: str) -> Any:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
+@pytest.mark.e2e
 def test_a_schema_keyword_the_api_rejects_fails_validate_with_its_line(project: Path) -> None:
     task = project / "tasks" / "invoice.yaml"
     (project / "datasets" / "invoices.jsonl").write_text((REPO / "datasets" / "invoices.jsonl").read_text())
@@ -99,6 +100,7 @@ def test_routing_that_escalates_everything_says_it_does_not_pay() -> None:
     assert analysis.costs is not None and analysis.costs.break_even_escalation_rate == pytest.approx(0.95)
 
 
+@pytest.mark.e2e
 def test_the_demo_says_whether_routing_pays(project: Path) -> None:
     result = _cli(
         "run",
@@ -137,6 +139,7 @@ def _write_task(project: Path, extra: str, rows: int = 68) -> Path:
     return task
 
 
+@pytest.mark.e2e
 def test_plan_handles_a_relative_margin(project: Path) -> None:
     task = project / "tasks" / "triage.yaml"
     absolute = _cli("plan", str(task), "--expected-gap", "0.02")
@@ -154,6 +157,7 @@ def test_plan_handles_a_relative_margin(project: Path) -> None:
     assert missing.exit_code == 2 and "--reference-accuracy" in missing.output
 
 
+@pytest.mark.e2e
 def test_advice_never_asks_for_more_rows_than_the_dataset_has(project: Path) -> None:
     task = _write_task(project, "")
     planned = _cli("plan", str(task), "--expected-gap", "0.03")

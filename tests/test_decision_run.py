@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from evalkit.cli import main
@@ -18,6 +19,7 @@ def _run(project: Path, *args: str) -> None:
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.e2e
 def test_group_decisions_cover_every_label_and_segment(project: Path) -> None:
     _run(project, "-n", "100", "--run-id", "groups")
     report = summary(project, "groups")
@@ -30,6 +32,7 @@ def test_group_decisions_cover_every_label_and_segment(project: Path) -> None:
     assert "tango_t" in report["decision"]["details"] and "mcnemar" in report["decision"]["details"]
 
 
+@pytest.mark.e2e
 def test_reference_noise_is_measured_on_repeated_requests(project: Path) -> None:
     task = project / "tasks" / "triage.yaml"
     task.write_text(task.read_text().replace("  margin: 0.05\n", "  margin: 0.05\n  reference_noise: 40\n"))
@@ -41,6 +44,7 @@ def test_reference_noise_is_measured_on_repeated_requests(project: Path) -> None
     assert len(references) == 100  # 60 samples + 40 repeats
 
 
+@pytest.mark.e2e
 def test_sequential_run_stops_early_on_a_clear_case(project: Path) -> None:
     # Candidate = reference: no loss at all, which the O'Brien–Fleming test can declare at the second look.
     task = project / "tasks" / "triage.yaml"

@@ -7,6 +7,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from evalkit.cli import main
@@ -35,6 +36,7 @@ def _baseline(project: Path, *run_args: str) -> Path:
     return out
 
 
+@pytest.mark.e2e
 def test_exit_0_on_pass_with_junit_and_markdown(project: Path, tmp_path: Path) -> None:
     _same_models(project)
     baseline = _baseline(project, "-n", "200")
@@ -50,6 +52,7 @@ def test_exit_0_on_pass_with_junit_and_markdown(project: Path, tmp_path: Path) -
     assert "evalkit gate: triage — PASS" in text and "SIMULATED" in text
 
 
+@pytest.mark.e2e
 def test_exit_1_on_no_go(project: Path) -> None:
     baseline = _baseline(project, "-n", "300")
     result = _cli("gate", _task(project), "--baseline", str(baseline), "--mode", "realtime", "-n", "300",
@@ -66,6 +69,7 @@ def test_exit_2_on_usage_errors(project: Path) -> None:
     assert result.exit_code == 2 and "not valid JSON" in result.output
 
 
+@pytest.mark.e2e
 def test_exit_3_on_inconclusive_and_its_mapping(project: Path) -> None:
     _same_models(project)
     baseline = _baseline(project, "-n", "30")  # loss 0 but 30 samples cannot show it is under 5 points
@@ -75,6 +79,7 @@ def test_exit_3_on_inconclusive_and_its_mapping(project: Path) -> None:
     assert _cli(*args, "--inconclusive", "fail").exit_code == 1
 
 
+@pytest.mark.e2e
 def test_gate_flags_a_deliberately_degraded_prompt(project: Path) -> None:
     baseline = _baseline(project, "-n", "200")
     task = project / "tasks" / "triage.yaml"
@@ -92,6 +97,7 @@ def test_gate_flags_a_deliberately_degraded_prompt(project: Path) -> None:
     assert quality["details"]["worse"] > quality["details"]["better"]
 
 
+@pytest.mark.e2e
 def test_max_cost_below_the_estimate_sends_no_request(project: Path) -> None:
     estimate = _cli("estimate", _task(project), "-n", "50")
     assert estimate.exit_code == 0 and "estimated cost: $" in estimate.output
@@ -101,6 +107,7 @@ def test_max_cost_below_the_estimate_sends_no_request(project: Path) -> None:
     assert billed(project) == []
 
 
+@pytest.mark.e2e
 def test_running_spend_stops_a_realtime_run_cleanly(project: Path) -> None:
     from evalkit.backends import connect
     from evalkit.config import load_settings

@@ -12,6 +12,8 @@ from click.testing import CliRunner
 from evalkit.cli import main
 from evalkit.sim.app import Ledger
 
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -99,6 +99,7 @@ def test_the_documented_record_schemas_match_the_code() -> None:
             f"docs/{name} is out of date: run `python -m evalkit.record docs` and commit it")
 
 
+@pytest.mark.e2e
 def test_the_readme_python_example_runs(project: Path) -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     block = re.search(r"<!-- tested: README python example -->\s*```python\n(.*?)```", readme, flags=re.S)

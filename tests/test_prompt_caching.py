@@ -47,6 +47,7 @@ def _recorded_usage(name: str) -> dict[str, Any]:
     return json.loads((RECORDED / name).read_text())["usage"]
 
 
+@pytest.mark.e2e
 def test_write_then_read_has_the_recorded_usage_shape(client: anthropic.AsyncAnthropic) -> None:
     params = {"model": "claude-sonnet-4-6", "max_tokens": 50,
               "cache_control": {"type": "ephemeral", "ttl": "5m"},
@@ -63,6 +64,7 @@ def test_write_then_read_has_the_recorded_usage_shape(client: anthropic.AsyncAnt
     assert second["cache_creation_input_tokens"] == 0 and second["input_tokens"] == 3
 
 
+@pytest.mark.e2e
 def test_prefix_below_the_model_minimum_is_silently_not_cached(client: anthropic.AsyncAnthropic) -> None:
     # ~1,300 tokens: over Sonnet 4.5's 1,024 minimum, under Haiku 4.5's 4,096.
     params = {"model": "claude-haiku-4-5", "max_tokens": 50, "cache_control": {"type": "ephemeral"},
@@ -72,6 +74,7 @@ def test_prefix_below_the_model_minimum_is_silently_not_cached(client: anthropic
         assert usage["cache_creation_input_tokens"] == 0 and usage["cache_read_input_tokens"] == 0
 
 
+@pytest.mark.e2e
 def test_system_breakpoint_caches_only_the_prefix_and_1h_ttl_is_reported(
         client: anthropic.AsyncAnthropic) -> None:
     def params(question: str) -> dict[str, Any]:
@@ -125,6 +128,7 @@ def test_breakpoint_goes_on_the_system_block_with_the_mode_ttl(project: Path) ->
     assert all("cache_control" not in json.dumps(r.params["messages"]) for r in batch.requests)
 
 
+@pytest.mark.e2e
 def test_short_prompt_is_not_marked_and_the_run_says_why(project: Path) -> None:
     task = project / "tasks" / "triage.yaml"
     text = task.read_text()
@@ -138,6 +142,7 @@ def test_short_prompt_is_not_marked_and_the_run_says_why(project: Path) -> None:
     assert result.exit_code == 0 and "prompt caching off for the candidate" in result.output
 
 
+@pytest.mark.e2e
 def test_demo_realtime_run_reads_the_static_prefix_from_cache_after_the_first_request(project: Path) -> None:
     result = CliRunner().invoke(main, ["run", str(project / "tasks" / "triage.yaml"), "-q", "-n", "60",
                                        "--mode", "realtime", "--run-id", "rt"])
@@ -152,6 +157,7 @@ def test_demo_realtime_run_reads_the_static_prefix_from_cache_after_the_first_re
     assert report["cost_usd"]["cache_savings"] > 0
 
 
+@pytest.mark.e2e
 def test_batch_run_warms_the_1h_cache_first(project: Path) -> None:
     configure(project, batch_delay_s=0.2, poll_initial_s=0.1, poll_max_s=0.5)
     result = CliRunner().invoke(main, ["run", str(project / "tasks" / "triage.yaml"), "-q", "-n", "40",

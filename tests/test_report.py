@@ -215,6 +215,7 @@ def _text_task(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
 
 
 # -- tests: in the browser --------------------------------------------------------------------------
+@pytest.mark.e2e
 def test_report_in_headless_browser_slider_and_screenshot(run: Run, browser: Page, tmp_path: Path) -> None:
     browser.open(run.html_path)
     assert browser.problems() == []
@@ -267,6 +268,7 @@ def test_report_in_headless_browser_slider_and_screenshot(run: Run, browser: Pag
     assert width >= 1000 and height > 2000  # the whole report, not a blank viewport
 
 
+@pytest.mark.e2e
 def test_untrusted_text_is_escaped_and_inert(run: Run, browser: Page, tmp_path: Path) -> None:
     summary, rows = run.copies()
     first, second = rows[0], rows[1]
@@ -323,6 +325,7 @@ def test_untrusted_text_is_escaped_and_inert(run: Run, browser: Page, tmp_path: 
     assert top.count("<script>alert(5)</script>") == 1
 
 
+@pytest.mark.e2e
 def test_degraded_and_text_reports_work_in_the_browser(run: Run, browser: Page, tmp_path: Path) -> None:
     summary, rows = run.copies()
     summary["routing"] = {"available": False, "why": NO_ROUTING}
@@ -345,6 +348,7 @@ def test_degraded_and_text_reports_work_in_the_browser(run: Run, browser: Page, 
 
 
 # -- tests: the HTML itself -------------------------------------------------------------------------
+@pytest.mark.e2e
 def test_report_is_self_contained(run: Run) -> None:
     html = run.html
     assert not re.search(r"<link\b", html, flags=re.I)
@@ -382,6 +386,7 @@ def test_report_is_self_contained(run: Run) -> None:
     assert render_html(*run.copies()) == html
 
 
+@pytest.mark.e2e
 def test_simulated_banner_shows_iff_simulated(run: Run) -> None:
     assert 'id="simulated-banner"' in run.html and "(SIMULATED)" in run.html
     summary, rows = run.copies()
@@ -392,6 +397,7 @@ def test_simulated_banner_shows_iff_simulated(run: Run) -> None:
     assert "SIMULATED" not in html and "SIMULATOR" not in html
 
 
+@pytest.mark.e2e
 def test_sections_degrade_without_routing_projection_or_groups(run: Run) -> None:
     summary, rows = run.copies()
     summary["routing"] = {"available": False, "why": NO_ROUTING}
@@ -424,6 +430,7 @@ def test_sections_degrade_without_routing_projection_or_groups(run: Run) -> None
     assert f'<output id="out-t" for="threshold">{default_t:.2f}</output>' in html
 
 
+@pytest.mark.e2e
 def test_report_without_gold_labels(run: Run) -> None:
     summary, rows = run.copies()
     metrics = summary["metrics"]
@@ -444,6 +451,7 @@ def test_report_without_gold_labels(run: Run) -> None:
     assert _embedded_data(html)["gold"] is False
 
 
+@pytest.mark.e2e
 def test_sequential_noise_and_group_nogo_are_shown_on_top(run: Run) -> None:
     summary, rows = run.copies()
     summary["sequential"] = {
@@ -467,6 +475,7 @@ def test_sequential_noise_and_group_nogo_are_shown_on_top(run: Run) -> None:
     assert "Point-estimate rule" in top and summary["decision"]["rule"] in top
 
 
+@pytest.mark.e2e
 def test_text_task_report_has_no_label_sections(run: Run) -> None:
     summary, rows = run.copies()
     _text_task(summary, rows)

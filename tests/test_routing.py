@@ -27,6 +27,7 @@ def _run(project: Path, *args: str) -> None:
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.e2e
 def test_run_reports_the_routing_curve_and_an_honest_threshold(project: Path) -> None:
     _run(project, "-n", "200", "--run-id", "r")
     routing = summary(project, "r")["routing"]
@@ -48,6 +49,7 @@ def test_run_reports_the_routing_curve_and_an_honest_threshold(project: Path) ->
                        and o["routed_accuracy"] > row["routed_accuracy"] for o in sweep)
 
 
+@pytest.mark.e2e
 def test_tune_sends_no_request_and_writes_routing_json(project: Path) -> None:
     _run(project, "-n", "200", "--run-id", "r")
     before = len(billed(project))
@@ -62,12 +64,14 @@ def test_tune_sends_no_request_and_writes_routing_json(project: Path) -> None:
     assert "with probability ≥ 90%" in routing["guarantee"]
 
 
+@pytest.mark.e2e
 def test_tune_refuses_without_cached_answers(project: Path) -> None:
     result = CliRunner().invoke(main, ["tune", str(project / "tasks" / "triage.yaml"), "-n", "30"])
     assert result.exit_code == 2 and "not in the response cache" in result.output
     assert billed(project) == []
 
 
+@pytest.mark.e2e
 def test_budget_and_escalation_objectives(project: Path) -> None:
     _run(project, "-n", "200", "--run-id", "r")
     for extra in (["--budget", "0.5"], ["--escalation-rate", "0.3"]):
@@ -78,6 +82,7 @@ def test_budget_and_escalation_objectives(project: Path) -> None:
     assert routing["in_sample"]["escalation_rate"] >= 0.3
 
 
+@pytest.mark.e2e
 def test_router_escalates_exactly_the_requests_below_the_threshold(project: Path, tmp_path: Path) -> None:
     settings = load_settings(project)
     state = SimulatorState(settings.simulator, root=settings.root, state_dir=tmp_path / "sim")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,10 @@ from click.testing import CliRunner
 
 from evalkit.cli import main
 from evalkit.sim.app import Ledger
+from tests.conftest import serve_simulator
+from tests.test_batches import configure
+
+pytestmark = pytest.mark.e2e
 
 
 def _run(project: Path, *args: str, env: dict[str, str] | None = None) -> Any:
@@ -33,6 +35,7 @@ def _ledger(project: Path) -> list[dict[str, Any]]:
 
 
 def test_run_writes_report_folder_and_rerun_costs_nothing(project: Path) -> None:
+    configure(project, batch_delay_s=0.2, poll_initial_s=0.1, poll_max_s=0.5)  # batch mode, without the wait
     first = _run(project, "-n", "40", "--run-id", "first")
     assert first.exit_code == 0, first.output
     assert "SIMULATED" in first.output
@@ -76,6 +79,7 @@ def test_run_writes_report_folder_and_rerun_costs_nothing(project: Path) -> None
 
 
 def test_read_only_cache_refuses_to_spend(project: Path) -> None:
+    configure(project, batch_delay_s=0.2, poll_initial_s=0.1, poll_max_s=0.5)
     assert _run(project, "-n", "10", "--run-id", "warm").exit_code == 0
     result = CliRunner().invoke(main, ["run", str(project / "tasks" / "triage.yaml"), "-q", "-n", "20",
                                        "--cache", "read-only"])
@@ -110,31 +114,12 @@ def test_model_without_a_price_never_runs_at_zero_dollars(project: Path) -> None
     assert _ledger(project) == []
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_served_simulator_over_http_is_detected_as_simulated(project: Path, tmp_path: Path) -> None:
-    port = _free_port()
+    configure(project, batch_delay_s=0.2, poll_initial_s=0.1, poll_max_s=0.5)  # no waiting on the batches
     state = tmp_path / "server-state"
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "evalkit", "sim", "serve", "--port", str(port), "--state-dir", str(state)],
-        cwd=project, stdout=log, stderr=subprocess.STDOUT,
-    )
+    server, port = serve_simulator(project, state, tmp_path / "server.log")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail("simulator server did not start")
-                time.sleep(0.2)
         secret = "sk-ant-test-secret-0123456789"
         env = {**os.environ, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}", "ANTHROPIC_API_KEY": secret}
         result = subprocess.run(
@@ -146,7 +131,6 @@ def test_served_simulator_over_http_is_detected_as_simulated(project: Path, tmp_
     finally:
         server.terminate()
         server.wait(timeout=30)
-        log.close()
     summary = _summary(project / "reports" / "triage" / "http")
     assert summary["provenance"]["backend"]["kind"] == "api"
     assert summary["provenance"]["simulated"] is True  # identified by the simulator's response header

@@ -16,6 +16,8 @@ from evalkit.config import load_settings
 from evalkit.sim.app import Ledger, SimulatorState, create_app
 from tests.conftest import RECORDED
 
+pytestmark = pytest.mark.e2e
+
 SCHEMA = {
     "type": "object",
     "properties": {

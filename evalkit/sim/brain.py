@@ -96,22 +96,37 @@ def _read_corpus(corpus: SimCorpus, root: Path) -> tuple[list[str], list[str]]:
     return frame[corpus.text_column].astype(str).tolist(), frame[corpus.label_column].astype(str).tolist()
 
 
+#: Trained classifiers shared by every simulator of this process, keyed by corpus content hash, tier (and
+#: its profile) and seed. Training is deterministic in those, so a new SimulatorState (one per run, and
+#: many per test session) reuses the same fitted model instead of spending seconds fitting an identical one.
+_TrainedKey = tuple[str, str, TierProfile, int]
+_TRAINED: dict[_TrainedKey, Any] = {}
+_TRAINED_LOCKS: dict[_TrainedKey, threading.Lock] = {}
+_TRAINED_GUARD = threading.Lock()
+
+
+def _content_hash(texts: list[str], labels: list[str]) -> str:
+    return hashlib.sha256(json.dumps([texts, labels], ensure_ascii=False).encode()).hexdigest()
+
+
 class CorpusModels:
-    """One labelled corpus and its per-tier classifiers (trained on first use)."""
+    """One labelled corpus and its per-tier classifiers (trained on first use, once per process)."""
 
     def __init__(self, texts: list[str], labels: list[str], seed: int) -> None:
         self.texts = texts
         self.labels = labels
         self.label_set = frozenset(labels)
         self.seed = seed
-        self._models: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self.content_hash = _content_hash(texts, labels)
 
     def model(self, tier: str) -> Any:
-        with self._lock:
-            if tier not in self._models:
-                self._models[tier] = self._train(tier)
-            return self._models[tier]
+        key = (self.content_hash, tier, TIERS[tier], self.seed)
+        with _TRAINED_GUARD:
+            lock = _TRAINED_LOCKS.setdefault(key, threading.Lock())
+        with lock:  # per key: one corpus training does not hold up another's
+            if key not in _TRAINED:
+                _TRAINED[key] = self._train(tier)
+            return _TRAINED[key]
 
     def _train(self, tier: str) -> Any:
         profile = TIERS[tier]

@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from evalkit.cli import main
 from tests.test_batches import billed, configure
+
+pytestmark = pytest.mark.e2e
 
 
 def _answers(project: Path, run_id: str) -> dict[str, tuple[Any, Any]]:
@@ -95,12 +98,20 @@ def test_killed_realtime_runs_resume_without_double_billing(project: Path, tmp_p
     configure(project, latency_ms=40, concurrency=4)
     rng = random.Random(7)
     for _attempt in range(3):
+        # Kill mid-run, a few answers after this attempt's first: a fixed delay would often land while the
+        # process is still importing or training, before it has sent anything.
+        target = len(billed(project)) + rng.randint(4, 16)
         process = subprocess.Popen([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-q", "-n",
                                     "40", "--mode", "realtime"], cwd=project, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 2.5))
+        deadline = time.monotonic() + 120
+        while len(billed(project)) < target:
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "the run sent nothing for 120 s"
+            time.sleep(0.02)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
+    assert len(billed(project)) < 80  # every kill interrupted a run that still had requests to send
     assert _run(project, "-n", "40", "--mode", "realtime", "--run-id", "done").exit_code == 0
     bodies = [entry["body_sha256"] for entry in billed(project)]
     assert len(set(bodies)) == 80

@@ -3,34 +3,24 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.test_run_end_to_end import _free_port
+from tests.conftest import serve_simulator
+from tests.test_batches import configure
+
+pytestmark = pytest.mark.e2e
 
 
-def _serve(project: Path, state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _serve(project: Path, state: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     text = (project / "evalkit.toml").read_text().replace(
         "[simulator]\n", '[simulator]\napi_key = "sk-ant-right-key-0001"\n', 1)
     (project / "evalkit.toml").write_text(text)
-    with log.open("w") as handle:  # the child keeps its own descriptor
-        server = subprocess.Popen([sys.executable, "-m", "evalkit", "sim", "serve", "--port", str(port),
-                                   "--state-dir", str(state)], cwd=project, stdout=handle,
-                                  stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                pytest.fail("simulator server did not start")
-            time.sleep(0.2)
+    configure(project, batch_delay_s=0.2, poll_initial_s=0.1, poll_max_s=0.5)  # no waiting on the batches
+    return serve_simulator(project, state, log)
 
 
 def _scan(paths: list[Path], secret: str) -> list[Path]:
@@ -44,8 +34,8 @@ def _scan(paths: list[Path], secret: str) -> list[Path]:
 
 @pytest.mark.slow
 def test_keys_never_reach_artifacts_or_error_messages(project: Path, tmp_path: Path) -> None:
-    port, state, log = _free_port(), tmp_path / "state", tmp_path / "server.log"
-    server = _serve(project, state, port, log)
+    state, log = tmp_path / "state", tmp_path / "server.log"
+    server, port = _serve(project, state, log)
     try:
         base = {**os.environ, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}"}
         wrong = "sk-ant-wrong-secret-9876543210"

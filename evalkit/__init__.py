@@ -41,7 +41,7 @@ _EXPORTS: dict[str, str] = {
     "RunResult": "evalkit.run.pipeline",
     "TuneResult": "evalkit.api",
     "GateResult": "evalkit.api",
-    "PlanResult": "evalkit.api",
+    "PlanResult": "evalkit.run.plan",
     "RunRecord": "evalkit.record.model",
     "SampleRow": "evalkit.record.rows",
     "Decision": "evalkit.stats.decision",
@@ -124,7 +124,6 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from evalkit.api import (
         GateResult,
-        PlanResult,
         TuneResult,
         check_gate,
         estimate_task,
@@ -159,5 +158,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from evalkit.routing.router import RoutedAnswer, Router
     from evalkit.run.options import RunOptions
     from evalkit.run.pipeline import RunResult
+    from evalkit.run.plan import PlanResult
     from evalkit.spec import TaskSpec, load_task
     from evalkit.stats.decision import Decision

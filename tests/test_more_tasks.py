@@ -68,7 +68,7 @@ def test_reference_from_logs_makes_no_reference_requests_and_decides_the_same(wo
     log.write_text("".join(json.dumps({"id": row["id"], "output": row["reference"]["output"]}) + "\n"
                            for row in rows))
     task = workspace / "tasks" / "triage.yaml"
-    task.write_text(task.read_text().replace("  max_tokens: 400\n", "  max_tokens: 400\n"
+    task.write_text(task.read_text().replace("  max_tokens: 1024\n", "  max_tokens: 1024\n"
                                              "  reference_log: ../datasets/sonnet_production_log.jsonl\n"))
     before = len(_billed(workspace))
     logged = _run(workspace, "triage.yaml", "-n", "60", "--run-id", "logged")
@@ -83,7 +83,7 @@ def test_reference_from_logs_makes_no_reference_requests_and_decides_the_same(wo
 def test_reference_log_missing_ids_is_a_clear_error(workspace: Path) -> None:
     (workspace / "datasets" / "log.jsonl").write_text(json.dumps({"id": "t0001", "output": "{}"}) + "\n")
     task = workspace / "tasks" / "triage.yaml"
-    task.write_text(task.read_text().replace("  max_tokens: 400\n", "  max_tokens: 400\n"
+    task.write_text(task.read_text().replace("  max_tokens: 1024\n", "  max_tokens: 1024\n"
                                              "  reference_log: ../datasets/log.jsonl\n"))
     result = CliRunner().invoke(main, ["run", str(task), "-q", "-n", "10"])
     assert result.exit_code == 2 and "no recorded reference response" in result.output

@@ -189,6 +189,12 @@ def _embedded_data(html: str) -> dict[str, Any]:
     return json.loads(match.group(1))
 
 
+def _group(decision: dict[str, Any]) -> dict[str, Any]:
+    """A group entry of summary.json around one decision (family verdict = the decision's own)."""
+    return {"n": decision["n"], "verdict": decision["verdict"], "exploratory_verdict": decision["verdict"],
+            "p_go_adjusted": 0.5, "p_nogo_adjusted": 0.01, "decision": decision, "note": "edited in a test"}
+
+
 def _text_task(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """Turn a classification run into what a free-text task (no gold, no confidence) records."""
     metrics = summary["metrics"]
@@ -202,7 +208,7 @@ def _text_task(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     routing = summary["routing"]
     routing.update(chosen=None, calibration=None, mode="reference",
                    guarantee="no threshold can be certified with 60 samples at a 1-point target")
-    summary["group_decisions"] = {"label": {f"summary {i}": summary["decision"] for i in range(40)}}
+    summary["group_decisions"] = {"label": {f"summary {i}": _group(summary["decision"]) for i in range(40)}}
     for index, row in enumerate(rows):
         row["gold"] = None
         for role in ("candidate", "reference"):
@@ -280,7 +286,7 @@ def test_untrusted_text_is_escaped_and_inert(run: Run, browser: Page, tmp_path: 
     second["scores"]["agree"] = False
     summary["provenance"]["task"]["name"] = "</title><script>alert(4)</script>"
     summary["dataset"]["notes"] = ["<script>alert(5)</script> & more"]
-    summary["group_decisions"]["channel"]["<img src=x onerror=alert(6)>"] = summary["decision"]
+    summary["group_decisions"]["channel"]["<img src=x onerror=alert(6)>"] = _group(summary["decision"])
     labels = summary["metrics"]["confusion_matrix"]["labels"]
     labels[0] = "<script>alert(7)</script>"
     labels[1] = "costs $5 and $10"  # a '$' pair must not turn into matplotlib mathtext
@@ -464,7 +470,7 @@ def test_sequential_noise_and_group_nogo_are_shown_on_top(run: Run) -> None:
                                   "margin_meaningful": False, "note": "..."}
     group = copy.deepcopy(summary["decision"])
     group.update(verdict="NO-GO", loss=0.3, loss_interval=[0.2, 0.4], n=17)
-    summary["group_decisions"]["channel"]["email"] = group
+    summary["group_decisions"]["channel"]["email"] = _group(group)
     html = render_html(summary, rows)
     top = " ".join(html[html.index('<section id="decision"'):html.index('<section id="groups"')].split())
     assert 'id="group-nogo"' in top

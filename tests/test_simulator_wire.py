@@ -14,6 +14,7 @@ import pytest
 
 from evalkit.config import load_settings
 from evalkit.sim.app import Ledger, SimulatorState, create_app
+from evalkit.tokens import count_tokens
 from tests.conftest import RECORDED
 
 pytestmark = pytest.mark.e2e
@@ -81,10 +82,33 @@ def test_message_has_the_recorded_shape(sim: tuple[anthropic.AsyncAnthropic, Sim
 def test_adaptive_thinking_is_on_by_default_for_haiku_5_5(
         sim: tuple[anthropic.AsyncAnthropic, SimulatorState]) -> None:
     client, _ = sim
-    message = asyncio.run(client.messages.create(**_params()))
+    message = asyncio.run(client.messages.create(**_params(max_tokens=4000)))
     assert [block.type for block in message.content] == ["thinking", "text"]
-    thinking_tokens = len(message.content[0].thinking) // 8
-    assert message.usage.output_tokens > thinking_tokens
+    assert message.content[0].thinking == "" and message.content[0].signature  # 5.5: text omitted by default
+    answer_tokens = count_tokens(message.content[1].text)
+    assert message.usage.output_tokens > answer_tokens + 10  # the thought is billed as output
+    off = asyncio.run(client.messages.create(**_params(max_tokens=4000, thinking={"type": "disabled"})))
+    assert [block.type for block in off.content] == ["text"]
+    assert off.usage.output_tokens < message.usage.output_tokens
+
+
+def test_thinking_grows_with_effort_and_counts_toward_max_tokens(
+        sim: tuple[anthropic.AsyncAnthropic, SimulatorState]) -> None:
+    client, _ = sim
+    texts = [f"Please help, ticket {i}: the invoice shows a charge I did not expect" for i in range(12)]
+
+    def thought(effort: str) -> float:
+        outputs = [asyncio.run(client.messages.create(**_params(
+            "claude-sonnet-5-5", text=text, max_tokens=20000,
+            output_config={"format": {"type": "json_schema", "schema": SCHEMA}, "effort": effort})))
+            for text in texts]
+        return sum(m.usage.output_tokens for m in outputs) / len(outputs)
+
+    low, high = thought("low"), thought("high")
+    assert high > 3 * low  # effort scales the thought
+    cut = asyncio.run(client.messages.create(**_params("claude-sonnet-5-5", max_tokens=300)))  # default: high
+    assert cut.stop_reason == "max_tokens" and cut.usage.output_tokens == 300
+    assert [block.type for block in cut.content] == ["thinking"]
 
 
 def test_dated_alias_resolves_in_the_model_field(

@@ -36,7 +36,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_shipped_triage_task_loads_with_defaults() -> None:
     task = load_task(REPO / "tasks" / "triage.yaml")
     assert task.name == "triage"
-    assert task.models.candidate == "claude-haiku-5-5"
+    assert task.models.candidate.model == "claude-haiku-5-5"
     assert task.decision.margin == 0.05
     assert "billing" in task.output.label_names
 

@@ -37,7 +37,7 @@ from evalkit.config import SimulatorSettings
 from evalkit.errors import ConfigError
 from evalkit.modelinfo import TYPICAL_THINKING_TOKENS, default_effort, thinks_by_default
 from evalkit.sim import catalog
-from evalkit.sim.brain import Brain, compose_answer
+from evalkit.sim.brain import Brain, compose_answer, system_text, user_text
 from evalkit.sim.prompt_cache import PromptCache
 from evalkit.sim.tokens import count_tokens, request_input_tokens
 from evalkit.sim.wire import ApiError, api_id, invalid
@@ -356,8 +356,8 @@ def _thinking_tokens(body: dict[str, Any], model: str, occurrence: int) -> int:
     typical = TYPICAL_THINKING_TOKENS.get(str(effort), TYPICAL_THINKING_TOKENS["medium"])
     if kind == "enabled" and isinstance(thinking.get("budget_tokens"), int):
         typical = min(typical, int(thinking["budget_tokens"]))
-    material = json.dumps([model, body.get("system"), body.get("messages"), effort, occurrence],
-                          sort_keys=True)
+    # The request's words, not its cache_control markers: batch (1 h) and real time (5 m) think alike.
+    material = json.dumps([model, system_text(body), user_text(body), effort, occurrence])
     rng = random.Random(hashlib.sha256(material.encode()).hexdigest())
     spread = math.exp(rng.gauss(0.0, 0.6) - 0.18)  # mean 1: the typical length on average
     return max(10, min(int(typical * spread), 20 * typical))

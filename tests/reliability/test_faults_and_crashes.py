@@ -61,13 +61,15 @@ def test_retries_exhausted_are_reported_per_sample_not_dropped(project: Path) ->
     _faults(project, server_error=1.0)
     configure(project, max_retries=0)
     result = _run(project, "-n", "5", "--mode", "realtime", "--run-id", "down")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 7 and "INVALID-RUN" in result.output, result.output
     rows = [json.loads(line) for line in
             (project / "reports" / "triage" / "down" / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 5
     assert all(row["candidate"]["answer"]["outcome"] == "error" and "500" in row["candidate"]["error"]
                for row in rows)
-    assert _summary(project, "down")["decision"]["verdict"] == "INSUFFICIENT-DATA"
+    summary = _summary(project, "down")
+    assert summary["decision"]["verdict"] == "INVALID-RUN"
+    assert {p["check"] for p in summary["validity"]["problems"]} == {"reference_invalid"}
 
 
 def test_concurrency_limit_is_respected(project: Path, tmp_path: Path) -> None:

@@ -231,7 +231,7 @@ def test_run_evaluation_stops_sending_once_the_answers_cost_more_than_the_budget
     settings = load_settings(task.base_dir)
     # Each answer is far longer than estimated: the first one alone passes the budget.
     provider = FakeProvider(lambda r: message(r.params, json.dumps({"category": gold[r.user_text]}),
-                                              output_tokens=1_000_000))
+                                              output_tokens=100_000_000))
     backend = fake_backend(provider)
     estimate = estimate_run(prepare(task, settings, mode="realtime"), backend, mode="realtime")
     budget = estimate.expected_usd * 1.5

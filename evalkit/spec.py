@@ -38,16 +38,25 @@ class _Strict(BaseModel):
 class DatasetSpec(_Strict):
     """Where the samples come from and which columns mean what."""
 
-    path: str | None = Field(default=None,
-                             description="Local .jsonl/.json/.csv/.parquet file, relative to the task file.")
-    hub: str | None = Field(default=None, description="Hugging Face hub dataset id (needs network).")
+    path: str | None = Field(default=None, description="A local .jsonl/.json/.csv/.tsv/.parquet/.arrow file "
+                                                       "or "
+                             "a datasets.save_to_disk folder, relative to the task file.")
+    format: Literal["jsonl", "json", "csv", "tsv", "parquet", "arrow", "disk"] | None = Field(
+        default=None, description="The file's format when its suffix does not say it.")
+    delimiter: str | None = Field(default=None, min_length=1, max_length=1,
+                                  description="CSV/TSV field delimiter (default: tab for .tsv, else "
+                                              "inferred).")
+    hub: str | None = Field(default=None, description="Hugging Face hub dataset id (served from the local "
+                                                      "cache "
+                            "when the hub is out of reach).")
     hub_config: str | None = None
     split: str = "train"
     where: dict[str, Scalar | list[Scalar]] = Field(
         default_factory=dict,
         description="Keep only rows whose column equals the value (or is one of the list).",
     )
-    id_column: str = "id"
+    id_column: str | None = Field(default="id", description="Unique id per row; null (or no such column) "
+                                  "derives a stable id from each row's text.")
     text_column: str = "text"
     label_column: str | None = Field(default=None,
                                      description="Gold labels; omit to score against the reference.")

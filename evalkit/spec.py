@@ -187,6 +187,23 @@ class ModelSettings(_Strict):
         default=None, ge=1, le=128_000, description="Output budget; thinking tokens count toward it.")
 
 
+class AnswerLog(_Strict):
+    """Recorded answers of one model, one per sample id, in a table (JSONL, JSON, CSV/TSV, Parquet…)."""
+
+    path: str = Field(description="The log file, relative to the task file.")
+    format: Literal["auto", "message", "json", "text", "fields"] = Field(
+        default="auto", description="message: a Messages API message (column 'message'); json: the task's "
+                                    "JSON "
+        "answer as text or an object; text: a plain label or text; fields: answer fields in their own "
+        "columns "
+        "(see fields). auto: message when there is one, else json when it parses, else text.")
+    id_field: str = Field(default="id", description="The column holding the sample id.")
+    answer_field: str = Field(default="output", description="The column holding the answer (json, text).")
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="fields format: answer field -> log column, e.g. "
+        "{category: predicted, confidence: score}.")
+
+
 @dataclass(frozen=True)
 class RoleModel:
     """A role's model with every setting resolved (what goes into its requests)."""
@@ -210,10 +227,22 @@ class ModelsSpec(_Strict):
     thinking: Thinking = Field(
         default="default", description="'default' sends nothing and lets each model use its own default."
     )
-    reference_log: str | None = Field(
-        default=None, description="JSONL of recorded production responses of the reference, keyed by "
-        "sample id ({\"id\": …, \"output\": text} or {\"id\": …, \"message\": <Message JSON>}): "
-        "the reference is not called.")
+    reference_log: AnswerLog | None = Field(
+        default=None, description="Recorded answers of the reference (e.g. production logs): the reference "
+                                  "is "
+        "not called. A path, or {path, format, id_field, answer_field, fields}.")
+    candidate_log: AnswerLog | None = Field(
+        default=None, description="Recorded answers of the candidate (e.g. exported from another tool): the "
+        "candidate is not called.")
+
+    @field_validator("reference_log", "candidate_log", mode="before")
+    @classmethod
+    def _log_path(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    def log(self, role: str) -> AnswerLog | None:
+        """The recorded answers that stand in for ``role``'s calls, if any."""
+        return self.candidate_log if role == "candidate" else self.reference_log
 
     @field_validator("candidate", "reference", mode="before")
     @classmethod

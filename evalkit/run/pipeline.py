@@ -44,8 +44,11 @@ def _run_id(prepared: Prepared, now: datetime) -> str:
 
 
 def _announce(prepared: Prepared, backend: Backend, progress: Progress) -> None:
-    progress.note(("SIMULATED RUN: " if backend.kind == "simulator" else "")
-                  + f"using the {backend.description}")
+    for role, log in prepared.logs.items():
+        progress.note(f"{role} answers are recorded ({log.path}): that model is not called")
+    if prepared.requests:
+        progress.note(("SIMULATED RUN: " if backend.kind == "simulator" else "")
+                      + f"using the {backend.description}")
     for note in prepared.samples.notes:
         progress.note(f"note: {note}")
     for finding in prepared.findings:

@@ -316,6 +316,17 @@ DEFAULT_METRICS = {
 }
 
 
+class SimulatorTrainSpec(_Strict):
+    """Rows of the task's own dataset the offline simulator learns this domain from (never evaluated)."""
+
+    where: dict[str, Scalar | list[Scalar]] = Field(
+        description="The training rows, e.g. {split: train} while dataset.where selects {split: test}.")
+
+
+class SimulatorTaskSpec(_Strict):
+    train: SimulatorTrainSpec | None = None
+
+
 class TaskSpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="Short id; names the report folder.")
     description: str = ""
@@ -329,6 +340,9 @@ class TaskSpec(_Strict):
     decision: DecisionSpec = Field(default_factory=DecisionSpec)
     production: ProductionSpec = Field(default_factory=ProductionSpec)
     max_cost_usd: float | None = Field(default=None, gt=0, description="Budget guard for one run, in USD.")
+    simulator: SimulatorTaskSpec = Field(default_factory=SimulatorTaskSpec,
+                                         description="What the offline simulator learns this task's domain "
+                                                     "from.")
 
     _source: TaskSource | None = PrivateAttr(default=None)
 

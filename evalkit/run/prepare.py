@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from evalkit.config import Settings
+from evalkit.config import Settings, SimCorpus
 from evalkit.datasets import SampleSet, load_samples
 from evalkit.errors import SpecError, UsageError
 from evalkit.prompts.lint import Finding, lint_templates, schema_issues
@@ -100,3 +101,20 @@ def simulator_preflight(prepared: Prepared) -> list[Problem]:
     facts = SimulatorFacts.of(prepared.settings, labels, texts)
     return simulator_problems(labels=labels, corpus=facts.corpus, missing_labels=facts.missing_labels,
                               leaked=facts.leaked, evaluated=len(texts), bounds=task.decision.validity)
+
+
+def with_task_corpus(task: TaskSpec, settings: Settings) -> Settings:
+    """Settings whose simulator also learns from the task's own training rows (``simulator.train``)."""
+    train = task.simulator.train
+    if train is None:
+        return settings
+    if task.dataset.path is None or not task.dataset.label_column:
+        raise task.error("simulator.train", "the simulator can learn only from a local dataset with labels",
+                         hint="set dataset.path and dataset.label_column, or add a [[simulator.corpora]] "
+                              "entry")
+    path = Path(task.dataset.path)
+    corpus = SimCorpus(path=str(path if path.is_absolute() else (task.base_dir / path).resolve()),
+                       text_column=task.dataset.text_column, label_column=task.dataset.label_column,
+                       where=dict(train.where))
+    simulator = settings.simulator.model_copy(update={"corpora": [*settings.simulator.corpora, corpus]})
+    return settings.model_copy(update={"simulator": simulator})

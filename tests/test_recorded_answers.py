@@ -104,3 +104,19 @@ def test_two_logs_call_nothing_need_no_price_and_are_not_simulated(project: Path
     assert summary["metrics"]["accuracy"]["reference"]["value"] == 1.0
     html = (project / "reports" / "triage" / "logs" / "report.html").read_text()
     assert "SIMULATED" not in html and "recorded: " in html
+
+
+def test_the_documented_log_examples_are_valid_task_settings() -> None:
+    """docs/recorded-answers.md must not teach a `models:` block the task parser would refuse."""
+    import re
+
+    import yaml
+
+    from evalkit.spec import ModelsSpec
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "recorded-answers.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        models = ModelsSpec.model_validate(yaml.safe_load(block)["models"])
+        assert models.candidate_log is not None or models.reference_log is not None

@@ -249,7 +249,7 @@ def _interval_entries(record: RunRecord, groups: list[GroupDimension]) -> list[p
 
 def _top_confusions(confusion: ConfusionMatrix) -> list[dict[str, Any]]:
     """The largest off-diagonal cells: which true label the candidate most often answers as which."""
-    cells = []
+    cells: list[dict[str, Any]] = []
     for i, truth in enumerate(confusion.labels):
         row = confusion.matrix[i]
         total = sum(row)
@@ -257,7 +257,7 @@ def _top_confusions(confusion: ConfusionMatrix) -> list[dict[str, Any]]:
             if count and confusion.columns[j] != truth:
                 cells.append({"truth": truth, "answer": confusion.columns[j], "count": count,
                               "share": count / total if total else None, "row_total": total})
-    cells.sort(key=lambda c: (-c["count"], c["truth"], c["answer"]))
+    cells.sort(key=lambda c: (-int(c["count"]), str(c["truth"]), str(c["answer"])))
     return cells[:TOP_CONFUSIONS]
 
 

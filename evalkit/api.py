@@ -58,6 +58,9 @@ def run_task(task_path: str | Path | TaskSpec, options: RunOptions | None = None
     result = run_evaluation(task, settings, options, progress=progress or NullProgress())
     if options.write_report:
         write_run_folder(result.folder, result.record, result.rows)
+        for configuration in result.configurations:  # each candidate configuration's full evidence
+            write_run_folder(result.folder / "configs" / configuration.name, configuration.record,
+                             configuration.rows)
     return result
 
 
@@ -113,7 +116,8 @@ class TuneResult:
 
 def tune_task(task_path: str | Path, routing: RoutingOptions, *, offline: bool | None = None,
               mode: Literal["batch", "realtime"] = "batch", sample_size: int | None = None,
-              out: Path | None = None, progress: Progress | None = None) -> TuneResult:
+              out: Path | None = None, progress: Progress | None = None,
+              configuration: str | None = None) -> TuneResult:
     """Re-run the routing analysis from cached responses only (zero API requests) and write routing.json.
 
     ``mode`` must be the mode the answers were produced in: it shapes the request bodies (cache TTL)
@@ -122,7 +126,16 @@ def tune_task(task_path: str | Path, routing: RoutingOptions, *, offline: bool |
     options = RunOptions(offline=offline, mode=mode, sample_size=sample_size, cache_mode="read-only",
                          routing=routing, write_report=False)
     task, settings = _load(task_path)
-    record = run_task(task, options, progress=progress).record
+    result = run_task(task, options, progress=progress)
+    record, name = result.record, None
+    if result.configurations:  # several candidate configurations: route the one asked for
+        names = [c.name for c in result.configurations]
+        name = configuration or names[0]
+        if name not in names:
+            raise UsageError(f"the task has no configuration {name!r}", hint=f"one of: {', '.join(names)}")
+        record = result.configurations[names.index(name)].record
+    elif configuration is not None:
+        raise UsageError("--configuration needs a task with models.candidates")
     analysis = record.routing
     if not analysis.available:
         raise UsageError(f"cannot tune: {analysis.why}")
@@ -131,8 +144,8 @@ def tune_task(task_path: str | Path, routing: RoutingOptions, *, offline: bool |
         sample_hash=record.dataset.sample_hash, spec_hash=record.provenance.task.spec_hash,
         system_prompt_hash=record.provenance.prompt.system_hash, simulated=record.simulated,
         pricing_as_of=record.provenance.pricing.as_of, created_at=record.provenance.finished_at)
-    content = routing_file(analysis, task_name=task.name, candidate=task.models.candidate.model,
-                           reference=task.models.reference.model, evidence=evidence)
+    content = routing_file(analysis, task_name=task.name, candidate=record.provenance.models.candidate,
+                           reference=task.models.reference.model, evidence=evidence, configuration=name)
     path = out or (settings.reports_dir / task.name / "routing.json")
     atomic_write_json(path, content.model_dump(mode="json"))
     return TuneResult(analysis=analysis, routing=content, path=path,

@@ -135,7 +135,14 @@ def _print_result(record: Any, folder: Path, cache_dir: Path | None = None) -> N
         click.secho("SIMULATED — answers came from evalkit's offline simulator, not from Claude.",
                     fg="yellow", bold=True)
     models = record.provenance.models
-    click.echo(f"{record.task_name}: can {models.candidate} replace {models.reference}?")
+    if record.selection is not None:
+        count = len(record.selection.configurations)
+        click.echo(f"{record.task_name}: which of {count} candidate configurations can replace "
+                   f"{models.reference}?")
+        _print_selection(record.selection, folder)
+        click.echo(f"  primary configuration ({record.selection.configurations[0].name}):", nl=False)
+    else:
+        click.echo(f"{record.task_name}: can {models.candidate} replace {models.reference}?")
     click.secho(f"  {decision.verdict}", fg=colour, bold=True, nl=False)
     click.echo(f" — {decision.reason}")
     for problem in record.validity.problems:
@@ -167,6 +174,28 @@ def _print_result(record: Any, folder: Path, cache_dir: Path | None = None) -> N
     click.echo(f"  report: {folder / 'report.html'}")
     if cache_dir is not None:
         click.echo(f"  paid answers kept in: {cache_dir} (re-runs read them from there)")
+
+
+def _print_selection(selection: Any, folder: Path) -> None:
+    """The candidate configurations side by side, and the recommendation."""
+    method = "Holm" if selection.method == "holm" else "fixed sequence"
+    click.echo(f"  {method} over {len(selection.configurations)} configurations: family-wise error of a GO "
+               f"≤ {100 * selection.alpha:.0f}%")
+    click.echo(f"    {'configuration':<22}{'alone':<14}{'quality':>8}  {'loss [90% interval]':<22}"
+               f"{'adj. p':>8}  {'family':<7}{'$ / 1k req':>11}")
+    for item in selection.configurations:
+        quality = f"{100 * item.quality:.1f}%" if item.quality is not None else "—"
+        loss = (f"{100 * item.loss:+.1f} [{100 * item.loss_interval[0]:.1f}, "
+                f"{100 * item.loss_interval[1]:.1f}]"
+                if item.loss is not None and item.loss_interval is not None else "—")
+        click.echo(f"    {item.name:<22}{item.verdict:<14}{quality:>8}  {loss:<22}{item.adjusted_p:>8.3g}  "
+                   f"{'GO' if item.go else '—':<7}{item.cost_per_1k_usd:>11.4f}")
+    colour = "green" if selection.recommended else "yellow"
+    click.secho(f"  recommended: {selection.recommended or 'none'}", fg=colour, bold=True, nl=False)
+    click.echo(f" — {selection.reason}")
+    for gap in selection.prompt_gaps:
+        click.echo(f"  prompt variant {gap.variant} vs {gap.base}: {gap.note}")
+    click.echo(f"  each configuration's own report: {folder / 'configs'}/<name>/report.html")
 
 
 @main.command()
@@ -230,9 +259,11 @@ def validate(task_file: Path, sample_size: int | None, offline: bool | None) -> 
 @click.option("--sample-size", "-n", type=int, default=None, help="As given to the run being tuned.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write routing.json (default: reports/<task>/routing.json).")
+@click.option("--configuration", default=None, metavar="NAME",
+              help="With models.candidates: the configuration to route (default: the primary, first one).")
 def tune(task_file: Path, target_loss: float, delta: float, budget_per_1k: float | None,
          escalation_rate: float | None, ignore_escalate_flag: bool, mode: Literal["batch", "realtime"],
-         offline: bool | None, sample_size: int | None, out: Path | None) -> None:
+         offline: bool | None, sample_size: int | None, out: Path | None, configuration: str | None) -> None:
     """Choose the router's confidence threshold from cached answers: zero API requests.
 
     Run `evalkit run TASK.yaml` first; tune re-reads its answers from the response cache (and fails,
@@ -255,7 +286,7 @@ def tune(task_file: Path, target_loss: float, delta: float, budget_per_1k: float
                              budget_per_1k=budget_per_1k, escalation_rate=escalation_rate,
                              honour_escalate_flag=not ignore_escalate_flag)
     result = api.tune_task(task_file, options, offline=offline, mode=mode, sample_size=sample_size,
-                       out=out)
+                           out=out, configuration=configuration)
     _print_tune(result.analysis, result.requests_sent)
     click.echo(f"routing.json: {result.path}")
 

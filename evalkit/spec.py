@@ -172,19 +172,44 @@ Effort = Literal["low", "medium", "high", "xhigh", "max"]
 Thinking = Literal["default", "disabled", "adaptive"]
 
 
+class PromptVariant(_Strict):
+    """A candidate configuration's own prompt. Unset parts are the task's ``prompt``; ``variables`` and
+    ``include`` add to (and override) the task's. The reference always gets the task's prompt."""
+
+    system: str | None = Field(default=None, description="Static instructions (jinja2) for this "
+                                                          "configuration; default: prompt.system.")
+    user: str | None = Field(default=None, description="Per-sample message (jinja2); default: prompt.user.")
+    variables: dict[str, Any] = Field(default_factory=dict, description="Extra static template variables.")
+    include: dict[str, str] = Field(
+        default_factory=dict, description="Static variables read from files (relative to the task file), "
+        "e.g. few-shot examples for this configuration's system prompt.")
+
+
 class ModelSettings(_Strict):
     """One model, called exactly as production would call it. Unset values inherit from ``models:``."""
 
     model: str = Field(description="The model id, e.g. claude-haiku-5-5.")
+    name: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        description="A candidate configuration's name (report folders, tables); default: the model id "
+                    "plus its settings.")
     effort: Effort | None = Field(
         default=None, description="output_config.effort; unset sends nothing (Haiku 5.5 then thinks at "
-                                  "medium, "
-        "Sonnet 5.5 at high).")
+                                  "medium, Sonnet 5.5 at high).")
     thinking: Thinking | None = Field(
         default=None, description="'disabled' turns thinking off; 'adaptive' asks for it; 'default' sends "
                                   "nothing.")
     max_tokens: int | None = Field(
         default=None, ge=1, le=128_000, description="Output budget; thinking tokens count toward it.")
+    prompt: PromptVariant | None = Field(
+        default=None, description="A candidate's own prompt variant (e.g. more few-shot examples); the "
+                                  "reference always uses the task's prompt.")
+
+    def default_name(self) -> str:
+        """The model id plus whatever is set differently: ``claude-haiku-5-5-high-variant``."""
+        thinking = self.thinking if self.thinking not in (None, "default") else ""
+        parts = [self.model, self.effort or "", thinking or "", "variant" if self.prompt is not None else ""]
+        return "-".join(part for part in parts if part).lower()
 
 
 class AnswerLog(_Strict):
@@ -216,8 +241,12 @@ class RoleModel:
 
 class ModelsSpec(_Strict):
     candidate: ModelSettings = Field(description="The cheap model being considered: an id (claude-haiku-5-5) "
-                                                 "or "
-                                     "{model, effort, thinking, max_tokens}.")
+                                                 "or {model, effort, thinking, max_tokens, prompt}.")
+    candidates: list[ModelSettings] | None = Field(
+        default=None, min_length=1, max_length=12,
+        description="Several candidate configurations instead of one candidate (each a model id or "
+                    "{name, model, effort, thinking, max_tokens, prompt}); the reference is called once per "
+                    "sample for all of them, and the run recommends the cheapest shown non-inferior.")
     reference: ModelSettings = Field(description="The model it must match, e.g. claude-sonnet-5-5 (or "
                                                  "settings).")
     max_tokens: int = Field(default=1024, ge=1, le=128_000,
@@ -248,6 +277,43 @@ class ModelsSpec(_Strict):
     @classmethod
     def _model_id(cls, value: Any) -> Any:
         return {"model": value} if isinstance(value, str) else value
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _model_ids(cls, value: Any) -> Any:
+        return [{"model": item} if isinstance(item, str) else item for item in value] \
+            if isinstance(value, list) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _primary(cls, data: Any) -> Any:
+        """``candidates`` or ``candidate``, not both; the first configuration is the primary candidate."""
+        if isinstance(data, dict) and data.get("candidates") is not None:
+            if data.get("candidate") is not None:
+                raise ValueError("give either 'candidate' (one configuration) or 'candidates' (several), "
+                                 "not both")
+            if isinstance(data["candidates"], list) and data["candidates"]:
+                data = {**data, "candidate": data["candidates"][0]}
+        return data
+
+    @model_validator(mode="after")
+    def _configurations(self) -> ModelsSpec:
+        if self.reference.prompt is not None or self.reference.name is not None:
+            raise ValueError("the reference uses the task's prompt and needs no name: prompt variants and "
+                             "names belong to candidates")
+        if self.candidates is not None and len(self.candidates) > 1 and self.candidate_log is not None:
+            raise ValueError("candidate_log stands in for one candidate: use 'candidate' with it, not "
+                             "'candidates'")
+        names = [entry.name or entry.default_name() for entry in self.candidates or [self.candidate]]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"two candidate configurations are both called {repeated[0]!r}: give each a "
+                             "distinct 'name'")
+        return self
+
+    def configurations(self) -> list[ModelSettings]:
+        """Every candidate configuration, the primary (first) one first."""
+        return list(self.candidates) if self.candidates else [self.candidate]
 
     def role(self, role: str) -> RoleModel:
         """The candidate's or the reference's settings, defaults applied (the judge is the reference)."""
@@ -293,6 +359,11 @@ class DecisionSpec(_Strict):
                                                               "shown "
                                 "without a verdict.")
     validity: ValiditySpec = Field(default_factory=ValiditySpec)
+    selection: Literal["holm", "fixed-sequence"] = Field(
+        default="holm", description="With several candidates, how the family-wise error of the GO verdicts "
+                                    "is "
+        "kept at alpha: holm (no assumption on the order) or fixed-sequence (tested from the most to the "
+        "least expensive, stopping at the first that is not GO). See docs/configurations.md.")
 
     @field_validator("margin", mode="before")
     @classmethod
@@ -307,6 +378,24 @@ class ProductionSpec(_Strict):
 
     daily_requests: int = Field(default=10_000, ge=1, description="Requests per day in production.")
     days_per_month: int = Field(default=30, ge=1, le=31)
+    hourly_share: list[float] | None = Field(
+        default=None, min_length=24, max_length=24,
+        description="How the day's requests spread over the 24 hours (weights, normalised); default: "
+                    "evenly. Sets how often a cached prefix expires between requests.")
+    batch_every_minutes: float | None = Field(
+        default=None, gt=0, description="Production sends its requests as batches this often (instead of "
+        "in real time): each batch finds the prefix cache cold unless the previous one was within the TTL.")
+    batch_cache_hit_rate: float = Field(
+        default=0.3, ge=0, le=1,
+        description="Share of a batch's requests that hit a warm prefix cache (best effort on the API: "
+                    "30–98% documented; the default is the conservative end).")
+
+    @field_validator("hourly_share")
+    @classmethod
+    def _shares(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (min(value) < 0 or sum(value) <= 0):
+            raise ValueError("hourly_share needs 24 non-negative weights with a positive sum")
+        return value
 
 
 DEFAULT_METRICS = {
@@ -345,6 +434,43 @@ class TaskSpec(_Strict):
                                                      "from.")
 
     _source: TaskSource | None = PrivateAttr(default=None)
+    #: Where this task's candidate is written in the file (a configuration's own entry when derived).
+    _candidate_key: str = PrivateAttr(default="models.candidate")
+
+    def configuration(self, index: int) -> TaskSpec:
+        """The task as its ``index``-th candidate configuration runs it: that entry as ``models.candidate``
+        (with its prompt variant), everything else shared — the reference's requests are identical in
+        every configuration, so the response cache and batches answer them once."""
+        entries = self.models.configurations()
+        models = self.models.model_copy(update={"candidate": entries[index], "candidates": None})
+        derived = self.model_copy(update={"models": models})
+        derived._source = self._source
+        derived._candidate_key = (f"models.candidates.{index}" if self.models.candidates
+                                  else "models.candidate")
+        return derived
+
+    @property
+    def configuration_name(self) -> str:
+        """The candidate configuration's name (its ``name``, or the model id plus its settings)."""
+        return self.models.candidate.name or self.models.candidate.default_name()
+
+    def prompt_for(self, role: str) -> RolePrompt:
+        """The templates ``role`` is asked with: the task's prompt, with a candidate's variant on top."""
+        base = self.prompt
+        variant = self.models.candidate.prompt if role == "candidate" else None
+        if variant is None:
+            return RolePrompt(system=base.system, user=base.user, variables=dict(base.variables),
+                              include={name: ("prompt.include." + name, path)
+                                       for name, path in base.include.items()})
+        key = f"{self._candidate_key}.prompt"
+        return RolePrompt(
+            system=variant.system if variant.system is not None else base.system,
+            user=variant.user if variant.user is not None else base.user,
+            variables={**base.variables, **variant.variables},
+            include={**{name: ("prompt.include." + name, path) for name, path in base.include.items()},
+                     **{name: (f"{key}.include.{name}", path) for name, path in variant.include.items()}},
+            system_key=f"{key}.system" if variant.system is not None else "prompt.system",
+            user_key=f"{key}.user" if variant.user is not None else "prompt.user")
 
     @property
     def metric_names(self) -> list[str]:
@@ -371,6 +497,18 @@ class TaskSpec(_Strict):
         """A located :class:`SpecError` for a problem found after loading (e.g. a dataset column)."""
         line = self._source.line_of(path) if self._source else None
         return SpecError(self.task_file, [SpecIssue(path=path, message=message, line=line, hint=hint)])
+
+
+@dataclass(frozen=True)
+class RolePrompt:
+    """One role's templates, and where each is written in the task file (for located errors)."""
+
+    system: str
+    user: str
+    variables: dict[str, Any]
+    include: dict[str, tuple[str, str]]  # variable -> (key path, file relative to the task)
+    system_key: str = "prompt.system"
+    user_key: str = "prompt.user"
 
 
 @dataclass

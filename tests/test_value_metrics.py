@@ -122,3 +122,12 @@ def test_extraction_without_schema_and_text_with_confidence_are_refused(tmp_path
         _task(tmp_path, EXTRACTION_TASK.split("  json_schema:")[0] + "models: {candidate: a, reference: b}\n")
     with pytest.raises(SpecError, match="plain text"):
         _task(tmp_path, TEXT_TASK.replace("  kind: text\n", "  kind: text\n  confidence_field: conf\n"))
+
+
+def test_kappa_on_a_single_label_is_undefined_not_a_warning() -> None:
+    """A sample whose gold labels are all one class made scikit-learn warn (an error in this suite) and
+    stopped the run; kappa is undefined there and is reported as missing."""
+    from evalkit.scoring.metrics import _kappa
+
+    assert _kappa(["billing"] * 5, ["billing"] * 5) is None
+    assert _kappa(["billing", "technical"], ["billing", "technical"]) == 1.0

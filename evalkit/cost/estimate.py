@@ -9,6 +9,7 @@ Batch mode applies the batch discount.
 
 from __future__ import annotations
 
+from evalkit._hashing import digest
 from evalkit._typed import Typed
 from evalkit.config import PricingTable
 from evalkit.cost.prices import call_cost, discount, price_tokens
@@ -69,7 +70,7 @@ def estimate_cost(requests: list[ModelRequest], cache: ResponseCache, endpoint: 
         else:
             pending.append(request)
     factor = discount(pricing, batch=batch)
-    written: set[str] = set()
+    written: set[tuple[str, str]] = set()
     by_model: dict[str, dict[str, float]] = {}
     for request in pending:
         rates = pricing.price_for(request.model)
@@ -77,11 +78,13 @@ def estimate_cost(requests: list[ModelRequest], cache: ResponseCache, endpoint: 
         plan = plans.get(request.role) or plans.get("reference")
         tokens = {"input": float(rest)}
         if plan is not None and plan.enabled:
-            if request.model in written:
+            # One write per distinct prefix (model and system blocks): a prompt variant writes its own.
+            shared = (request.model, digest(request.params.get("system")))
+            if shared in written:
                 tokens["cache_read"] = prefix
             else:
                 tokens["cache_write_1h" if plan.ttl == "1h" else "cache_write_5m"] = prefix
-                written.add(request.model)
+                written.add(shared)
         else:
             tokens["input"] += prefix
         max_tokens = int(request.params.get("max_tokens", 0))

@@ -15,6 +15,7 @@ import numpy as np
 
 from evalkit._typed import Typed
 from evalkit.config import PricingTable
+from evalkit.cost.cache_profile import CachingProjection, describe_assumption, model_caching
 from evalkit.cost.prices import MeanUsage, per_request_cost
 from evalkit.scoring.samples import SampleResult
 
@@ -48,6 +49,9 @@ class Projection(Typed):
     baseline: str | None = None
     rows: list[ProjectionRow] = []
     pricing_as_of: str | None = None
+    #: The caching rows above assume every request hits; this models hits and writes per TTL from the
+    #: production traffic profile (see :mod:`evalkit.cost.cache_profile`).
+    caching_profile: CachingProjection | None = None
 
 
 def mean_usage(results: Sequence[SampleResult], role: str, *, proxy: bool = True) -> MeanUsage | None:
@@ -78,9 +82,28 @@ def role_costs(results: Sequence[SampleResult], pricing: PricingTable) -> tuple[
     return out[0], out[1]
 
 
+def caching_profile(candidate: MeanUsage, reference: MeanUsage, pricing: PricingTable, *, daily_requests: int,
+                    days_per_month: int, escalation_rate: float | None, hourly_share: Sequence[float] | None,
+                    batch_every_minutes: float | None, batch_hit_rate: float) -> CachingProjection:
+    """Hits, writes and the cheaper TTL for each model's share of production traffic."""
+    common: dict[str, Any] = dict(days_per_month=days_per_month, hourly_share=hourly_share,
+                                  batch_every_minutes=batch_every_minutes, batch_hit_rate=batch_hit_rate)
+    models = [model_caching(pricing, candidate, role="candidate", daily_requests=daily_requests, **common),
+              model_caching(pricing, reference, role="reference", daily_requests=daily_requests, **common)]
+    if escalation_rate is not None and escalation_rate > 0:
+        models.append(model_caching(pricing, reference, role="reference (escalations)",
+                                    daily_requests=daily_requests * escalation_rate, **common))
+    return CachingProjection(
+        assumption=describe_assumption(daily_requests=daily_requests, hourly_share=hourly_share,
+                                       batch_every_minutes=batch_every_minutes,
+                                       batch_hit_rate=batch_hit_rate),
+        models=models)
+
+
 def project(results: Sequence[SampleResult], pricing: PricingTable, *, daily_requests: int,
             days_per_month: int, escalation_rate: float | None, escalation_source: str,
-            escalation_rate_held_out: float | None = None) -> Projection:
+            escalation_rate_held_out: float | None = None, hourly_share: Sequence[float] | None = None,
+            batch_every_minutes: float | None = None, batch_hit_rate: float = 0.3) -> Projection:
     candidate, reference = mean_usage(results, "candidate"), mean_usage(results, "reference")
     if candidate is None or reference is None:
         return Projection(available=False, why="no answered requests to measure")
@@ -110,4 +133,9 @@ def project(results: Sequence[SampleResult], pricing: PricingTable, *, daily_req
         rows=[ProjectionRow(**row,
                             saving_vs_baseline=1 - row["per_request_usd"] / baseline["per_request_usd"])
               for row in rows],
-        pricing_as_of=pricing.as_of)
+        pricing_as_of=pricing.as_of,
+        caching_profile=caching_profile(candidate, reference, pricing, daily_requests=daily_requests,
+                                        days_per_month=days_per_month,
+                                        escalation_rate=escalation_rate_held_out or escalation_rate,
+                                        hourly_share=hourly_share, batch_every_minutes=batch_every_minutes,
+                                        batch_hit_rate=batch_hit_rate))

@@ -20,7 +20,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from evalkit._typed import Typed
 from evalkit.errors import SpecIssue, TemplateError
 from evalkit.schema_rules import schema_violations
-from evalkit.spec import TaskSpec
+from evalkit.spec import RolePrompt, TaskSpec
 
 VOLATILE_NAMES = re.compile(
     r"^(now|today|date|time|datetime|timestamp|current_(date|time|datetime)|random\w*|uuid\w*|"
@@ -66,39 +66,55 @@ def _names_with_lines(tree: nodes.Template) -> dict[str, int]:
 
 
 def lint_templates(task: TaskSpec) -> list[Finding]:
+    """Cache-busters in every prompt the task sends: its own, and each candidate configuration's variant."""
+    findings: list[Finding] = []
+    seen: set[tuple[str, str]] = set()
+    for index in range(len(task.models.configurations())):
+        configuration = task.configuration(index)
+        for role in ("reference", "candidate"):
+            prompt = configuration.prompt_for(role)
+            if (prompt.system_key, prompt.user_key) in seen:
+                continue
+            seen.add((prompt.system_key, prompt.user_key))
+            findings.extend(_lint_prompt(task, prompt))
+    return findings
+
+
+def _lint_prompt(task: TaskSpec, prompt: RolePrompt) -> list[Finding]:
     env = ImmutableSandboxedEnvironment()
     findings: list[Finding] = []
-    static = {"labels", "label_descriptions", "output_schema", *task.prompt.variables, *task.prompt.include}
+    system_key, user_key = prompt.system_key, prompt.user_key
+    static = {"labels", "label_descriptions", "output_schema", *prompt.variables, *prompt.include}
     try:
-        system_tree = env.parse(task.prompt.system)
-        user_tree = env.parse(task.prompt.user)
+        system_tree = env.parse(prompt.system)
+        user_tree = env.parse(prompt.user)
     except TemplateSyntaxError as exc:
-        key = "prompt.system" if exc.source == task.prompt.system else "prompt.user"
+        key = system_key if exc.source == prompt.system else user_key
         return [_finding("error", _where(task, key, exc.lineno), key, f"template syntax error: {exc.message}",
                         "fix the jinja2 syntax")]
 
     undeclared = meta.find_undeclared_variables(system_tree)
     lines = _names_with_lines(system_tree)
     for name in sorted(undeclared, key=lambda n: lines.get(n, 0)):
-        where = _where(task, "prompt.system", lines.get(name))
+        where = _where(task, system_key, lines.get(name))
         if VOLATILE_NAMES.match(name):
             findings.append(_finding(
-                "warning", where, "prompt.system",
+                "warning", where, system_key,
                 f"volatile value '{{{{ {name} }}}}' in the cached system prompt: each new value writes a new "
                 "cache entry (at 1.25–2× the input price) instead of reading one (0.1×)",
                 f"drop it, or move {{{{ {name} }}}} to the end of prompt.user"))
         elif name not in static:
             findings.append(_finding(
-                "error", where, "prompt.system",
+                "error", where, system_key,
                 f"'{{{{ {name} }}}}' is not a static variable: the system prompt is the cached prefix "
                 "shared by every request, so it cannot hold per-sample values",
                 f"move {{{{ {name} }}}} to prompt.user, or define it under prompt.variables if it is static"))
     for node in system_tree.find_all(nodes.Filter):
         if node.name in VOLATILE_FILTERS:
             findings.append(_finding(
-                "warning", _where(task, "prompt.system", node.lineno), "prompt.system",
+                "warning", _where(task, system_key, node.lineno), system_key,
                 f"the '{node.name}' filter makes the cached system prompt differ between renders",
-                "render a fixed order or choice in prompt.system"))
+                f"render a fixed order or choice in {system_key}"))
 
     # In prompt.user, static text after per-sample content is re-sent, uncached, with every request.
     seen_dynamic = False
@@ -108,7 +124,7 @@ def lint_templates(task: TaskSpec) -> list[Finding]:
                 text = child.data.strip()
                 if seen_dynamic and len(text) >= STATIC_TAIL_CHARS:
                     findings.append(_finding(
-                        "warning", _where(task, "prompt.user", child.lineno), "prompt.user",
+                        "warning", _where(task, user_key, child.lineno), user_key,
                         f"{len(text)} characters of static text come after per-sample content: they are "
                         "sent uncached with every request",
                         "move these instructions into prompt.system, before the per-sample message"))
@@ -125,20 +141,23 @@ def lint_task(task: TaskSpec, *, mode: str = "batch") -> list[Finding]:
     from evalkit.prompts.prompt_caching import plan_caching  # noqa: PLC0415
     from evalkit.prompts.render import PromptRenderer, output_schema  # noqa: PLC0415
 
-    try:
-        renderer = PromptRenderer(task)
-    except TemplateError as exc:
-        return [*findings, _finding("error", _where(task, "prompt.system", None), "prompt.system",
-                                    exc.message, exc.hint or "fix the template")]
     schema = output_schema(task.output) if task.output.structured else None
-    seen_models: set[str] = set()
-    for plan in plan_caching(task, renderer.system, schema, mode=mode).values():
-        if plan.model in seen_models or plan.enabled or task.prompt.cache == "off":
-            continue
-        seen_models.add(plan.model)
-        findings.append(_finding("info", _where(task, "prompt.system", None), "prompt.system",
-                                f"{plan.model}: {plan.reason}",
-                                "nothing to fix if the prompt is meant to be short"))
+    seen_models: set[tuple[str, str]] = set()
+    for index in range(len(task.models.configurations())):
+        configuration = task.configuration(index)
+        try:
+            systems = {role: PromptRenderer(configuration, role).system
+                       for role in ("candidate", "reference")}
+        except TemplateError as exc:
+            return [*findings, _finding("error", _where(task, "prompt.system", None), "prompt.system",
+                                        exc.message, exc.hint or "fix the template")]
+        for role, plan in plan_caching(configuration, systems, schema, mode=mode).items():
+            key = configuration.prompt_for(role).system_key
+            if (plan.model, key) in seen_models or plan.enabled or task.prompt.cache == "off":
+                continue
+            seen_models.add((plan.model, key))
+            findings.append(_finding("info", _where(task, key, None), key, f"{plan.model}: {plan.reason}",
+                                     "nothing to fix if the prompt is meant to be short"))
     return findings
 
 

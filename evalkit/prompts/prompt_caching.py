@@ -37,13 +37,13 @@ def estimate_prefix_tokens(system: str, schema: dict[str, Any] | None) -> int:
     return count_tokens(system) + (count_tokens(json.dumps(schema, sort_keys=True)) if schema else 0)
 
 
-def plan_caching(task: TaskSpec, system: str, schema: dict[str, Any] | None, *,
+def plan_caching(task: TaskSpec, systems: dict[str, str], schema: dict[str, Any] | None, *,
                  mode: str) -> dict[str, CachePlan]:
-    """The caching decision for each role's model."""
-    prefix = estimate_prefix_tokens(system, schema)
+    """The caching decision for each role's model, from the system prompt that role is sent."""
     ttl = task.prompt.cache_ttl if task.prompt.cache_ttl != "auto" else ("1h" if mode == "batch" else "5m")
     plans = {}
     for role in ("candidate", "reference"):
+        prefix = estimate_prefix_tokens(systems[role], schema)
         model = task.models.role(role).model
         minimum, known = min_cacheable_tokens(model)
         qualifier = "" if known else " (assumed: evalkit does not know this model's minimum)"

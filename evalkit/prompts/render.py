@@ -86,19 +86,22 @@ def output_schema(output: OutputSpec) -> dict[str, Any]:
 class PromptRenderer:
     """Compiles a task's templates once and renders them per sample."""
 
-    def __init__(self, task: TaskSpec) -> None:
+    def __init__(self, task: TaskSpec, role: str = "candidate") -> None:
         self.task = task
+        self.role = role
+        prompt = task.prompt_for(role)
+        self._keys = {"system": prompt.system_key, "user": prompt.user_key}
         self._env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
                                                   keep_trailing_newline=False)
         self._static: dict[str, Any] = {
             "labels": task.output.label_names,
             "label_descriptions": task.output.label_descriptions,
             "output_schema": output_schema(task.output),
-            **task.prompt.variables,
-            **_read_includes(task),
+            **prompt.variables,
+            **_read_includes(task, prompt.include),
         }
-        self._system_template = self._compile("prompt.system", task.prompt.system)
-        self._user_template = self._compile("prompt.user", task.prompt.user)
+        self._system_template = self._compile(prompt.system_key, prompt.system)
+        self._user_template = self._compile(prompt.user_key, prompt.user)
         self.system = self._render_system()
 
     def _file_line(self, key: str, template_line: int | None) -> str:
@@ -123,8 +126,9 @@ class PromptRenderer:
         try:
             return self._system_template.render(**self._static).strip()
         except jinja2.UndefinedError as exc:
+            key = self._keys["system"]
             raise TemplateError(
-                f"{self._file_line('prompt.system', _error_line(exc))}: prompt.system: {exc.message}",
+                f"{self._file_line(key, _error_line(exc))}: {key}: {exc.message}",
                 hint=(
                     "the system prompt is the static, cached prefix: it can use labels, label_descriptions, "
                     "output_schema and prompt.variables, not per-sample columns; move per-sample fields to "
@@ -132,41 +136,39 @@ class PromptRenderer:
                 ),
             ) from None
         except jinja2.TemplateError as exc:
-            raise TemplateError(
-                f"{self._file_line('prompt.system', _error_line(exc))}: prompt.system: {exc}") from None
+            key = self._keys["system"]
+            raise TemplateError(f"{self._file_line(key, _error_line(exc))}: {key}: {exc}") from None
 
     def render(self, sample: Sample) -> RenderedPrompt:
         context = {**self._static, **sample.fields, "sample": sample.fields, "text": sample.text}
+        key = self._keys["user"]
         try:
             user = self._user_template.render(**context).strip()
         except jinja2.UndefinedError as exc:
             columns = ", ".join(sorted(sample.fields))
             raise TemplateError(
-                f"{self._file_line('prompt.user', _error_line(exc))}: prompt.user: {exc.message} "
-                f"(sample id={sample.id})",
+                f"{self._file_line(key, _error_line(exc))}: {key}: {exc.message} (sample id={sample.id})",
                 hint=f"per-sample variables are the dataset columns: {columns}",
             ) from None
         except jinja2.TemplateError as exc:
             raise TemplateError(
-                f"{self._file_line('prompt.user', _error_line(exc))}: prompt.user: {exc} "
-                f"(sample id={sample.id})"
-            ) from None
+                f"{self._file_line(key, _error_line(exc))}: {key}: {exc} (sample id={sample.id})") from None
         if not user:
-            raise TemplateError(f"prompt.user rendered to an empty message for sample id={sample.id}",
+            raise TemplateError(f"{key} rendered to an empty message for sample id={sample.id}",
                                 hint="the API rejects empty user messages; include {{ text }}")
         return RenderedPrompt(system=self.system, user=user)
 
 
-def _read_includes(task: TaskSpec) -> dict[str, str]:
+def _read_includes(task: TaskSpec, include: dict[str, tuple[str, str]]) -> dict[str, str]:
     out = {}
-    for name, relative in task.prompt.include.items():
+    for name, (key, relative) in include.items():
         path = Path(relative) if Path(relative).is_absolute() else task.base_dir / relative
         try:
             out[name] = path.read_text(encoding="utf-8")
         except OSError as exc:
             source = task.source
-            where = f"{source.path}:{source.line_of(f'prompt.include.{name}') or '?'}" if source else "<task>"
-            raise TemplateError(f"{where}: prompt.include.{name}: cannot read {path}: {exc.strerror}",
+            where = f"{source.path}:{source.line_of(key) or '?'}" if source else "<task>"
+            raise TemplateError(f"{where}: {key}: cannot read {path}: {exc.strerror}",
                                 hint="paths are relative to the task file") from None
     return out
 

@@ -37,7 +37,7 @@ from evalkit.errors import BatchPendingError, ProviderError
 from evalkit.progress import NullProgress, Progress
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import BatchInfo, ModelResponse, Provider
-from evalkit.providers.execute import CallResult, ExecutionStats, execute_realtime, partition
+from evalkit.providers.execute import CallResult, ExecutionStats, cache_prefix, execute_realtime, partition
 from evalkit.providers.response_cache import ResponseCache
 
 LEDGER_SCHEMA = 1
@@ -337,10 +337,10 @@ async def execute_batch(
         try:
             touched = {key for r in ledger.records(provider.endpoint) for key in r.items.values()}
             if warmup and not touched & set(pending):
-                # The documented recipe: one request per model writes the 1 h cache, then the rest read it.
-                first: dict[str, str] = {}
+                # The documented recipe: one request per prefix writes the 1 h cache, then the rest read it.
+                first: dict[tuple[str, str], str] = {}
                 for key, request in pending.items():
-                    first.setdefault(request.model, key)
+                    first.setdefault(cache_prefix(request), key)
                 if len(first) < len(pending):
                     warm = {key: pending[key] for key in first.values()}
                     progress.update(f"batch: warm-up ({len(warm)} request(s) write the prompt cache)")

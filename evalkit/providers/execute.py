@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from evalkit._hashing import digest
 from evalkit.errors import AuthError, CacheError, ModelNotFoundError, ProviderError
 from evalkit.progress import NullProgress, Progress
 from evalkit.prompts.render import ModelRequest
@@ -46,6 +47,12 @@ class ExecutionStats:
         self.retries += other.retries
         for model, count in other.by_model.items():
             self.by_model[model] = self.by_model.get(model, 0) + count
+
+
+def cache_prefix(request: ModelRequest) -> tuple[str, str]:
+    """What a prompt-cache entry is shared by: the model and the static system blocks (a candidate
+    configuration with its own prompt has a prefix of its own, and needs its own warm-up request)."""
+    return request.model, digest(request.params.get("system"))
 
 
 def partition(requests: list[ModelRequest], endpoint: str, cache: ResponseCache, stats: ExecutionStats
@@ -130,10 +137,10 @@ async def execute_realtime(
                 stats.by_model[request.model] = stats.by_model.get(request.model, 0) + 1
                 progress.advance()
 
-    first_per_model: dict[str, str] = {}
+    first_per_model: dict[tuple[str, str], str] = {}
     if warmup:
         for key, request in pending.items():
-            first_per_model.setdefault(request.model, key)
+            first_per_model.setdefault(cache_prefix(request), key)
     tasks: list[asyncio.Task[None]] = []
     try:
         if first_per_model:

@@ -14,12 +14,14 @@ from evalkit.cost.estimate import Estimate
 from evalkit.cost.prices import Cost
 from evalkit.cost.projection import Projection
 from evalkit.cost.totals import ModelTotals
+from evalkit.cost.verbosity import TokenAdvice
 from evalkit.prompts.lint import Finding
 from evalkit.prompts.prompt_caching import CachePlan
 from evalkit.record.rows import UsageCounts
 from evalkit.routing.analysis import RoutingAnalysis
+from evalkit.scoring.compare import LabelChange
 from evalkit.scoring.metrics import Metrics, OutcomeCounts
-from evalkit.stats.decision import Decision
+from evalkit.stats.decision import Decision, Verdict
 from evalkit.stats.groups import GroupDecision
 from evalkit.stats.validity import Validity
 
@@ -222,6 +224,68 @@ class CostSummary(Typed):
                    this_run=round(sum(t.cost_this_run.total for t in parts), 6))
 
 
+# -- several candidate configurations ----------------------------------------------------------------
+class RoutedOption(Typed):
+    """A configuration served cheap-first: it answers, the reference takes its escalations."""
+
+    threshold: float
+    escalation_rate: float  # held-out (cross-fitted) estimate
+    quality_loss: float  # held-out, against always-reference
+    cost_per_1k_usd: float
+    pays: bool  # cheaper than always using the reference
+
+
+class ConfigurationResult(Typed):
+    """One candidate configuration against the shared reference, and its place in the family of tests."""
+
+    name: str
+    primary: bool  # the task's first configuration: the one summary.json's decision is about
+    setup: ModelSetup
+    prompt_variant: bool
+    system_hash: str
+    folder: str  # its own run folder, relative to the run's (configs/<name>)
+    verdict: Verdict  # its own decision, alone
+    reason: str
+    loss: float | None
+    loss_interval: tuple[float, float] | None
+    quality: float | None  # candidate accuracy (gold) or agreement with the reference
+    quality_interval: tuple[float, float] | None  # Wilson 95%
+    p_go: float
+    adjusted_p: float
+    go: bool  # GO after the family-wise correction
+    cost_per_1k_usd: float  # serving it alone in production (the cheaper caching option)
+    eval_cost_usd: float  # its candidate answers in this run
+    routed: RoutedOption | None = None
+
+
+class PromptGap(Typed):
+    """The task's prompt against a prompt variant of the same model and settings."""
+
+    base: str
+    variant: str
+    base_verdict: Verdict
+    variant_verdict: Verdict
+    closed: bool  # the variant is GO (family-adjusted) where the task's prompt was not
+    note: str
+    labels: list[LabelChange]
+
+
+class Selection(Typed):
+    """The cheapest configuration shown non-inferior, with the error rate of that claim."""
+
+    method: Literal["holm", "fixed-sequence"]
+    alpha: float
+    margin: float
+    error_statement: str
+    configurations: list[ConfigurationResult]
+    recommended: str | None
+    reason: str
+    prompt_gaps: list[PromptGap] = []
+
+    def configuration(self, name: str) -> ConfigurationResult:
+        return next(c for c in self.configurations if c.name == name)
+
+
 class RunRecord(Typed):
     """Everything one evaluation run established, and how."""
 
@@ -250,6 +314,10 @@ class RunRecord(Typed):
     caching: dict[str, CachingInfo]
     lint: list[Finding]
     cost_usd: CostSummary
+    #: Output tokens per model and what a budget or verbosity change would save.
+    verbosity: list[TokenAdvice] = []
+    #: With ``models.candidates``: every configuration, the family-wise decision and the recommendation.
+    selection: Selection | None = None
 
     @property
     def simulated(self) -> bool:

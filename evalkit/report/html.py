@@ -282,6 +282,38 @@ def _projection(record: RunRecord) -> dict[str, Any] | None:
     return {"data": projection, "rows": rows}
 
 
+def _selection(record: RunRecord) -> dict[str, Any] | None:
+    """The configurations section: the table, the picture and the prompt gaps (None for one candidate)."""
+    selection = record.selection
+    if selection is None:
+        return None
+    details = record.decision.details
+    reference_quality = details.reference_accuracy if record.scoring_mode == "gold" else 1.0
+    profile = record.projection.caching_profile
+    reference = next((m for m in profile.models if m.role == "reference"), None) if profile else None
+    reference_cost = 1000 * reference.option(reference.cheapest).per_request_usd if reference else None
+    points = []
+    for item in selection.configurations:
+        if item.quality is None:
+            continue
+        points.append(plots.ConfigurationPoint(
+            name=item.name, cost_per_1k=item.cost_per_1k_usd, quality=item.quality,
+            interval=item.quality_interval, go=item.go, verdict=item.verdict,
+            recommended=item.name == selection.recommended))
+        routed = item.routed
+        pays = routed is not None and routed.pays and routed.escalation_rate > 0
+        if routed is not None and pays and reference_quality is not None:
+            points.append(plots.ConfigurationPoint(
+                name=f"{item.name} → reference (t = {routed.threshold:.2f})",
+                cost_per_1k=routed.cost_per_1k_usd,
+                quality=reference_quality - routed.quality_loss, interval=None, go=False, verdict="routed",
+                recommended=False, routed=True))
+    quality_name = "accuracy" if record.scoring_mode == "gold" else "agreement"
+    return {"data": selection, "reference_cost": reference_cost, "reference_quality": reference_quality,
+            "plot": _figure(_plot(plots.configurations_svg, points, reference_quality=reference_quality,
+                                  reference_cost=reference_cost, quality_name=quality_name))}
+
+
 def _plot(draw: Any, *args: Any, **kwargs: Any) -> Any:
     """A plot, or a short note in its place: a drawing problem must never cost the run its report."""
     try:
@@ -348,6 +380,8 @@ def build_context(record: RunRecord, rows: list[SampleRow]) -> dict[str, Any]:
         "confusion": confusion,
         "routing": routing,
         "projection": _projection(record),
+        "selection": _selection(record),
+        "verbosity": record.verbosity,
         "noise": record.reference_noise,
         "sequential": record.sequential,
         "plot_confusion": (_figure(_plot(plots.confusion_matrix_svg, confusion))

@@ -211,6 +211,70 @@ def cost_quality_svg(routing: RoutingAnalysis | None, *, quality_name: str = "ac
     return svg, mapping
 
 
+# -- candidate configurations ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConfigurationPoint:
+    name: str
+    cost_per_1k: float
+    quality: float  # 0..1
+    interval: tuple[float, float] | None
+    go: bool  # family-wise GO
+    verdict: str  # alone
+    recommended: bool
+    routed: bool = False  # a cheap-first variant (hollow marker)
+
+
+def configurations_svg(points: list[ConfigurationPoint], *, reference_quality: float | None,
+                       reference_cost: float | None, quality_name: str = "accuracy") -> str | None:
+    """Every configuration (and routed variant) on one plane: cost per 1,000 requests against quality."""
+    if not points:
+        return None
+
+    def draw(fig: Any) -> None:
+        ax = fig.add_subplot()
+        placed: list[tuple[float, float]] = []
+        for point in points:
+            colour = GREEN if point.go else VERDICT_COLOURS.get(point.verdict, GREY)
+            y = 100 * point.quality
+            if point.interval is not None:
+                low, high = 100 * point.interval[0], 100 * point.interval[1]
+                ax.errorbar([point.cost_per_1k], [y], yerr=[[y - low], [high - y]], color=colour, linewidth=1,
+                            capsize=2.5, zorder=2)
+            ax.plot([point.cost_per_1k], [y], marker="*" if point.recommended else ("o" if not point.routed
+                                                                                    else "D"),
+                    markersize=14 if point.recommended else 6, linewidth=0, zorder=4,
+                    color=colour if not point.routed else "white", markeredgecolor=colour,
+                    markeredgewidth=1.2)
+            # Labels of nearby points go below one another instead of on top of each other.
+            near = sum(1 for cost, quality in placed
+                       if abs(math.log(max(cost, 1e-9) / max(point.cost_per_1k, 1e-9))) < 0.15
+                       and abs(quality - y) < 4)
+            placed.append((point.cost_per_1k, y))
+            ax.annotate(_plain(point.name, 28), (point.cost_per_1k, y), xytext=(6, 4 - 10 * near),
+                        textcoords="offset points",
+                        fontsize=7.5, color=INK if point.recommended else MUTED,
+                        fontweight="bold" if point.recommended else "normal")
+        if reference_quality is not None:
+            ax.axhline(100 * reference_quality, color=GREY, linestyle=":", linewidth=1, zorder=1)
+            if reference_cost is not None:
+                ax.plot([reference_cost], [100 * reference_quality], marker="s", markersize=6, color=GREY,
+                        linewidth=0, zorder=3)
+                ax.annotate("always the reference", (reference_cost, 100 * reference_quality),
+                            xytext=(6, -10),
+                            textcoords="offset points", fontsize=7.5, color=MUTED)
+        costs = [p.cost_per_1k for p in points] + ([reference_cost] if reference_cost else [])
+        if min(costs) > 0 and max(costs) / min(costs) > 8:
+            ax.set_xscale("log")
+        ax.set_xlabel("cost per 1,000 requests in production (USD)")
+        ax.set_ylabel(f"{quality_name} (%), 95% interval")
+        ax.margins(x=0.12, y=0.15)
+        ax.grid(True, color=GRID, linewidth=0.6)
+        ax.set_axisbelow(True)
+        ax.xaxis.set_major_formatter("${x:,.2f}")
+
+    return _render("plot-configurations", 6.4, 3.8, draw)
+
+
 # -- calibration -------------------------------------------------------------------------------------
 def reliability_svg(calibration: CalibrationReport | None) -> str | None:
     """Reliability diagram: stated confidence against observed accuracy per bin, with the bin counts."""

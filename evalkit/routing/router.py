@@ -56,6 +56,8 @@ class RoutingFile(Typed):
     task: str
     candidate: str
     reference: str
+    #: The candidate configuration it was tuned for (tasks with ``models.candidates``); None: the only one.
+    configuration: str | None = None
     threshold: float | None
     escalate_when: str = "confidence < threshold, or escalate flag set, or invalid candidate answer"
     honour_escalate_flag: bool
@@ -72,12 +74,12 @@ class RoutingFile(Typed):
 
 
 def routing_file(analysis: RoutingAnalysis, *, task_name: str, candidate: str, reference: str,
-                 evidence: RoutingEvidence) -> RoutingFile:
+                 evidence: RoutingEvidence, configuration: str | None = None) -> RoutingFile:
     if not analysis.available or analysis.options is None or analysis.cross_fitted is None \
             or analysis.costs is None or analysis.always_reference_accuracy is None:
         raise ValueError(f"no routing analysis to write: {analysis.why}")
     return RoutingFile(
-        task=task_name, candidate=candidate, reference=reference,
+        task=task_name, candidate=candidate, reference=reference, configuration=configuration,
         threshold=analysis.chosen.t if analysis.chosen else None,
         honour_escalate_flag=analysis.options.honour_escalate_flag, objective=str(analysis.objective),
         objective_kind=analysis.options.objective, target_loss=analysis.options.target_loss,
@@ -116,7 +118,7 @@ class Router:
         self.threshold = threshold
         self.honour_flag = honour_escalate_flag
         self.task = task
-        self.renderer = PromptRenderer(task)
+        self.renderers = {role: PromptRenderer(task, role) for role in ("candidate", "reference")}
         self._client = client
         self._provider: AnthropicProvider | None = None
 
@@ -126,6 +128,14 @@ class Router:
         if routing.threshold is None:
             raise ConfigError("routing.json has no threshold: the tuning run could not certify one",
                               hint="re-run `evalkit tune` with a looser --target-loss or more samples")
+        if routing.configuration is not None:
+            count = len(task.models.configurations())
+            names = [task.configuration(i).configuration_name for i in range(count)]
+            if routing.configuration not in names:
+                raise ConfigError(f"routing.json was tuned for the configuration {routing.configuration!r}, "
+                                  f"which the task does not have (it has {', '.join(names)})",
+                                  hint="re-run `evalkit tune` for this task")
+            task = task.configuration(names.index(routing.configuration))
         candidate, reference = task.models.candidate.model, task.models.reference.model
         if routing.candidate != candidate or routing.reference != reference:
             raise ConfigError(
@@ -150,7 +160,7 @@ class Router:
         return should_escalate(answer, self.threshold, honour_flag=self.honour_flag)
 
     async def _ask(self, role: str, sample: Sample) -> Answer:
-        request = build_request(self.task, role, sample, self.renderer.render(sample))
+        request = build_request(self.task, role, sample, self.renderers[role].render(sample))
         try:
             response = await self.provider.generate(request)
         except ProviderError as error:

@@ -12,6 +12,7 @@ from evalkit.backends import Backend
 from evalkit.cost.estimate import Estimate
 from evalkit.cost.projection import Projection, project, role_costs
 from evalkit.cost.totals import result_cost, totals
+from evalkit.cost.verbosity import TokenAdvice, token_advice
 from evalkit.providers.execute import CallResult
 from evalkit.record.model import (
     BackendInfo,
@@ -174,7 +175,19 @@ def _projection(results: list[SampleResult], prepared: Prepared, routing: Routin
     production = prepared.task.production
     return project(results, prepared.settings.pricing, daily_requests=production.daily_requests,
                    days_per_month=production.days_per_month, escalation_rate=escalation,
-                   escalation_rate_held_out=held_out, escalation_source=source)
+                   escalation_rate_held_out=held_out, escalation_source=source,
+                   hourly_share=production.hourly_share, batch_every_minutes=production.batch_every_minutes,
+                   batch_hit_rate=production.batch_cache_hit_rate)
+
+
+def verbosity(results: list[SampleResult], prepared: Prepared) -> list[TokenAdvice]:
+    """Output-token advice for each called model (a recorded log has no usage to learn from)."""
+    task = prepared.task
+    monthly = task.production.daily_requests * task.production.days_per_month
+    advice = [token_advice(results, role, task, prepared.settings.pricing, monthly_requests=monthly,
+                           configuration=task.configuration_name if role == "candidate" else None)
+              for role in ROLES]
+    return [item for item in advice if item is not None]
 
 
 def _sequential(session: Session, results: list[SampleResult], prepared: Prepared) -> SequentialInfo | None:
@@ -259,6 +272,7 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
         caching={role: CachingInfo.of(prepared.cache_plans[role], model_totals[role]) for role in ROLES},
         lint=prepared.findings,
         cost_usd=CostSummary.of(model_totals),
+        verbosity=verbosity(results, prepared),
     )
     rows = [sample_row(result, settings.pricing) for result in results]
     return Assembled(record=record, rows=rows, results=results)

@@ -12,11 +12,20 @@ from evalkit._hashing import digest
 from evalkit.backends import Backend, connect
 from evalkit.config import Settings
 from evalkit.cost.estimate import Estimate, SpendTracker, check_budget, estimate_cost
+from evalkit.cost.totals import totals
+from evalkit.errors import UsageError
 from evalkit.progress import Progress
 from evalkit.providers.response_cache import CacheMode, ResponseCache
-from evalkit.record.model import RunRecord
+from evalkit.record.model import CostSummary, RunRecord
 from evalkit.record.rows import SampleRow
 from evalkit.run.assemble import assemble
+from evalkit.run.configurations import (
+    ConfigurationRun,
+    distinct_requests,
+    prepare_configurations,
+    run_configuration_sessions,
+    select,
+)
 from evalkit.run.options import RunOptions
 from evalkit.run.prepare import Prepared, prepare
 from evalkit.run.session import Executor, run_session
@@ -26,14 +35,26 @@ from evalkit.spec import TaskSpec
 
 
 @dataclass
+class ConfigurationOutput:
+    """One candidate configuration's own record and rows (written to ``configs/<name>/``)."""
+
+    name: str
+    record: RunRecord
+    rows: list[SampleRow] = field(repr=False)
+
+
+@dataclass
 class RunResult:
-    """A finished run: its record, its per-sample rows, and where its report folder is (or would be)."""
+    """A finished run: its record, its per-sample rows, and where its report folder is (or would be).
+    With several candidate configurations, ``record`` is the primary (first) one's with the selection
+    attached, and ``configurations`` holds each configuration's own record."""
 
     folder: Path
     record: RunRecord
     cache_dir: Path  # where the paid answers are kept (re-runs read them from here)
     rows: list[SampleRow] = field(repr=False)
     results: list[SampleResult] = field(repr=False)
+    configurations: list[ConfigurationOutput] = field(default_factory=list, repr=False)
 
     @property
     def simulated(self) -> bool:
@@ -79,6 +100,9 @@ def run_evaluation(task: TaskSpec, settings: Settings, options: RunOptions, *, p
     options.validate()
     started = datetime.now(UTC)
     backend = backend or connect(settings, offline=options.offline)
+    if len(task.models.configurations()) > 1:
+        return _run_configurations(task, settings, options, progress=progress, backend=backend,
+                                   started=started)
     prepared = prepare(task, settings, sample_size=options.sample_size, offline=backend.kind == "simulator",
                        mode=options.mode)
     _announce(prepared, backend, progress)
@@ -105,3 +129,67 @@ def run_evaluation(task: TaskSpec, settings: Settings, options: RunOptions, *, p
     folder = (options.reports_dir or settings.reports_dir) / task.name / run_id
     return RunResult(folder=folder, record=assembled.record, cache_dir=settings.cache_dir,
                      rows=assembled.rows, results=assembled.results)
+
+
+def _run_configurations(task: TaskSpec, settings: Settings, options: RunOptions, *, progress: Progress,
+                        backend: Backend, started: datetime) -> RunResult:
+    """Several candidate configurations: one execution of every distinct request, a record per
+    configuration, and the family-wise selection on the primary's record."""
+    if options.sequential:
+        raise UsageError("--sequential stops one comparison early; with several candidate configurations "
+                         "run the whole sample", hint="drop --sequential, or keep one entry in "
+                                                      "models.candidates")
+    prepared = prepare_configurations(task, settings, sample_size=options.sample_size,
+                                      offline=backend.kind == "simulator", mode=options.mode)
+    _announce(prepared[0], backend, progress)
+    for extra in prepared[1:]:
+        for finding in extra.findings:
+            progress.note(finding.render())
+        plan = extra.cache_plans["candidate"]
+        if not plan.enabled:
+            progress.note(f"prompt caching off for {extra.task.configuration_name}: {plan.reason}")
+    names = ", ".join(p.task.configuration_name for p in prepared)
+    progress.note(f"{len(prepared)} candidate configurations share one reference: {names}")
+    run_id = options.run_id or _run_id(prepared[0], started)
+    concurrency = options.concurrency or settings.concurrency
+    max_cost = options.max_cost if options.max_cost is not None else task.max_cost_usd
+    spend = SpendTracker(settings.pricing, max_cost) if max_cost is not None else None
+    # Estimated and sent as one set: the reference's requests are the same in every configuration.
+    union = Prepared(task=task, settings=settings, samples=prepared[0].samples,
+                     renderers=prepared[0].renderers,
+                     requests=[r for p in prepared for r in p.requests],
+                     cache_plans={**prepared[0].cache_plans}, findings=[], logs={})
+    with ResponseCache(settings.cache_dir, options.cache_mode) as cache:
+        distinct = distinct_requests(union.requests + prepared[0].noise_requests, backend.provider.endpoint)
+        estimate = estimate_cost(distinct, cache, backend.provider.endpoint,
+                                 settings.pricing, {**prepared[0].cache_plans}, batch=options.mode == "batch")
+        if estimate.requests_to_send:
+            progress.note(estimate.describe())
+        check_budget(estimate, max_cost)
+        execute = Executor(union, backend, cache, options, concurrency, progress, spend)
+        execute_started = time.perf_counter()
+        sessions = asyncio.run(run_configuration_sessions(prepared, execute))
+        execute_seconds = time.perf_counter() - execute_started
+    if spend is not None:
+        spend.check()
+    runs = []
+    for p, session in zip(prepared, sessions, strict=True):
+        assembled = assemble(p, session, backend=backend, options=options, run_id=run_id, started=started,
+                             execute_seconds=execute_seconds, concurrency=concurrency, estimate=estimate,
+                             max_cost=max_cost)
+        runs.append(ConfigurationRun(name=p.task.configuration_name, prepared=p, assembled=assembled))
+    selection = select(task, runs)
+    primary = runs[0].assembled
+    # The run paid for the reference once and for every configuration's candidate: that is its cost.
+    paid = {"reference": totals(primary.results, settings.pricing)["reference"],
+            **{run.name: totals(run.assembled.results, settings.pricing)["candidate"] for run in runs}}
+    advice = [item for item in primary.record.verbosity if item.role == "reference"] + [
+        item for run in runs for item in run.record.verbosity if item.role == "candidate"]
+    record = primary.record.model_copy(update={"selection": selection, "cost_usd": CostSummary.of(paid),
+                                               "verbosity": advice})
+    folder = (options.reports_dir or settings.reports_dir) / task.name / run_id
+    return RunResult(folder=folder, record=record, cache_dir=settings.cache_dir, rows=primary.rows,
+                     results=primary.results,
+                     configurations=[ConfigurationOutput(name=run.name, record=run.record,
+                                                         rows=run.assembled.rows)
+                                     for run in runs])

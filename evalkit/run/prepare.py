@@ -27,12 +27,17 @@ class Prepared:
     task: TaskSpec
     settings: Settings
     samples: SampleSet
-    renderer: PromptRenderer
+    renderers: dict[str, PromptRenderer]  # per role: a candidate configuration may have its own prompt
     requests: list[ModelRequest]
     cache_plans: dict[str, CachePlan]
     findings: list[Finding]
     #: Recorded answers standing in for a role's calls (``models.<role>_log``).
     logs: dict[str, LoggedAnswers] = field(default_factory=dict)
+
+    @property
+    def renderer(self) -> PromptRenderer:
+        """The candidate's renderer (the prompt the router would send the cheap model)."""
+        return self.renderers["candidate"]
 
     @property
     def logged(self) -> list[CallResult]:
@@ -55,8 +60,9 @@ class Prepared:
 
 
 def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = None, offline: bool = True,
-            mode: str = "batch") -> Prepared:
-    """Load and check everything that can be checked without calling a model."""
+            mode: str = "batch", samples: SampleSet | None = None) -> Prepared:
+    """Load and check everything that can be checked without calling a model (``samples``: already
+    loaded, e.g. shared by the candidate configurations of one run)."""
     check_metric_names(task)
     called = [role for role in ROLES if task.models.log(role) is None]
     for role in called:
@@ -68,22 +74,28 @@ def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = Non
     refused = schema_issues(task)
     if refused:  # the API would answer 400 — in batch mode only after the whole batch has run
         raise SpecError(task.task_file, refused)
-    samples = load_samples(task, cache_dir=settings.cache_dir, offline=offline, size=sample_size)
+    if samples is None:
+        samples = load_samples(task, cache_dir=settings.cache_dir, offline=offline, size=sample_size)
     findings = lint_templates(task)
-    renderer = PromptRenderer(task)
+    reference = PromptRenderer(task, "reference")
+    renderers = {"reference": reference,
+                 "candidate": reference if task.models.candidate.prompt is None else PromptRenderer(task)}
     schema = output_schema(task.output) if task.output.structured else None
-    plans = plan_caching(task, renderer.system, schema, mode=mode)
+    plans = plan_caching(task, {role: renderer.system for role, renderer in renderers.items()}, schema,
+                         mode=mode)
     logs = {role: load_log(task, role, samples) for role in ROLES if task.models.log(role) is not None}
     if "reference" in logs and task.decision.reference_noise:
         raise task.error("decision.reference_noise", "cannot measure reference noise from a log of responses",
                          hint="remove decision.reference_noise, or models.reference_log to call the "
                               "reference")
     requests: list[ModelRequest] = []
+    shared = renderers["candidate"] is reference
     for sample in samples.samples:
-        prompt = renderer.render(sample)
-        requests.extend(build_request(task, role, sample, prompt, cache_ttl=plans[role].ttl)
-                        for role in called)
-    return Prepared(task=task, settings=settings, samples=samples, renderer=renderer, requests=requests,
+        prompt = reference.render(sample)
+        for role in called:
+            own = prompt if role == "reference" or shared else renderers[role].render(sample)
+            requests.append(build_request(task, role, sample, own, cache_ttl=plans[role].ttl))
+    return Prepared(task=task, settings=settings, samples=samples, renderers=renderers, requests=requests,
                     cache_plans=plans, findings=findings, logs=logs)
 
 

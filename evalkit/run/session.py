@@ -92,7 +92,7 @@ def _wants_judge(prepared: Prepared) -> bool:
     return wants_judge(prepared.task)
 
 
-def _judge_requests(prepared: Prepared, results: list[SampleResult]) -> list[ModelRequest]:
+def judge_requests(prepared: Prepared, results: list[SampleResult]) -> list[ModelRequest]:
     """Ask the reference whether each candidate answer is equivalent to its own (batched like the rest)."""
     return [ModelRequest(sample_id=r.sample.id, role="judge",
                          params=judge_params(prepared.task, r.sample, r.answers["candidate"],
@@ -113,7 +113,7 @@ async def run_session(prepared: Prepared, execute: Executor, options: RunOptions
             answered = session.sequential.stopped_at if session.sequential else len(prepared.samples.samples)
             results = score_calls(prepared.task, prepared.samples.samples[:answered], session.calls,
                                   outputs=prepared.outputs)
-            requests = _judge_requests(prepared, results)
+            requests = judge_requests(prepared, results)
             execute.progress.note(f"asking {prepared.task.models.reference.model} to judge {len(requests)} "
                                   "answer pairs")
             calls, stats, report = await execute(requests)

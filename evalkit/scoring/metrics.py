@@ -136,9 +136,10 @@ def _rate(values: Sequence[bool | None]) -> Rate:
 
 
 def _kappa(a: list[str], b: list[str]) -> float | None:
-    if len(a) < 2:
+    labels = sorted(set(a) | set(b))
+    if len(a) < 2 or len(labels) < 2:  # one label everywhere: agreement beyond chance is undefined
         return None
-    value = cohen_kappa_score(a, b, replace_undefined_by=np.nan)
+    value = cohen_kappa_score(a, b, labels=labels, replace_undefined_by=np.nan)
     return None if np.isnan(value) else float(value)
 
 

@@ -43,7 +43,7 @@ from evalkit.sim.tokens import count_tokens, request_input_tokens
 from evalkit.sim.wire import ApiError, api_id, invalid
 from evalkit.wire import SIMULATOR_HEADER
 
-SIMULATOR_VERSION = "2"  # bump when answers or usage change: it partitions the response cache
+SIMULATOR_VERSION = "3"  # bump when answers or usage change: it partitions the response cache
 API_VERSIONS = ("2023-06-01", "2026-10-21")
 
 #: Top-level keys of a Messages request (API 2026-10-21). Anything else is "Extra inputs are not permitted".

@@ -33,6 +33,7 @@ import numpy as np
 
 from evalkit.config import SimCorpus
 from evalkit.datasets import _matches
+from evalkit.modelinfo import default_effort
 from evalkit.sim import writer
 from evalkit.sim.tokens import content_text, system_texts
 from evalkit.tabular import read_table
@@ -51,6 +52,11 @@ class TierProfile:
     escalate_below: float
     reason_words: int
 
+
+#: How much more deliberate each effort level makes a simulated model: its sampling temperature is
+#: scaled by this (a longer thought settles on the model's best answer more often). Low effort, or no
+#: thinking, is the tier's own temperature.
+EFFORT_FOCUS: dict[str, float] = {"low": 1.0, "medium": 0.85, "high": 0.7, "xhigh": 0.6, "max": 0.5}
 
 TIERS: dict[str, TierProfile] = {
     "small": TierProfile(1.0, 0.35, 0.6, 0.05, 0.5, 2),
@@ -205,7 +211,7 @@ class Brain:
 
     # -- thinking ----------------------------------------------------------------------------------
     def think(self, *, model: str, tier: str, system: str, user: str, labels: list[str],
-              occurrence: int = 0) -> Thought:
+              occurrence: int = 0, effort: str | None = None) -> Thought:
         profile = TIERS[tier]
         corpus = self._best_corpus(labels)
         if corpus is not None:
@@ -218,7 +224,7 @@ class Brain:
             raw = self._lexical(system, user, labels)
             evidence = []
         raw = self._prompt_awareness(system, raw)
-        distribution = self._temper(raw, profile.temperature)
+        distribution = self._temper(raw, profile.temperature * EFFORT_FOCUS.get(effort or "low", 1.0))
         rng = np.random.default_rng(self._stream(model, system, user, occurrence))
         names = list(distribution)
         label = names[int(rng.choice(len(names), p=np.array([distribution[n] for n in names])))]
@@ -334,8 +340,11 @@ def compose_answer(brain: Brain, body: dict[str, Any], *, model: str, tier: str,
     if not labels:
         # No schema and no label set: a free-text task (the simulator writes extractive summaries).
         return writer.summarize(user, tier, rng), "Picking the sentences that carry the key facts."
+    thinking_off = (body.get("thinking") or {}).get("type") == "disabled"
+    sent = (body.get("output_config") or {}).get("effort")
+    effort = None if thinking_off else sent or default_effort(model)
     thought = brain.think(model=model, tier=tier, system=system, user=message_content(user), labels=labels,
-                          occurrence=occurrence)
+                          occurrence=occurrence, effort=effort)
     answer: dict[str, Any] = {label_key: thought.label}
     if confidence_key:
         answer[confidence_key] = thought.confidence

@@ -81,7 +81,8 @@ SCHEMA_CASES = [
     _schema_case("additionalProperties missing on a nested object",
                  obj({"inner": {"type": "object", "properties": {"a": {"type": "string"}}}}),
                  "additionalProperties is missing"),
-    _schema_case("additionalProperties true", {**obj({"a": {"type": "string"}}), "additionalProperties": True},
+    _schema_case("additionalProperties true",
+                 {**obj({"a": {"type": "string"}}), "additionalProperties": True},
                  "additionalProperties is True"),
     _schema_case("unsupported string format", obj({"s": {"type": "string", "format": "credit-card"}}),
                  "format 'credit-card'"),
@@ -112,8 +113,8 @@ REJECTED: list[Case] = [
     Case("top-level cache_control ttl 2h", {"cache_control": {"type": "ephemeral", "ttl": "2h"}},
          "cache_control.ttl: Input should be '5m' or '1h'", source="§3"),
     Case("cache_control on a message block with ttl 1d",
-         {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi",
-                                                      "cache_control": {"type": "ephemeral", "ttl": "1d"}}]}]},
+         {"messages": [{"role": "user", "content": [
+             {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral", "ttl": "1d"}}]}]},
          "messages.0.content.0.cache_control.ttl", source="§3"),
     Case("a 1h breakpoint after a 5m one",
          {"system": [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}},
@@ -134,7 +135,8 @@ REJECTED: list[Case] = [
          "greater than or equal to 1024", source="§1.2, §8"),
     Case("thinking budget not below max_tokens",
          {"max_tokens": 2000, "thinking": {"type": "enabled", "budget_tokens": 2000}},
-         "`max_tokens` must be greater than `thinking.budget_tokens`", source="SDK ThinkingConfigEnabledParam"),
+         "`max_tokens` must be greater than `thinking.budget_tokens`",
+         source="SDK ThinkingConfigEnabledParam"),
     Case("unknown thinking type", {"thinking": {"type": "deep"}}, "thinking.type: Input should be",
          source="§1.2"),
     Case("assistant prefill on Haiku 5.5",
@@ -184,8 +186,8 @@ REJECTED: list[Case] = [
          error_type="not_found_error", source="§0.5, recorded/error_404"),
     Case("retired model", {"model": "claude-3-5-haiku-20241022"}, "model: claude-3-5-haiku-20241022",
          status=404, error_type="not_found_error", source="§0.4"),
-    Case("unknown top-level key", {"frequency_penalty": 1}, "frequency_penalty: Extra inputs are not permitted",
-         source="§0.3"),
+    Case("unknown top-level key", {"frequency_penalty": 1},
+         "frequency_penalty: Extra inputs are not permitted", source="§0.3"),
 ]
 
 ACCEPTED: list[Case] = [

@@ -34,8 +34,8 @@ def post(state: SimulatorState, path: str, body: dict[str, Any], headers: dict[s
     async def call() -> httpx2.Response:
         async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=create_app(state)),
                                       base_url="http://sim.test") as http:
-            return await http.post(path, json=body, headers={"x-api-key": "k", "anthropic-version": "2026-10-21",
-                                                            **(headers or {})})
+            return await http.post(path, json=body, headers={
+                "x-api-key": "k", "anthropic-version": "2026-10-21", **(headers or {})})
 
     return asyncio.run(call())
 

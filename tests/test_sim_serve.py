@@ -42,8 +42,9 @@ def test_every_option_has_help_and_every_setting_flag_maps_to_a_simulator_settin
     params = [p for p in sim_serve.params if isinstance(p, click.Option) and p.name != "help"]
     assert all(p.help for p in params), [p.name for p in params if not p.help]
     names = {p.name for p in params}
-    assert {"seed", "latency_ms", "rate_limit_rate", "overloaded_rate", "server_error_rate", "disconnect_rate",
-            "slow_rate", "refusal_rate", "batch_cache_hit_rate", "batch_errored", "batch_expired"} <= names
+    assert {"seed", "latency_ms", "rate_limit_rate", "overloaded_rate", "server_error_rate",
+            "disconnect_rate", "slow_rate", "refusal_rate", "batch_cache_hit_rate", "batch_errored",
+            "batch_expired"} <= names
 
 
 def test_flags_override_evalkit_toml_like_the_settings_they_mirror(project: Path) -> None:

@@ -3,7 +3,8 @@
 From the tokens measured in the run (mean per request and model), at the task's daily volume: the
 seed's three stacks — always the reference, always the candidate, and the routed cascade (the candidate
 always runs; the reference runs on escalations) — each with and without prompt caching and the batch
-discount.
+discount. With both, prompt caching is priced at the best-effort batch cache hit rate of the run's
+estimate (the simulator's configured rate, or the conservative assumption for the real API).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class Projection(Typed):
     baseline: str | None = None
     rows: list[ProjectionRow] = []
     pricing_as_of: str | None = None
+    #: Share of batch requests assumed to read the cached prefix in the "caching + batch" rows.
+    batch_cache_hit_rate: float | None = None
 
 
 def mean_usage(results: Sequence[SampleResult], role: str) -> MeanUsage | None:
@@ -81,15 +84,17 @@ def role_costs(results: Sequence[SampleResult], pricing: PricingTable) -> tuple[
 
 def project(results: Sequence[SampleResult], pricing: PricingTable, *, daily_requests: int,
             days_per_month: int, escalation_rate: float | None, escalation_source: str,
-            escalation_rate_held_out: float | None = None) -> Projection:
+            escalation_rate_held_out: float | None = None, batch_cache_hit_rate: float = 1.0) -> Projection:
     candidate, reference = mean_usage(results, "candidate"), mean_usage(results, "reference")
     if candidate is None or reference is None:
         return Projection(available=False, why="no answered requests to measure")
     rows: list[dict[str, Any]] = []
     for caching in (False, True):
         for batch in (False, True):
-            c = per_request_cost(pricing, candidate, caching=caching, batch=batch)
-            r = per_request_cost(pricing, reference, caching=caching, batch=batch)
+            c = per_request_cost(pricing, candidate, caching=caching, batch=batch,
+                                 batch_cache_hit_rate=batch_cache_hit_rate)
+            r = per_request_cost(pricing, reference, caching=caching, batch=batch,
+                                 batch_cache_hit_rate=batch_cache_hit_rate)
             stacks = {"all_reference": r, "all_candidate": c}
             if escalation_rate is not None:
                 stacks["routed"] = c + escalation_rate * r
@@ -111,4 +116,4 @@ def project(results: Sequence[SampleResult], pricing: PricingTable, *, daily_req
         rows=[ProjectionRow(**row,
                             saving_vs_baseline=1 - row["per_request_usd"] / baseline["per_request_usd"])
               for row in rows],
-        pricing_as_of=pricing.as_of)
+        pricing_as_of=pricing.as_of, batch_cache_hit_rate=batch_cache_hit_rate)

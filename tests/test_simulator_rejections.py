@@ -103,3 +103,32 @@ def test_a_bad_item_in_a_batch_errors_alone_with_the_same_message(state: Simulat
     direct = post(state, "/v1/messages", body_for(bad)).json()["error"]["message"]
     assert error["error"]["message"] == direct
     assert [entry["custom_id"] for entry in Ledger.read(state.ledger.path)] == ["good"]
+
+
+def _batch_results(state: SimulatorState, requests: list[dict[str, Any]],
+                   headers: dict[str, str] | None = None) -> dict[str, Any]:
+    created = post(state, "/v1/messages/batches", {"requests": requests}, headers)
+    assert created.status_code == 200, created.text
+    state.clock.advance(60)
+    state.batches.process_due()
+    return {line["custom_id"]: line["result"] for line in
+            map(json.loads, state.batches.results(created.json()["id"]).decode().splitlines())}
+
+
+def test_what_batches_alone_refuse_and_allow(state: SimulatorState) -> None:
+    """Facts §2: no stream, speed or max_tokens 0 in a batch; max_tokens up to 300k on Sonnet/Opus 4.6+ with
+    the output-300k-2026-03-24 beta header, on batches only."""
+    big = {**body_for(Case("b", {})), "model": "claude-sonnet-5-5", "max_tokens": 200_000}
+    requests = [{"custom_id": "stream", "params": {**body_for(Case("s", {})), "stream": True}},
+                {"custom_id": "speed", "params": {**body_for(Case("f", {})), "speed": "fast"}},
+                {"custom_id": "prewarm", "params": {**body_for(Case("p", {})), "max_tokens": 0}},
+                {"custom_id": "big", "params": big}]
+    plain = _batch_results(state, requests)
+    assert {custom_id: result["type"] for custom_id, result in plain.items()} == {
+        "stream": "errored", "speed": "errored", "prewarm": "errored", "big": "errored"}
+    assert "128000, which is the maximum" in plain["big"]["error"]["error"]["message"]
+    extended = _batch_results(state, [{"custom_id": "big", "params": big}],
+                              {"anthropic-beta": "output-300k-2026-03-24"})
+    assert extended["big"]["type"] == "succeeded"
+    direct = post(state, "/v1/messages", big, {"anthropic-beta": "output-300k-2026-03-24"})
+    assert direct.status_code == 400  # real time: the beta does not apply

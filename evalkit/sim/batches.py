@@ -316,8 +316,9 @@ class BatchStore:
             else:
                 outcome = self._outcome(batch_id, custom_id)
                 try:
-                    if params.get("stream") or params.get("max_tokens") == 0:
-                        raise invalid("validation error: streaming and max_tokens=0 are not allowed in "
+                    if params.get("stream") or params.get("max_tokens") == 0 or "speed" in params:
+                        # Facts §2: stream, speed and max_tokens 0 (cache pre-warm) are not allowed.
+                        raise invalid("validation error: stream, speed and max_tokens=0 are not allowed in "
                                       "batches")
                     self.state.validate_message_body(params, context)
                 except ApiError as error:

@@ -9,7 +9,7 @@ Data flows one way, one package per stage::
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -39,14 +39,15 @@ from evalkit.routing.router import RoutingEvidence, RoutingFile, load_routing_fi
 from evalkit.run.options import RunOptions
 from evalkit.run.pipeline import RunResult, estimate_run, run_evaluation
 from evalkit.run.plan import PlanResult, plan
-from evalkit.run.prepare import Prepared, prepare, simulator_preflight
+from evalkit.run.prepare import Prepared, prepare, simulator_preflight, with_task_corpus
+from evalkit.scaffold import Initialised, init_task, setup_demo
 from evalkit.spec import TaskSpec, load_task
 from evalkit.stats.validity import Problem
 
 
 def _load(task_path: str | Path | TaskSpec) -> tuple[TaskSpec, Settings]:
     task = task_path if isinstance(task_path, TaskSpec) else load_task(task_path)
-    return task, load_settings(task.base_dir)
+    return task, with_task_corpus(task, load_settings(task.base_dir))
 
 
 def run_task(task_path: str | Path | TaskSpec, options: RunOptions | None = None, *,
@@ -204,6 +205,19 @@ def render_report(run_dir: str | Path) -> Path:
     page = folder / "report.html"
     atomic_write_text(page, render_html(read_record(folder), read_rows(folder)))
     return page
+
+
+def init_project(dataset: str | Path, *, folder: str | Path = ".", name: str | None = None,
+                 force: bool = False) -> Initialised:
+    """Write a task file (and evalkit.toml when there is none) for a dataset (see :mod:`evalkit.scaffold`)."""
+    return init_task(Path(dataset), folder=Path(folder), name=name, force=force)
+
+
+def run_demo(folder: str | Path = "evalkit-demo", options: RunOptions | None = None, *,
+             progress: Progress | None = None) -> RunResult:
+    """Set up the packaged demo project in ``folder`` (files already there are kept) and run it offline."""
+    task = setup_demo(Path(folder))
+    return run_task(task, replace(options or RunOptions(), offline=True), progress=progress)
 
 
 def serve_simulator(*, host: str, port: int, state_dir: Path | None = None,

@@ -115,7 +115,7 @@ def run(task_file: Path, offline: bool | None, mode: Literal["batch", "realtime"
         raise UsageError(f"baseline {gate_baseline} does not exist",
                          hint="create it with `evalkit baseline save TASK.yaml --out <path>` and commit it")
     result = api.run_task(task_file, options, progress=_progress(quiet))
-    _print_result(result.record, result.folder)
+    _print_result(result.record, result.folder, result.cache_dir)
     if gate_baseline is not None:
         _finish_gate(api.check_gate(result, gate_baseline))
     if result.record.decision.verdict == "INVALID-RUN":
@@ -128,7 +128,7 @@ def _progress(quiet: bool) -> Any:
     return NullProgress() if quiet else RichProgress()
 
 
-def _print_result(record: Any, folder: Path) -> None:
+def _print_result(record: Any, folder: Path, cache_dir: Path | None = None) -> None:
     decision = record.decision
     colour = {"GO": "green", "NO-GO": "red", "INVALID-RUN": "red"}.get(decision.verdict, "yellow")
     if record.simulated:
@@ -165,6 +165,8 @@ def _print_result(record: Any, folder: Path) -> None:
     if record.batch.answer_batch_ids:
         click.echo(f"  batches: {', '.join(record.batch.answer_batch_ids)}")
     click.echo(f"  report: {folder / 'report.html'}")
+    if cache_dir is not None:
+        click.echo(f"  paid answers kept in: {cache_dir} (re-runs read them from there)")
 
 
 @main.command()
@@ -547,3 +549,60 @@ def report(run_dir: Path) -> None:
     from evalkit import api  # noqa: PLC0415
 
     click.echo(f"report: {api.render_report(run_dir)}")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(exists=True, path_type=Path), metavar="DATASET")
+@click.option("--name", default=None, help="Task name (default: from the dataset's file name).")
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Project folder: tasks/<name>.yaml (and evalkit.toml) go here.")
+@click.option("--force", is_flag=True, help="Overwrite an existing task file of that name.")
+def init(dataset: Path, name: str | None, folder: Path, force: bool) -> None:
+    """Write a task for DATASET (a .jsonl/.csv/.tsv/.parquet/.arrow file or a save_to_disk folder).
+
+    Infers the text, label and id columns and the labels, and a split column whose training rows the
+    offline simulator then learns the domain from; writes a commented tasks/<name>.yaml and, when the
+    folder has none, an evalkit.toml. Check and edit the task (describe the labels), then run it.
+
+    \b
+    Example:
+      evalkit init datasets/tickets.csv && evalkit validate tasks/tickets.yaml
+    """
+    from evalkit import api  # noqa: PLC0415
+
+    made = api.init_project(dataset, folder=folder, name=name, force=force)
+    found = made.found
+    click.echo(f"wrote {made.task_file}" + (f" and {made.settings_file}" if made.settings_file else ""))
+    click.echo(f"  {found.rows} rows · text: {found.text_column} · label: {found.label_column} "
+               f"({len(found.labels)} labels) · id: {found.id_column or 'derived from the text'}"
+               + (f" · split: {found.split_column} ({', '.join(found.splits)})"
+                  if found.split_column else ""))
+    if not made.simulator_learns:
+        click.secho("  offline, the simulator has no training rows for these labels (no train/test split "
+                    "column): `evalkit run` will need ANTHROPIC_API_KEY, or add a split column", fg="yellow")
+    click.echo("next:")
+    click.echo(f"  evalkit validate {made.task_file}    # checks the task and what a run would need")
+    click.echo(f"  evalkit run {made.task_file}         # offline on the simulator unless ANTHROPIC_API_KEY "
+               "is set")
+
+
+@main.command()
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("evalkit-demo"), show_default=True, help="Where the demo project is set up "
+                                                                    "(files already there are kept).")
+@click.option("--sample-size", "-n", type=int, default=None, help="Samples to evaluate (default 300).")
+@click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True,
+              help="batch: the Message Batches path, as in production. realtime: one request at a time.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def demo(folder: Path, sample_size: int | None, mode: str, quiet: bool) -> None:
+    """Set up the demo project (a support-ticket triage task, its data, settings) and run it offline.
+
+    Everything comes from the installed package: it works in any folder, with no API key. The answers
+    are SIMULATED. The report lands in <dir>/reports/triage/<run-id>/, the paid answers in <dir>/.evalkit/.
+    """
+    from evalkit import api  # noqa: PLC0415
+
+    options = api.RunOptions(sample_size=sample_size, mode=mode)  # type: ignore[arg-type]
+    click.echo(f"demo project: {folder.resolve()}")
+    result = api.run_demo(folder, options, progress=_progress(quiet))
+    _print_result(result.record, result.folder, result.cache_dir)

@@ -85,7 +85,7 @@ class SimCorpus(_Strict):
     path: str
     text_column: str = "text"
     label_column: str = "label"
-    where: dict[str, str | int | bool] = Field(default_factory=dict)
+    where: dict[str, str | int | bool | list[str | int | bool]] = Field(default_factory=dict)
 
 
 SimTier = Literal["small", "medium", "large"]

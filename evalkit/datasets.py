@@ -1,15 +1,16 @@
-"""Dataset loading (through Hugging Face ``datasets``) and the stratified, seeded sample.
+"""The dataset sample: rows of the task's table, checked against the task, in a nested stratified order.
 
-The sample is drawn once, deterministically from (rows, size, seed), and shuffled with the same seed so
-its order is random but reproducible; sequential looks at the data rely on that order.
+Rows come from :mod:`evalkit.tabular` (JSONL, JSON, CSV/TSV, Parquet, Arrow, save_to_disk, hub ids). The
+sample order is fixed once per (rows, seed): every label stratum is shuffled with the seed, then the strata
+are interleaved in proportion to their sizes. A sample of size n is the first n rows of that order, so it is
+stratified at every n *and* a prefix of every larger sample: raising ``-n`` from 300 to 500 pays only for
+the 200 new samples. Sequential looks read the same order.
 """
 
 from __future__ import annotations
 
-import datetime
+import hashlib
 import json
-import math
-import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from evalkit._hashing import digest, digest_bytes
+from evalkit._hashing import digest
 from evalkit.errors import DatasetError
 from evalkit.spec import DatasetSpec, TaskSpec
-
-_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+from evalkit.tabular import Table, content_hash, read_hub, read_table
 
 
 @dataclass(frozen=True)
@@ -53,89 +53,35 @@ class SampleSet:
         return bool(self.samples) and all(s.label is not None for s in self.samples)
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    # Arrow infers timestamps from ISO date strings in JSON; give back the date as it was written.
-    if isinstance(value, datetime.datetime):
-        if value.time() == datetime.time(0) and value.tzinfo is None:
-            return value.date().isoformat()
-        return value.isoformat()
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    return str(value)
-
-
-def _quiet_datasets() -> Any:
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    import datasets  # noqa: PLC0415 - heavy import, only when a dataset is actually loaded
-
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
-    return datasets
-
-
-def load_rows(spec: DatasetSpec, *, base_dir: Path, cache_dir: Path,
-              offline: bool) -> tuple[list[dict[str, Any]], str, str]:
-    """All rows of the dataset as dicts, plus a content hash and a human description of the source."""
+def load_rows(spec: DatasetSpec, *, base_dir: Path, cache_dir: Path | None = None,
+              offline: bool = False) -> tuple[Table, str]:
+    """All rows of the dataset and a content hash. Hub datasets come from the local cache when offline
+    (``cache_dir`` and ``offline`` are kept for callers; neither decides whether the hub is tried)."""
     if spec.path is not None:
         path = Path(spec.path).expanduser()
         path = path if path.is_absolute() else (base_dir / path)
-        if not path.is_file():
-            raise DatasetError(
-                f"dataset file not found: {path}",
-                hint="dataset.path is relative to the task file; check the name and that the file exists",
-            )
-        builder = _BUILDERS.get(path.suffix.lower())
-        if builder is None:
-            raise DatasetError(
-                f"unsupported dataset file type '{path.suffix}' for {path}",
-                hint=f"use one of {', '.join(sorted(_BUILDERS))}, or a Hugging Face hub id in dataset.hub",
-            )
-        content_hash = digest_bytes(path.read_bytes())
-        if path.stat().st_size == 0:
-            raise DatasetError(f"dataset file is empty: {path}", hint="add rows, one JSON object per line")
-        datasets = _quiet_datasets()
-        try:
-            loaded = datasets.load_dataset(builder, data_files=str(path), split="train",
-                                           cache_dir=str(cache_dir / "hf-datasets"))
-        except Exception as exc:  # HF raises many types for malformed files
-            raise DatasetError(
-                f"cannot read {path} as {builder}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
-                hint="each line of a .jsonl file must be one JSON object with the same keys",
-            ) from None
-        source = str(path)
-    else:
-        if offline:
-            raise DatasetError(
-                f"dataset.hub '{spec.hub}' needs the network, but this run is offline",
-                hint="download it once online, or export it to a local .jsonl and use dataset.path",
-            )
-        datasets = _quiet_datasets()
-        try:
-            loaded = datasets.load_dataset(spec.hub, spec.hub_config, split=spec.split,
-                                           cache_dir=str(cache_dir / "hf-datasets"))
-        except Exception as exc:
-            raise DatasetError(f"cannot load hub dataset '{spec.hub}' (split {spec.split}): {exc}") from None
-        content_hash = str(getattr(loaded, "_fingerprint", spec.hub))
-        source = f"hf://{spec.hub}" + (f"/{spec.hub_config}" if spec.hub_config else "") + f"[{spec.split}]"
-    rows = [_json_safe(row) for row in loaded.to_list()]
-    return rows, content_hash, source
+        table = read_table(path, fmt=spec.format, delimiter=spec.delimiter, split=spec.split)
+        return table, content_hash(path)
+    table, fingerprint = read_hub(str(spec.hub), config=spec.hub_config, split=spec.split)
+    source = f"hf://{spec.hub}" + (f"/{spec.hub_config}" if spec.hub_config else "") + f"[{spec.split}]"
+    return Table(table.rows, table.places, source), fingerprint
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    """Equal, or equal as text when the table stores text (CSV) and the filter a number or a bool."""
+    if value == wanted:
+        return True
+    if isinstance(value, str) and not isinstance(wanted, str):
+        text = str(wanted).lower() if isinstance(wanted, bool) else str(wanted)
+        return value.strip().lower() == text if isinstance(wanted, bool) else value.strip() == text
+    return False
 
 
 def _matches(row: dict[str, Any], where: dict[str, Any]) -> bool:
     for column, wanted in where.items():
         value = row.get(column)
-        if isinstance(wanted, list):
-            if value not in wanted:
-                return False
-        elif value != wanted:
+        options = wanted if isinstance(wanted, list) else [wanted]
+        if not any(_same(value, option) for option in options):
             return False
     return True
 
@@ -143,7 +89,9 @@ def _matches(row: dict[str, Any], where: dict[str, Any]) -> bool:
 def _check_columns(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> None:
     spec = task.dataset
     available = sorted({key for row in rows[:1000] for key in row})
-    wanted = {"dataset.id_column": spec.id_column, "dataset.text_column": spec.text_column}
+    wanted = {"dataset.text_column": spec.text_column}
+    if spec.id_column is not None and ("id_column" in spec.model_fields_set or spec.id_column in available):
+        wanted["dataset.id_column"] = spec.id_column
     if spec.label_column:
         wanted["dataset.label_column"] = spec.label_column
     for where_column in spec.where:
@@ -152,10 +100,12 @@ def _check_columns(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> N
         wanted[f"dataset.segment_columns[{index}]"] = column
     for key, column in wanted.items():
         if column not in available:
+            derived = " (or id_column: null for ids derived from each row's text)"
+            extra = derived if key == "dataset.id_column" else ""
             raise task.error(
                 key,
                 f"column '{column}' is not in the dataset {source}",
-                hint=f"columns available: {', '.join(available)}",
+                hint=f"columns available: {', '.join(available)}{extra}",
             )
 
 
@@ -174,18 +124,23 @@ def _gold_object(raw: Any, place: str, sample_id: str, column: str) -> dict[str,
     return raw
 
 
-def _row_place(source: str, index: int) -> str:
-    """``file:line`` of a row in a local file (csv has a header line), else the row number."""
-    if source.endswith(".csv"):
-        return f"{source}:{index + 2}"
-    if source.endswith(".jsonl"):
-        return f"{source}:{index + 1}"
-    return f"{source} row {index + 1}"
+def derived_ids(texts: list[str]) -> list[str]:
+    """Stable ids for rows without an id column: ``r-`` + a hash of the row's text, so an id does not change
+    when rows are re-ordered or others are added (while the text is unique); repeats get ``-2``, ``-3`` in
+    file order."""
+    seen: Counter[str] = Counter()
+    out = []
+    for text in texts:
+        base = "r-" + hashlib.sha256(" ".join(text.split()).encode()).hexdigest()[:12]
+        seen[base] += 1
+        out.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return out
 
 
-def build_samples(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> tuple[list[Sample], list[str]]:
+def build_samples(task: TaskSpec, table: Table) -> tuple[list[Sample], list[str]]:
     """Filter, validate and convert rows to samples (all of them, before sampling)."""
     spec = task.dataset
+    rows, source = table.rows, table.source
     notes: list[str] = []
     if not rows:
         raise DatasetError(f"dataset {source} has no rows", hint="check the file or the hub split")
@@ -195,12 +150,20 @@ def build_samples(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> tu
     if not kept:
         raise task.error("dataset.where", f"no rows of {source} match {spec.where}",
                          hint="check the column values; filters compare exactly (case and type)")
-    ids = [str(row.get(spec.id_column)) for row in kept]
+    id_column = spec.id_column if spec.id_column is not None and spec.id_column in kept[0] else None
+    if id_column is None:
+        ids = derived_ids([str(row.get(spec.text_column) or "") for row in kept])
+        if spec.id_column is not None:
+            notes.append(f"the dataset has no '{spec.id_column}' column: sample ids are derived from each "
+                         "row's "
+                         "text (set dataset.id_column to use a column)")
+    else:
+        ids = [str(row.get(id_column)) for row in kept]
     duplicates = [value for value, count in Counter(ids).items() if count > 1]
     if duplicates:
         shown = ", ".join(duplicates[:5]) + (" …" if len(duplicates) > 5 else "")
         raise DatasetError(
-            f"{len(duplicates)} duplicate id(s) in column '{spec.id_column}' of {source}: {shown}",
+            f"{len(duplicates)} duplicate id(s) in column '{id_column}' of {source}: {shown}",
             hint="ids must be unique; deduplicate the rows or point dataset.id_column at a unique column",
         )
     allowed = set(task.output.label_names)
@@ -211,7 +174,7 @@ def build_samples(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> tu
         text = row.get(spec.text_column)
         if not isinstance(text, str) or not text.strip():
             raise DatasetError(
-                f"{_row_place(source, index)}: row id={sample_id} has an empty or non-text "
+                f"{table.places[index]}: row id={sample_id} has an empty or non-text "
                 f"'{spec.text_column}'",
                 hint="remove the row or fill in the text",
             )
@@ -219,17 +182,17 @@ def build_samples(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> tu
         if spec.label_column:
             raw = row.get(spec.label_column)
             if raw is None or raw == "":
-                raise DatasetError(f"{_row_place(source, index)}: row id={sample_id} has no gold label in "
+                raise DatasetError(f"{table.places[index]}: row id={sample_id} has no gold label in "
                                    f"'{spec.label_column}'",
                                    hint="label every row, or remove dataset.label_column to score against "
                                         "the reference")
             if task.output.kind == "extraction":
-                label = _gold_object(raw, _row_place(source, index), sample_id, spec.label_column)
+                label = _gold_object(raw, table.places[index], sample_id, spec.label_column)
             else:
                 label = str(raw)
                 if task.output.kind == "classification" and label not in allowed:
                     unknown_labels[label] += 1
-                    first_seen.setdefault(label, _row_place(source, index))
+                    first_seen.setdefault(label, table.places[index])
         segments = {column: str(row.get(column)) for column in spec.segment_columns}
         samples.append(
             Sample(id=sample_id, text=text, label=label, fields=row,
@@ -246,43 +209,39 @@ def build_samples(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> tu
     return samples, notes
 
 
-def stratified_sample(samples: list[Sample], size: int, seed: int, stratify: bool) -> list[Sample]:
-    """``size`` samples, allocated to label strata in proportion (largest remainder), then shuffled.
+def sample_order(samples: list[Sample], seed: int, stratify: bool) -> list[Sample]:
+    """Every sample in the fixed evaluation order (see the module docstring).
 
-    Written by hand rather than with sklearn's ``train_test_split(stratify=...)`` because that refuses
-    strata with a single member and gives no control over the final order.
+    Each stratum's members are shuffled with ``seed``; member j of a stratum of size m is due at
+    (j + 0.5) / m, and the strata are merged by due time (ties by label), so every prefix holds each label
+    in proportion, within one sample. Written by hand because sklearn's stratified splitters neither nest
+    nor fix an order, and refuse single-member strata.
     """
     rng = np.random.default_rng(seed)
-    if size >= len(samples):
-        chosen = list(samples)
-    elif not stratify or any(not isinstance(s.label, str) for s in samples):  # only class labels stratify
-        picks = rng.choice(len(samples), size=size, replace=False)
-        chosen = [samples[i] for i in sorted(picks)]
-    else:
-        strata: dict[str, list[Sample]] = defaultdict(list)
-        for sample in samples:
-            strata[sample.label or ""].append(sample)
-        labels = sorted(strata)
-        exact = {label: size * len(strata[label]) / len(samples) for label in labels}
-        quota = {label: math.floor(exact[label]) for label in labels}
-        remainder = size - sum(quota.values())
-        for label in sorted(labels, key=lambda lab: (-(exact[lab] - quota[lab]), lab))[:remainder]:
-            quota[label] += 1
-        chosen = []
-        for label in labels:
-            members = strata[label]
-            picks = rng.choice(len(members), size=min(quota[label], len(members)), replace=False)
-            chosen.extend(members[i] for i in sorted(picks))
-    order = rng.permutation(len(chosen))
-    return [chosen[i] for i in order]
+    if not stratify or any(not isinstance(s.label, str) for s in samples):  # only class labels stratify
+        return [samples[i] for i in rng.permutation(len(samples))]
+    strata: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        strata[str(sample.label)].append(sample)
+    keyed: list[tuple[float, int, Sample]] = []
+    for rank, label in enumerate(sorted(strata)):
+        members = strata[label]
+        for position, index in enumerate(rng.permutation(len(members))):
+            keyed.append(((position + 0.5) / len(members), rank, members[int(index)]))
+    keyed.sort(key=lambda item: (item[0], item[1]))
+    return [sample for _, _, sample in keyed]
+
+
+def stratified_sample(samples: list[Sample], size: int, seed: int, stratify: bool) -> list[Sample]:
+    """The first ``size`` samples of :func:`sample_order`: stratified, and nested across sizes."""
+    return sample_order(samples, seed, stratify)[:size]
 
 
 def load_samples(task: TaskSpec, *, cache_dir: Path, offline: bool, size: int | None = None,
                  seed: int | None = None) -> SampleSet:
     """Load the task's dataset and draw its sample."""
-    rows, content_hash, source = load_rows(task.dataset, base_dir=task.base_dir, cache_dir=cache_dir,
-                                           offline=offline)
-    samples, notes = build_samples(task, rows, source)
+    table, fingerprint = load_rows(task.dataset, base_dir=task.base_dir, cache_dir=cache_dir, offline=offline)
+    samples, notes = build_samples(task, table)
     size = size if size is not None else task.sample.size
     seed = seed if seed is not None else task.sample.seed
     if size > len(samples):
@@ -293,5 +252,5 @@ def load_samples(task: TaskSpec, *, cache_dir: Path, offline: bool, size: int | 
             "the decision may be underpowered (small) or the run needlessly costly (large)"
         )
     chosen = stratified_sample(samples, size, seed, task.sample.stratify)
-    return SampleSet(samples=chosen, dataset_hash=content_hash, dataset_source=source,
+    return SampleSet(samples=chosen, dataset_hash=fingerprint, dataset_source=table.source,
                      rows_available=len(samples), notes=notes)

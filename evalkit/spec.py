@@ -38,16 +38,25 @@ class _Strict(BaseModel):
 class DatasetSpec(_Strict):
     """Where the samples come from and which columns mean what."""
 
-    path: str | None = Field(default=None,
-                             description="Local .jsonl/.json/.csv/.parquet file, relative to the task file.")
-    hub: str | None = Field(default=None, description="Hugging Face hub dataset id (needs network).")
+    path: str | None = Field(default=None, description="A local .jsonl/.json/.csv/.tsv/.parquet/.arrow file "
+                                                       "or "
+                             "a datasets.save_to_disk folder, relative to the task file.")
+    format: Literal["jsonl", "json", "csv", "tsv", "parquet", "arrow", "disk"] | None = Field(
+        default=None, description="The file's format when its suffix does not say it.")
+    delimiter: str | None = Field(default=None, min_length=1, max_length=1,
+                                  description="CSV/TSV field delimiter (default: tab for .tsv, else "
+                                              "inferred).")
+    hub: str | None = Field(default=None, description="Hugging Face hub dataset id (served from the local "
+                                                      "cache "
+                            "when the hub is out of reach).")
     hub_config: str | None = None
     split: str = "train"
     where: dict[str, Scalar | list[Scalar]] = Field(
         default_factory=dict,
         description="Keep only rows whose column equals the value (or is one of the list).",
     )
-    id_column: str = "id"
+    id_column: str | None = Field(default="id", description="Unique id per row; null (or no such column) "
+                                  "derives a stable id from each row's text.")
     text_column: str = "text"
     label_column: str | None = Field(default=None,
                                      description="Gold labels; omit to score against the reference.")
@@ -178,6 +187,23 @@ class ModelSettings(_Strict):
         default=None, ge=1, le=128_000, description="Output budget; thinking tokens count toward it.")
 
 
+class AnswerLog(_Strict):
+    """Recorded answers of one model, one per sample id, in a table (JSONL, JSON, CSV/TSV, Parquet…)."""
+
+    path: str = Field(description="The log file, relative to the task file.")
+    format: Literal["auto", "message", "json", "text", "fields"] = Field(
+        default="auto", description="message: a Messages API message (column 'message'); json: the task's "
+                                    "JSON "
+        "answer as text or an object; text: a plain label or text; fields: answer fields in their own "
+        "columns "
+        "(see fields). auto: message when there is one, else json when it parses, else text.")
+    id_field: str = Field(default="id", description="The column holding the sample id.")
+    answer_field: str = Field(default="output", description="The column holding the answer (json, text).")
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="fields format: answer field -> log column, e.g. "
+        "{category: predicted, confidence: score}.")
+
+
 @dataclass(frozen=True)
 class RoleModel:
     """A role's model with every setting resolved (what goes into its requests)."""
@@ -201,10 +227,22 @@ class ModelsSpec(_Strict):
     thinking: Thinking = Field(
         default="default", description="'default' sends nothing and lets each model use its own default."
     )
-    reference_log: str | None = Field(
-        default=None, description="JSONL of recorded production responses of the reference, keyed by "
-        "sample id ({\"id\": …, \"output\": text} or {\"id\": …, \"message\": <Message JSON>}): "
-        "the reference is not called.")
+    reference_log: AnswerLog | None = Field(
+        default=None, description="Recorded answers of the reference (e.g. production logs): the reference "
+                                  "is "
+        "not called. A path, or {path, format, id_field, answer_field, fields}.")
+    candidate_log: AnswerLog | None = Field(
+        default=None, description="Recorded answers of the candidate (e.g. exported from another tool): the "
+        "candidate is not called.")
+
+    @field_validator("reference_log", "candidate_log", mode="before")
+    @classmethod
+    def _log_path(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    def log(self, role: str) -> AnswerLog | None:
+        """The recorded answers that stand in for ``role``'s calls, if any."""
+        return self.candidate_log if role == "candidate" else self.reference_log
 
     @field_validator("candidate", "reference", mode="before")
     @classmethod
@@ -278,6 +316,17 @@ DEFAULT_METRICS = {
 }
 
 
+class SimulatorTrainSpec(_Strict):
+    """Rows of the task's own dataset the offline simulator learns this domain from (never evaluated)."""
+
+    where: dict[str, Scalar | list[Scalar]] = Field(
+        description="The training rows, e.g. {split: train} while dataset.where selects {split: test}.")
+
+
+class SimulatorTaskSpec(_Strict):
+    train: SimulatorTrainSpec | None = None
+
+
 class TaskSpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="Short id; names the report folder.")
     description: str = ""
@@ -291,6 +340,9 @@ class TaskSpec(_Strict):
     decision: DecisionSpec = Field(default_factory=DecisionSpec)
     production: ProductionSpec = Field(default_factory=ProductionSpec)
     max_cost_usd: float | None = Field(default=None, gt=0, description="Budget guard for one run, in USD.")
+    simulator: SimulatorTaskSpec = Field(default_factory=SimulatorTaskSpec,
+                                         description="What the offline simulator learns this task's domain "
+                                                     "from.")
 
     _source: TaskSource | None = PrivateAttr(default=None)
 

@@ -76,7 +76,7 @@ def test_reference_from_logs_makes_no_reference_requests_and_decides_the_same(wo
     assert not [e for e in after[before:] if e["model"] == "claude-sonnet-5-5"]  # no reference request
     assert logged["decision"] == called["decision"]
     assert logged["metrics"]["agreement"] == called["metrics"]["agreement"]
-    assert logged["provenance"]["models"]["reference_source"].startswith("production log")
+    assert logged["provenance"]["models"]["reference_source"].startswith("recorded: ")
     assert logged["models_usage"]["reference"]["cost_this_run_usd"]["total"] == 0
 
 

@@ -138,7 +138,7 @@ def test_short_prompt_is_not_marked_and_the_run_says_why(project: Path) -> None:
     assert all("cache_control" not in json.dumps(r.params) for r in prepared.requests)
     plan = prepared.cache_plans["candidate"]
     assert not plan.enabled and "below claude-haiku-5-5's minimum cacheable length of 512" in plan.reason
-    result = CliRunner().invoke(main, ["run", str(task), "-n", "5", "--mode", "realtime"])
+    result = CliRunner().invoke(main, ["run", str(task), "-n", "20", "--mode", "realtime"])
     assert result.exit_code == 0 and "prompt caching off for the candidate" in result.output
 
 

@@ -501,3 +501,67 @@ def test_script_json_cannot_break_out_of_its_block() -> None:
     for char in "<>&\u2028\u2029":
         assert char not in text
     assert json.loads(text) == {"text": value["text"], "n": None, "ok": [1.5, None]}
+
+
+def _many_labels_project(root: Path, labels: int = 77, rows: int = 600) -> Path:
+    """A banking77-sized task whose answers both come from logs (nothing is called)."""
+    import random
+
+    rng = random.Random(1)
+    names = [f"intent_{i:02d}_{word}" for i, word in
+             enumerate(["card_arrival", "card_linking", "exchange_rate", "top_up_failed"] * 20)][:labels]
+    data = [{"id": f"b{i:04d}", "label": names[i % labels],
+             "text": f"A question about {names[i % labels].replace('_', ' ')}. " * rng.randint(1, 5)}
+            for i in range(rows)]
+    root.mkdir(parents=True)
+    (root / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in data))
+
+    def log(right: float) -> str:
+        return "".join(json.dumps({"id": row["id"], "output": json.dumps({
+            "label": row["label"] if rng.random() < right else names[rng.randrange(labels)],
+            "confidence": round(rng.random(), 2), "escalate": False})}) + "\n" for row in data)
+
+    (root / "cand.jsonl").write_text(log(0.7))
+    (root / "ref.jsonl").write_text(log(0.85))
+    listed = "\n".join(f"    {name}: about {name}" for name in names)
+    (root / "task.yaml").write_text(
+        "name: banking\ndataset: {path: data.jsonl, label_column: label}\nsample: {size: 500}\n"
+        'prompt:\n  system: "Pick the intent."\n  user: "{{ text }}"\n'
+        f"output:\n  labels:\n{listed}\n"
+        "models:\n  candidate: claude-haiku-5-5\n  reference: claude-sonnet-5-5\n"
+        "  candidate_log: cand.jsonl\n  reference_log: ref.jsonl\n")
+    return root / "task.yaml"
+
+
+@pytest.mark.e2e
+def test_a_77_label_report_stays_small_and_unclipped(browser: Page, tmp_path: Path) -> None:
+    task = _many_labels_project(tmp_path / "banking")
+    result = CliRunner().invoke(main, ["run", str(task), "-q", "--run-id", "many"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    page = tmp_path / "banking" / "reports" / "banking" / "many" / "report.html"
+    html = page.read_text()
+    assert page.stat().st_size < 1_500_000  # was 4.3 MB with the full 77 × 78 heatmap
+    assert 'id="plot-confusion"' not in html and 'id="confusion-table"' in html
+    browser.open(page)
+    assert browser.problems() == []
+    # No table is cut off: every one fits its section, or sits in a wrapper that scrolls to show it all.
+    clipped = browser.js("""
+        return Array.from(document.querySelectorAll('section table')).filter(function (table) {
+          var section = table.closest('section').getBoundingClientRect();
+          var wrap = table.closest('.table-wrap');
+          var scrolls = wrap && getComputedStyle(wrap).overflowX === 'auto';
+          return table.getBoundingClientRect().right > section.right + 1 && !scrolls;
+        }).map(function (table) { return table.id || table.className; });""")
+    assert clipped == []
+    rows = browser.js("return document.querySelectorAll('#per-label-table tbody tr').length")
+    assert rows == 77
+    # The confusions table sorts by a clicked column.
+    click = "document.querySelector('#confusion-table th:nth-child(1)').click()"
+    top = "return document.querySelector('#confusion-table tbody tr td').textContent"
+    browser.js(click)
+    first = browser.js(top)
+    browser.js(click)
+    last = browser.js(top)
+    assert first <= last and first != last
+    shot = browser.screenshot(tmp_path / "many.png")
+    assert shot.stat().st_size > 50_000

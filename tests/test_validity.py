@@ -120,8 +120,10 @@ def test_a_reference_log_in_the_wrong_shape_is_an_invalid_run(project: Path) -> 
     task_file = project / "tasks" / "triage.yaml"
     rows = [json.loads(line) for line in (project / "datasets" / "triage.jsonl").read_text().splitlines()]
     log = project / "datasets" / "reference_log.jsonl"
-    # Plain-text labels where the task expects its JSON answer: every reference answer is invalid.
-    log.write_text("".join(json.dumps({"id": r["id"], "output": r["category"]}) + "\n" for r in rows))
+    # Another tool's field name (label) where the task answers in 'category', and no mapping given: every
+    # reference answer is invalid.
+    log.write_text("".join(json.dumps({"id": r["id"], "output": json.dumps({"label": r["category"]})}) + "\n"
+                           for r in rows))
     task_file.write_text(
         task_file.read_text().replace(
             "  reference: claude-sonnet-5-5\n",

@@ -53,18 +53,17 @@ class Projection(Typed):
     batch_cache_hit_rate: float | None = None
 
 
-def mean_usage(results: Sequence[SampleResult], role: str) -> MeanUsage | None:
-    """Mean tokens per request. Reference answers read from a production log carry no usage: their
-    tokens are taken to be the candidate's (same prompt), priced at the reference's rates."""
+def mean_usage(results: Sequence[SampleResult], role: str, *, proxy: bool = True) -> MeanUsage | None:
+    """Mean tokens per request. Recorded answers (a log) carry no usage: their tokens are taken to be the
+    other role's (same prompt), priced at this role's rates."""
     model = results[0].calls[role].request.model if results else ""
-    usages = [response.usage for r in results
-              if (response := r.calls[role].response) is not None and response.mode != "log"]
-    if not usages and role == "reference":
-        proxy = mean_usage(results, "candidate")
-        return None if proxy is None else MeanUsage(model, proxy.input_tokens, proxy.prefix_tokens,
-                                                    proxy.output_tokens)
+    usages = [response.usage for r in results if (response := r.calls[role].response) is not None
+              and response.mode != "log"]
     if not usages:
-        return None
+        partner = "candidate" if role == "reference" else "reference"
+        other = mean_usage(results, partner, proxy=False) if proxy else None
+        return None if other is None else MeanUsage(model, other.input_tokens, other.prefix_tokens,
+                                                    other.output_tokens)
     prefix = max((u.cache_read_input_tokens + u.cache_creation_input_tokens for u in usages), default=0)
     return MeanUsage(model=model, input_tokens=float(np.mean([u.total_input_tokens for u in usages])),
                      prefix_tokens=float(prefix),

@@ -51,7 +51,8 @@ class ModelSetup(Typed):
 class ModelsInfo(Typed):
     candidate: str
     reference: str
-    reference_source: str  # "called" or "production log <path>"
+    reference_source: str  # "called", "called (simulated)" or "recorded: <path>"
+    candidate_source: str = "called"
     setup: dict[str, ModelSetup] = {}
 
 

@@ -36,7 +36,7 @@ from evalkit.record.model import RunRecord
 from evalkit.record.rows import CallRow, SampleRow
 from evalkit.report import plots
 from evalkit.scoring.answers import Answer
-from evalkit.scoring.metrics import Rate
+from evalkit.scoring.metrics import ConfusionMatrix, Rate
 from evalkit.stats.decision import Decision
 from evalkit.stats.groups import GroupDecision
 
@@ -44,6 +44,11 @@ from evalkit.stats.groups import GroupDecision
 MAX_BROWSER_SAMPLES = 2000
 #: Longer texts and outputs are cut in the browser (results.jsonl keeps them whole).
 MAX_TEXT_CHARS = 6000
+#: Above this many labels the confusion matrix is a table of its largest off-diagonal cells: a 77 × 78
+#: heatmap is unreadable and weighs megabytes.
+MAX_MATRIX_LABELS = 20
+#: Rows of the top-confusions table.
+TOP_CONFUSIONS = 40
 #: Group dimensions with more groups than this are left out of the interval plot.
 MAX_PLOTTED_GROUPS = 20
 
@@ -242,6 +247,20 @@ def _interval_entries(record: RunRecord, groups: list[GroupDimension]) -> list[p
     return entries
 
 
+def _top_confusions(confusion: ConfusionMatrix) -> list[dict[str, Any]]:
+    """The largest off-diagonal cells: which true label the candidate most often answers as which."""
+    cells: list[dict[str, Any]] = []
+    for i, truth in enumerate(confusion.labels):
+        row = confusion.matrix[i]
+        total = sum(row)
+        for j, count in enumerate(row):
+            if count and confusion.columns[j] != truth:
+                cells.append({"truth": truth, "answer": confusion.columns[j], "count": count,
+                              "share": count / total if total else None, "row_total": total})
+    cells.sort(key=lambda c: (-int(c["count"]), str(c["truth"]), str(c["answer"])))
+    return cells[:TOP_CONFUSIONS]
+
+
 def _routing(record: RunRecord) -> dict[str, Any] | None:
     routing = record.routing
     if not routing.available or not routing.sweep:
@@ -331,7 +350,9 @@ def build_context(record: RunRecord, rows: list[SampleRow]) -> dict[str, Any]:
         "projection": _projection(record),
         "noise": record.reference_noise,
         "sequential": record.sequential,
-        "plot_confusion": _figure(_plot(plots.confusion_matrix_svg, confusion)),
+        "plot_confusion": (_figure(_plot(plots.confusion_matrix_svg, confusion))
+                           if confusion is not None and len(confusion.labels) <= MAX_MATRIX_LABELS else None),
+        "top_confusions": _top_confusions(confusion) if confusion is not None else [],
         "plot_cost_quality": cost_quality["svg"] if cost_quality else None,
         "plot_reliability": _figure(_plot(plots.reliability_svg,
                                           routing["calibration"] if routing else None)),

@@ -142,6 +142,14 @@ def validity(prepared: Prepared, session: Session, results: list[SampleResult], 
                   missing_labels=facts.missing_labels, leaked=facts.leaked)
 
 
+def _source(prepared: Prepared, role: str, simulated: bool) -> str:
+    """Where a role's answers came from: recorded (a log), the simulator, or the live API."""
+    log = prepared.logs.get(role)
+    if log is not None:
+        return f"recorded: {log.path}"
+    return "called (simulated)" if simulated else "called"
+
+
 def _batch_summary(session: Session) -> BatchSummary:
     """Batch ids behind every answer used (including cached ones) and what this run did."""
     responses = [c.response for c in session.calls if c.response is not None]
@@ -191,14 +199,17 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
     """Score the answers, decide, analyse routing, price everything and build the record."""
     task, settings = prepared.task, prepared.settings
     answered = session.sequential.stopped_at if session.sequential else len(prepared.samples.samples)
-    results = score_calls(task, prepared.samples.samples[:answered], session.calls, session.judged)
+    results = score_calls(task, prepared.samples.samples[:answered], session.calls, session.judged,
+                          outputs=prepared.outputs)
     scored = [result.scored for result in results]
     relative = task.decision.margin_type == "relative"
     fixed = decide(scored, margin=task.decision.margin, alpha=task.decision.alpha, relative=relative,
                    rows_available=prepared.samples.rows_available)
     decision = session.decision or fixed
-    simulated = backend.simulated or any(c.response is not None and c.response.simulated
-                                         for c in session.calls)
+    # SIMULATED means some answer came from the simulator: recorded answers never are, whatever the backend.
+    called = [c for c in session.calls if c.response is not None and c.response.mode != "log"]
+    simulated = any(c.response.simulated for c in called if c.response is not None) or (
+        backend.simulated and bool(prepared.requests))
     valid = validity(prepared, session, results, simulated=simulated)
     routing = analyse_routing(results, role_costs(results, settings.pricing), options.routing)
     if not valid.valid:
@@ -216,8 +227,8 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
         task=TaskInfo(name=task.name, file=str(task.task_file), spec_hash=task.spec_hash),
         models=ModelsInfo(candidate=task.models.candidate.model, reference=task.models.reference.model,
                           setup={role: ModelSetup(**task.models.role(role).__dict__) for role in ROLES},
-                          reference_source=("production log " + str(task.models.reference_log)
-                                            if task.models.reference_log else "called")),
+                          reference_source=_source(prepared, "reference", simulated),
+                          candidate_source=_source(prepared, "candidate", simulated)),
         prompt=PromptInfo(system_hash=digest(prepared.renderer.system),
                           templates_hash=digest([task.prompt.system, task.prompt.user])),
         pricing=PricingInfo(as_of=settings.pricing.as_of, source=settings.pricing.source,

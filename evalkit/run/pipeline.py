@@ -22,6 +22,7 @@ from evalkit.run.options import RunOptions
 from evalkit.run.prepare import Prepared, prepare
 from evalkit.run.session import Executor, run_session
 from evalkit.scoring.samples import SampleResult
+from evalkit.sim.coverage import SimulatorFacts
 from evalkit.spec import TaskSpec
 
 
@@ -31,6 +32,7 @@ class RunResult:
 
     folder: Path
     record: RunRecord
+    cache_dir: Path  # where the paid answers are kept (re-runs read them from here)
     rows: list[SampleRow] = field(repr=False)
     results: list[SampleResult] = field(repr=False)
 
@@ -45,8 +47,16 @@ def _run_id(prepared: Prepared, now: datetime) -> str:
 
 
 def _announce(prepared: Prepared, backend: Backend, progress: Progress) -> None:
-    progress.note(("SIMULATED RUN: " if backend.kind == "simulator" else "")
-                  + f"using the {backend.description}")
+    for role, log in prepared.logs.items():
+        progress.note(f"{role} answers are recorded ({log.path}): that model is not called")
+    if prepared.requests:
+        progress.note(("SIMULATED RUN: " if backend.kind == "simulator" else "")
+                      + f"using the {backend.description}")
+    task = prepared.task
+    if prepared.requests and backend.kind == "simulator" and task.output.kind == "classification":
+        facts = SimulatorFacts.of(prepared.settings, task.output.label_names, [])
+        progress.note(f"simulator: answering from the corpus {facts.corpus}" if facts.corpus else
+                      "simulator: no corpus covers this task's labels; its answers would be guesses")
     for note in prepared.samples.notes:
         progress.note(f"note: {note}")
     for finding in prepared.findings:
@@ -104,4 +114,5 @@ def run_evaluation(task: TaskSpec, settings: Settings, options: RunOptions, *, p
                          execute_seconds=execute_seconds, concurrency=concurrency, estimate=estimate,
                          max_cost=max_cost)
     folder = (options.reports_dir or settings.reports_dir) / task.name / run_id
-    return RunResult(folder=folder, record=assembled.record, rows=assembled.rows, results=assembled.results)
+    return RunResult(folder=folder, record=assembled.record, cache_dir=settings.cache_dir,
+                     rows=assembled.rows, results=assembled.results)

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from evalkit.config import Settings
+from evalkit.config import Settings, SimCorpus
 from evalkit.datasets import SampleSet, load_samples
 from evalkit.errors import SpecError, UsageError
 from evalkit.prompts.lint import Finding, lint_templates, schema_issues
 from evalkit.prompts.prompt_caching import CachePlan, plan_caching
 from evalkit.prompts.render import ModelRequest, PromptRenderer, build_request, output_schema
 from evalkit.providers.execute import CallResult
-from evalkit.run.reflog import load_reference_log
+from evalkit.run.reflog import LoggedAnswers, load_log
 from evalkit.scoring.metrics import check_metric_names
 from evalkit.scoring.samples import ROLES
 from evalkit.sim.coverage import SimulatorFacts
-from evalkit.spec import TaskSpec
+from evalkit.spec import OutputSpec, TaskSpec
 from evalkit.stats.validity import Problem, simulator_problems
 
 
@@ -30,7 +31,17 @@ class Prepared:
     requests: list[ModelRequest]
     cache_plans: dict[str, CachePlan]
     findings: list[Finding]
-    logged: list[CallResult] = field(default_factory=list)  # reference answers from a production log
+    #: Recorded answers standing in for a role's calls (``models.<role>_log``).
+    logs: dict[str, LoggedAnswers] = field(default_factory=dict)
+
+    @property
+    def logged(self) -> list[CallResult]:
+        return [call for log in self.logs.values() for call in log.calls]
+
+    @property
+    def outputs(self) -> dict[str, OutputSpec]:
+        """Each role's answer spec: a log without confidence or escalate makes them optional there."""
+        return {role: self.logs[role].output if role in self.logs else self.task.output for role in ROLES}
 
     @property
     def noise_requests(self) -> list[ModelRequest]:
@@ -47,8 +58,11 @@ def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = Non
             mode: str = "batch") -> Prepared:
     """Load and check everything that can be checked without calling a model."""
     check_metric_names(task)
-    for model in (task.models.candidate.model, task.models.reference.model):
-        settings.pricing.price_for(model)  # no price, no run: never a silent $0
+    called = [role for role in ROLES if task.models.log(role) is None]
+    for role in called:
+        settings.pricing.price_for(task.models.role(role).model)  # no price, no run: never a silent $0
+    if task.models.reference_log is not None and wants_judge(task):
+        settings.pricing.price_for(task.models.reference.model)  # the reference still judges
     if sample_size is not None and sample_size < 1:
         raise UsageError(f"--sample-size must be at least 1, got {sample_size}")
     refused = schema_issues(task)
@@ -59,9 +73,8 @@ def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = Non
     renderer = PromptRenderer(task)
     schema = output_schema(task.output) if task.output.structured else None
     plans = plan_caching(task, renderer.system, schema, mode=mode)
-    roles = ("candidate",) if task.models.reference_log else ROLES
-    logged = load_reference_log(task, samples) if task.models.reference_log else []
-    if logged and task.decision.reference_noise:
+    logs = {role: load_log(task, role, samples) for role in ROLES if task.models.log(role) is not None}
+    if "reference" in logs and task.decision.reference_noise:
         raise task.error("decision.reference_noise", "cannot measure reference noise from a log of responses",
                          hint="remove decision.reference_noise, or models.reference_log to call the "
                               "reference")
@@ -69,9 +82,14 @@ def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = Non
     for sample in samples.samples:
         prompt = renderer.render(sample)
         requests.extend(build_request(task, role, sample, prompt, cache_ttl=plans[role].ttl)
-                        for role in roles)
+                        for role in called)
     return Prepared(task=task, settings=settings, samples=samples, renderer=renderer, requests=requests,
-                    cache_plans=plans, findings=findings, logged=logged)
+                    cache_plans=plans, findings=findings, logs=logs)
+
+
+def wants_judge(task: TaskSpec) -> bool:
+    judged = task.decision.metric == "judge" or "judge" in task.metric_names
+    return task.output.kind != "classification" and judged
 
 
 def simulator_preflight(prepared: Prepared) -> list[Problem]:
@@ -83,3 +101,20 @@ def simulator_preflight(prepared: Prepared) -> list[Problem]:
     facts = SimulatorFacts.of(prepared.settings, labels, texts)
     return simulator_problems(labels=labels, corpus=facts.corpus, missing_labels=facts.missing_labels,
                               leaked=facts.leaked, evaluated=len(texts), bounds=task.decision.validity)
+
+
+def with_task_corpus(task: TaskSpec, settings: Settings) -> Settings:
+    """Settings whose simulator also learns from the task's own training rows (``simulator.train``)."""
+    train = task.simulator.train
+    if train is None:
+        return settings
+    if task.dataset.path is None or not task.dataset.label_column:
+        raise task.error("simulator.train", "the simulator can learn only from a local dataset with labels",
+                         hint="set dataset.path and dataset.label_column, or add a [[simulator.corpora]] "
+                              "entry")
+    path = Path(task.dataset.path)
+    corpus = SimCorpus(path=str(path if path.is_absolute() else (task.base_dir / path).resolve()),
+                       text_column=task.dataset.text_column, label_column=task.dataset.label_column,
+                       where=dict(train.where))
+    simulator = settings.simulator.model_copy(update={"corpora": [*settings.simulator.corpora, corpus]})
+    return settings.model_copy(update={"simulator": simulator})

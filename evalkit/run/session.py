@@ -15,7 +15,7 @@ from evalkit.providers.batching import BatchLedger, BatchReport, execute_batch
 from evalkit.providers.execute import CallResult, ExecutionStats, execute_realtime
 from evalkit.providers.response_cache import ResponseCache
 from evalkit.run.options import RunOptions
-from evalkit.run.prepare import Prepared
+from evalkit.run.prepare import Prepared, wants_judge
 from evalkit.scoring.judge import judge_params, parse_judge
 from evalkit.scoring.samples import SampleResult, score_calls
 from evalkit.stats.decision import Decision, decide_sequential_look
@@ -89,9 +89,7 @@ class Executor:
 
 
 def _wants_judge(prepared: Prepared) -> bool:
-    task = prepared.task
-    return task.output.kind != "classification" and (task.decision.metric == "judge"
-                                                     or "judge" in task.metric_names)
+    return wants_judge(prepared.task)
 
 
 def _judge_requests(prepared: Prepared, results: list[SampleResult]) -> list[ModelRequest]:
@@ -113,7 +111,8 @@ async def run_session(prepared: Prepared, execute: Executor, options: RunOptions
         session.calls.extend(prepared.logged)
         if _wants_judge(prepared):
             answered = session.sequential.stopped_at if session.sequential else len(prepared.samples.samples)
-            results = score_calls(prepared.task, prepared.samples.samples[:answered], session.calls)
+            results = score_calls(prepared.task, prepared.samples.samples[:answered], session.calls,
+                                  outputs=prepared.outputs)
             requests = _judge_requests(prepared, results)
             execute.progress.note(f"asking {prepared.task.models.reference.model} to judge {len(requests)} "
                                   "answer pairs")
@@ -142,7 +141,7 @@ async def _sequential(session: Session, prepared: Prepared, execute: Executor) -
         session.add(*await execute(chunk))
         done = n_k
         scored = [r.scored for r in score_calls(task, prepared.samples.samples[:n_k],
-                                                session.calls + prepared.logged)]
+                                                session.calls + prepared.logged, outputs=prepared.outputs)]
         look = decide_sequential_look(scored, margin=task.decision.margin, alpha=task.decision.alpha,
                                       boundary=c_k, look=index + 1, looks=len(looks), n_max=n_max,
                                       relative=task.decision.margin_type == "relative")

@@ -21,7 +21,7 @@ from evalkit.providers.base import Usage
 from evalkit.providers.execute import CallResult
 from evalkit.scoring.answers import Answer, parse_answer
 from evalkit.scoring.textmetrics import exact_match, field_prf, rouge_l, token_f1
-from evalkit.spec import TaskSpec
+from evalkit.spec import OutputSpec, TaskSpec
 
 Mode = Literal["gold", "reference"]
 ROLES = ("candidate", "reference")
@@ -159,8 +159,10 @@ class SampleResult:
 
 
 def score_calls(task: TaskSpec, samples: list[Sample], calls: list[CallResult],
-                judged: Mapping[str, bool | None] | None = None) -> list[SampleResult]:
-    """Join each sample to its calls (replicate 0 of each role), parse the answers and score them."""
+                judged: Mapping[str, bool | None] | None = None,
+                outputs: Mapping[str, OutputSpec] | None = None) -> list[SampleResult]:
+    """Join each sample to its calls (replicate 0 of each role), parse the answers and score them.
+    ``outputs``: a role's own answer spec (recorded answers may lack confidence or escalate)."""
     by_sample: dict[str, dict[str, CallResult]] = {}
     for call in calls:
         if call.request.replicate == 0 and call.request.role in ROLES:
@@ -168,8 +170,8 @@ def score_calls(task: TaskSpec, samples: list[Sample], calls: list[CallResult],
     results = []
     for sample in samples:
         sample_calls = by_sample[sample.id]
-        answers = {role: parse_answer(sample_calls[role].response, sample_calls[role].error, task.output)
-                   for role in ROLES}
+        answers = {role: parse_answer(sample_calls[role].response, sample_calls[role].error,
+                                      (outputs or {}).get(role, task.output)) for role in ROLES}
         scored = score_sample(sample, answers["candidate"], answers["reference"], task,
                               judge=(judged or {}).get(sample.id))
         results.append(SampleResult(sample=sample, calls=sample_calls, answers=answers, scored=scored))

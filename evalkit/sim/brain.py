@@ -32,8 +32,10 @@ from typing import Any
 import numpy as np
 
 from evalkit.config import SimCorpus
+from evalkit.datasets import _matches
 from evalkit.sim import writer
 from evalkit.sim.tokens import content_text, output_format, system_texts
+from evalkit.tabular import read_table
 
 _WORD = re.compile(r"[a-z][a-z0-9']+")
 
@@ -76,24 +78,20 @@ def _build_classifier(tier: str) -> Any:
     return make_pipeline(features, LogisticRegression(C=30.0, max_iter=3000))
 
 
-def _read_corpus(corpus: SimCorpus, root: Path) -> tuple[list[str], list[str]]:
-    import pandas as pd
-
+def read_corpus(corpus: SimCorpus, root: Path) -> tuple[list[str], list[str]]:
+    """(texts, labels) of a corpus's rows after its ``where`` filter, in a fixed order (by the first
+    column) so training does not depend on how the file happens to be sorted."""
     path = Path(corpus.path)
     path = path if path.is_absolute() else root / path
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        frame = pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
-    elif suffix == ".csv":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    elif suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    else:
-        raise ValueError(f"simulator corpus {path}: unsupported file type {suffix}")
-    for column, value in corpus.where.items():
-        frame = frame[frame[column] == value]
-    frame = frame.sort_values(by=list(frame.columns[:1]), kind="stable")
-    return frame[corpus.text_column].astype(str).tolist(), frame[corpus.label_column].astype(str).tolist()
+    rows = [row for row in read_table(path).rows if _matches(row, corpus.where)]
+    if rows:
+        first = next(iter(rows[0]))
+        rows.sort(key=lambda row: (str(type(row.get(first))), row.get(first)))
+    texts = [str(row.get(corpus.text_column)) for row in rows]
+    return texts, [str(row.get(corpus.label_column)) for row in rows]
+
+
+
 
 
 #: Trained classifiers shared by every simulator of this process, keyed by corpus content hash, tier (and
@@ -171,7 +169,7 @@ class Brain:
 
     @classmethod
     def from_settings(cls, corpora: list[SimCorpus], root: Path, seed: int) -> Brain:
-        return cls([_read_corpus(corpus, root) for corpus in corpora], seed)
+        return cls([read_corpus(corpus, root) for corpus in corpora], seed)
 
     # -- request understanding -------------------------------------------------------------------
     @staticmethod

@@ -41,7 +41,7 @@ class CorpusRows:
 
 def read_corpora(settings: SimulatorSettings, root: Path) -> list[CorpusRows]:
     """Every configured corpus's training rows (after its ``where`` filter)."""
-    from evalkit.sim.brain import _read_corpus as read_corpus  # noqa: PLC0415 - pandas only when read
+    from evalkit.sim.brain import read_corpus  # noqa: PLC0415 - the simulator only when its corpora are read
 
     return [CorpusRows(corpus, *read_corpus(corpus, root)) for corpus in settings.corpora]
 

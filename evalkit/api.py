@@ -233,12 +233,14 @@ def run_demo(folder: str | Path = "evalkit-demo", options: RunOptions | None = N
     return run_task(task, replace(options or RunOptions(), offline=True), progress=progress)
 
 
-def serve_simulator(*, host: str, port: int, state_dir: Path | None = None) -> None:
-    """Serve the offline simulator over HTTP until interrupted (``evalkit sim serve``)."""
+def serve_simulator(*, host: str, port: int, state_dir: Path | None = None,
+                    overrides: dict[str, object] | None = None) -> None:
+    """Serve the offline simulator over HTTP until interrupted (``evalkit sim serve``); ``overrides``
+    replace ``[simulator]`` settings (keys like ``"latency_ms"`` or ``"faults.rate_limit"``)."""
     from evalkit.sim.server import serve  # noqa: PLC0415 - starlette and scikit-learn only when serving
 
     settings = load_settings()
-    serve(settings, host=host, port=port,
+    serve(settings, host=host, port=port, overrides=dict(overrides or {}),
           state_dir=state_dir or settings.cache_dir.parent / "simulator-server")
 
 

@@ -443,6 +443,7 @@ def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance:
     Exit codes: 0 pass · 1 regression or NO-GO · 2 usage/config error · 3 inconclusive
                 (--inconclusive pass|fail to map it) · 4 API failure · 5 batch still running
                 (re-run to resume) · 6 budget guard stopped the run · 7 INVALID-RUN
+                (8: `evalkit sim serve` found its port in use)
     """
     from evalkit import api  # noqa: PLC0415
 
@@ -500,23 +501,71 @@ def sim() -> None:
     """The offline simulator of the Anthropic API."""
 
 
+def _share(name: str, what: str) -> Any:
+    return click.option(name, type=click.FloatRange(0, 1), default=None, metavar="SHARE",
+                        help=f"{what} (0–1; default: evalkit.toml).")
+
+
 @sim.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (a busy port exits with code 8).")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the billing ledger goes (default: .evalkit/simulator-server under the project).")
-def sim_serve(host: str, port: int, state_dir: Path | None) -> None:
+              help="Where the billing ledger and batches go (default: .evalkit/simulator-server under the "
+                   "project).")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the simulated models' draws (default: evalkit.toml's [simulator] seed).")
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=None, metavar="MS",
+              help="Delay added to every Messages request (default: evalkit.toml).")
+@_share("--rate-limit-rate", "Share of requests answered 429 rate_limit_error with retry-after")
+@_share("--overloaded-rate", "Share of requests answered 529 overloaded_error")
+@_share("--server-error-rate", "Share of requests answered 500 api_error")
+@_share("--disconnect-rate", "Share of requests whose connection drops before any response")
+@_share("--slow-rate", "Share of requests that take --slow-ms longer")
+@click.option("--slow-ms", type=click.FloatRange(min=0), default=None, metavar="MS",
+              help="Extra delay of a slow request (default: evalkit.toml, 2000).")
+@click.option("--retry-after", "retry_after_s", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="retry-after sent with injected 429s (default: evalkit.toml, 0.05).")
+@_share("--refusal-rate", "Share of answers that are refusals (stop_reason refusal, HTTP 200, billed)")
+@click.option("--batch-delay", "batch_delay_s", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Seconds from batch creation until it has ended (default: evalkit.toml).")
+@_share("--batch-errored", "Share of batch items that come back errored (api_error)")
+@_share("--batch-expired", "Share of batch items that come back expired")
+@_share("--batch-cache-hit-rate", "Share of batch items that read a readable cached prefix (best-effort; "
+        "real batches: 30–98%)")
+def sim_serve(host: str, port: int, state_dir: Path | None, seed: int | None, latency_ms: float | None,
+              rate_limit_rate: float | None, overloaded_rate: float | None, server_error_rate: float | None,
+              disconnect_rate: float | None, slow_rate: float | None, slow_ms: float | None,
+              retry_after_s: float | None, refusal_rate: float | None, batch_delay_s: float | None,
+              batch_errored: float | None, batch_expired: float | None,
+              batch_cache_hit_rate: float | None) -> None:
     """Serve the simulator over HTTP. Point any client at it:
 
     \b
       export ANTHROPIC_BASE_URL=http://127.0.0.1:8765 ANTHROPIC_API_KEY=anything
       evalkit run tasks/triage.yaml --online
+
+    Every flag overrides the same setting of evalkit.toml's [simulator] section, e.g. a faulty server:
+
+    \b
+      evalkit sim serve --rate-limit-rate 0.05 --overloaded-rate 0.02 --latency-ms 200 --seed 7
+
+    Exit codes: 0 stopped · 2 bad settings · 8 the port is in use.
     """
     from evalkit import api  # noqa: PLC0415
 
+    overrides = {
+        "seed": seed, "latency_ms": latency_ms, "refusal_rate": refusal_rate, "batch_delay_s": batch_delay_s,
+        "batch_errored_fraction": batch_errored, "batch_expired_fraction": batch_expired,
+        "batch_cache_hit_rate": batch_cache_hit_rate, "faults.rate_limit": rate_limit_rate,
+        "faults.overloaded": overloaded_rate, "faults.server_error": server_error_rate,
+        "faults.disconnect": disconnect_rate, "faults.slow": slow_rate, "faults.slow_ms": slow_ms,
+        "faults.retry_after_s": retry_after_s,
+    }
+    chosen: dict[str, object] = {key: value for key, value in overrides.items() if value is not None}
     click.echo(f"evalkit simulator on http://{host}:{port} (ledger: {api.simulator_ledger(state_dir)}); "
-               "answers are SIMULATED", err=True)
-    api.serve_simulator(host=host, port=port, state_dir=state_dir)
+               "answers are SIMULATED" + (f"; overrides: {chosen}" if chosen else ""), err=True)
+    api.serve_simulator(host=host, port=port, state_dir=state_dir, overrides=chosen)
 
 
 @main.command()

@@ -118,18 +118,42 @@ def _default_tiers() -> dict[str, SimTier]:
     }
 
 
+class SimRateLimits(_Strict):
+    """The simulated organisation's Messages rate limits (token buckets refilled continuously, as the API's
+    are). Every response carries the ``anthropic-ratelimit-*`` headers; an exhausted bucket is a 429 with
+    ``retry-after``. The defaults are high enough that a test never meets them unless it asks to."""
+
+    requests_per_minute: int = Field(default=4000, ge=1, description="RPM limit.")
+    input_tokens_per_minute: int = Field(default=2_000_000, ge=1,
+                                         description="ITPM limit (cache reads do not count toward it).")
+    output_tokens_per_minute: int = Field(default=400_000, ge=1, description="OTPM limit.")
+    priority_tier: bool = Field(default=False, description="Also send the anthropic-priority-*-tokens-* "
+                                "headers, as for an organisation on the Priority Tier.")
+    enforce: bool = Field(default=True, description="Answer 429 when a bucket is exhausted.")
+
+
 class SimulatorSettings(_Strict):
     seed: int = 0
     #: Accept only this API key (401 otherwise); by default any non-empty key is accepted.
     api_key: str | None = None
     faults: SimFaults = Field(default_factory=SimFaults)
     latency_ms: float = Field(default=0.0, ge=0)
+    #: Share of answers that are refusals (stop_reason "refusal", HTTP 200, billed, not schema-conformant),
+    #: drawn per request from its content (a repeated request refuses again, like a policy decision).
+    refusal_rate: float = Field(default=0.0, ge=0, le=1)
     #: Seconds from batch creation until the simulated batch has ended (real batches: minutes to hours).
+    #: Batches are processed on the simulator's own clock at that time, and billed then, polled or not.
     batch_delay_s: float = Field(default=1.0, ge=0)
+    #: Seconds a canceled batch stays ``canceling`` before it has ended.
+    batch_cancel_delay_s: float = Field(default=0.5, ge=0)
     #: Fractions of batch items that come back errored (api_error) or expired, chosen per item by hash:
     #: to exercise reconciliation. Resubmitted items get a new draw.
     batch_errored_fraction: float = Field(default=0.0, ge=0, le=1)
     batch_expired_fraction: float = Field(default=0.0, ge=0, le=1)
+    #: Prompt-cache hits inside a batch are best-effort (facts §2: "typically 30% to 98%"): the share of
+    #: batch items whose cached prefix is readable that actually read it; the others write it again.
+    batch_cache_hit_rate: float = Field(default=0.7, ge=0, le=1)
+    rate_limits: SimRateLimits = Field(default_factory=SimRateLimits)
     # Model-id glob -> capability tier. First match wins.
     tiers: dict[str, SimTier] = Field(default_factory=_default_tiers)
     corpora: list[SimCorpus] = Field(default_factory=list)
@@ -139,6 +163,24 @@ class SimulatorSettings(_Strict):
             if fnmatch.fnmatchcase(model, pattern):
                 return tier
         return None
+
+    def with_overrides(self, overrides: dict[str, Any]) -> SimulatorSettings:
+        """These settings with some keys replaced (``"faults.rate_limit"`` reaches into a section), validated
+        like evalkit.toml: ``evalkit sim serve``'s flags."""
+        data = self.model_dump()
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            *sections, name = key.split(".")
+            target = data
+            for section in sections:
+                target = target[section]
+            target[name] = value
+        try:
+            return SimulatorSettings.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"invalid simulator settings: {problems}") from None
 
 
 class BatchSettings(_Strict):

@@ -12,6 +12,8 @@ and exits with its ``exit_code``.
     ├── TemplateError         prompt template does not compile or render   (exit 2)
     ├── CacheError            response cache unusable / entry missing      (exit 2)
     ├── BatchPendingError     batches still processing at --max-wait; re-run to resume (exit 5)
+    ├── BudgetError           the budget guard refused to start or stopped the run     (exit 6)
+    ├── PortInUseError        `evalkit sim serve`: the port is taken by another process (exit 8)
     └── ProviderError         the model API failed at run time             (exit 4)
         ├── AuthError         missing or rejected API key
         └── ModelNotFoundError  the API does not know the model id (404)
@@ -109,6 +111,12 @@ class BudgetError(EvalkitError):
     """The run would cost (or has cost) more than --max-cost / max_cost_usd. Nothing beyond it was spent."""
 
     exit_code = 6
+
+
+class PortInUseError(EvalkitError):
+    """``evalkit sim serve`` cannot listen: another process holds the port."""
+
+    exit_code = 8
 
 
 class CacheError(EvalkitError):

@@ -71,9 +71,56 @@ def _first(table: tuple[tuple[str, object], ...], model: str) -> object | None:
     return None
 
 
-def max_output_tokens(model: str) -> int:
+#: Models whose batches accept ``max_tokens`` up to 300k with the beta header ``output-300k-2026-03-24``
+#: (facts §2: "Opus 4.6+, Sonnet 4.6+", batches only).
+EXTENDED_BATCH_OUTPUT_MODELS: tuple[str, ...] = ("claude-opus-4-6*", "claude-opus-4-7*", "claude-opus-4-8*",
+                                                 "claude-opus-5*", "claude-sonnet-4-6*", "claude-sonnet-5*")
+EXTENDED_BATCH_OUTPUT_BETA = "output-300k-2026-03-24"
+EXTENDED_BATCH_OUTPUT_TOKENS = 300_000
+
+
+def max_output_tokens(model: str, *, extended_batch: bool = False) -> int:
+    """The largest ``max_tokens`` the API accepts for ``model`` (``extended_batch``: a batch item sent with
+    the ``output-300k-2026-03-24`` beta header)."""
+    extended = any(fnmatch.fnmatchcase(model, pattern) for pattern in EXTENDED_BATCH_OUTPUT_MODELS)
+    if extended_batch and extended:
+        return EXTENDED_BATCH_OUTPUT_TOKENS
     value = _first(MAX_OUTPUT_TOKENS, model)
     return int(value) if isinstance(value, int) else 128_000
+
+
+#: ``output_config.effort`` levels per model; first match wins, ``()`` = no effort parameter at all.
+#: Sonnet/Opus 4.6 lack ``xhigh``: the recorded 400 (tests/fixtures/recorded/error_400_invalid_request…,
+#: "Supported levels: high, low, max, medium"); Haiku/Sonnet 4.5 reject the parameter ("This model does not
+#: support the effort parameter.", field reports ⚠️). Every other model is assumed to take all five levels.
+EFFORT_LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("claude-haiku-4-5*", ()),
+    ("claude-sonnet-4-5*", ()),
+    ("claude-sonnet-4-6*", ("low", "medium", "high", "max")),
+    ("claude-opus-4-6*", ("low", "medium", "high", "max")),
+)
+
+#: Models that answer 400 to a conversation ending with an assistant turn (prefill): facts §0.7 and §4.
+#: With structured outputs (JSON), prefill is a 400 on every model.
+NO_PREFILL: tuple[str, ...] = ("claude-haiku-5-5*",)
+#: Models that answer 400 to a forced ``tool_choice`` (``tool`` or ``any``): facts §0.6.
+NO_FORCED_TOOL_CHOICE: tuple[str, ...] = ("claude-sonnet-5-5*",)
+
+
+def effort_levels(model: str) -> tuple[str, ...]:
+    """The effort levels ``model`` accepts (empty: it takes no ``output_config.effort``)."""
+    for pattern, levels in EFFORT_LEVELS:
+        if fnmatch.fnmatchcase(model, pattern):
+            return levels
+    return EFFORTS
+
+
+def supports_prefill(model: str) -> bool:
+    return not any(fnmatch.fnmatchcase(model, pattern) for pattern in NO_PREFILL)
+
+
+def supports_forced_tool_choice(model: str) -> bool:
+    return not any(fnmatch.fnmatchcase(model, pattern) for pattern in NO_FORCED_TOOL_CHOICE)
 
 
 def thinks_by_default(model: str) -> bool:

@@ -79,19 +79,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve_simulator(project: Path, state: Path, log: Path, *,
-                    attempts: int = 3) -> tuple[subprocess.Popen[bytes], int]:
+def serve_simulator(project: Path, state: Path, log: Path, *, attempts: int = 3,
+                    args: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], int]:
     """``evalkit sim serve`` for ``project`` on a free port, returned once it accepts connections.
 
-    A port is only known to be free when it is chosen, and the server trains its models before it binds:
-    in that window a parallel test worker (or any outgoing connection) can take the port, and the server
-    exits instead of listening. It is then started again on another port.
+    A port is only known to be free when it is chosen: until the server binds it (first thing it does), a
+    parallel test worker (or any outgoing connection) can take it, and the server exits with code 8
+    instead of listening. It is then started again on another port. ``args``: more `sim serve` flags.
     """
     for _ in range(attempts):
         port = free_port()
         with log.open("a") as handle:  # the child keeps its own descriptor
             server = subprocess.Popen([sys.executable, "-m", "evalkit", "sim", "serve", "--port", str(port),
-                                       "--state-dir", str(state)], cwd=project, stdout=handle,
+                                       "--state-dir", str(state), *args], cwd=project, stdout=handle,
                                       stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while server.poll() is None:

@@ -208,3 +208,23 @@ def test_the_shipped_tasks_are_valid_and_decide(project: Path) -> None:
     assert summary["decision"]["verdict"] in {"GO", "NO-GO", "INCONCLUSIVE"}
     truncation = {t["role"]: t for t in summary["validity"]["truncation"]}
     assert truncation["reference"]["truncated"] == 0 and truncation["candidate"]["truncated"] == 0
+
+
+def test_effort_high_with_a_small_max_tokens_truncates_in_the_simulator_and_is_an_invalid_run(
+        project: Path) -> None:
+    """Thinking tokens scale with effort and count toward max_tokens (facts §8): at effort high, a 900-token
+    budget leaves most answers inside or right after the thought. The gate must say so, not decide."""
+    task_file = project / "tasks" / "triage.yaml"
+    _set_models(task_file, "  candidate: claude-haiku-5-5\n  reference: claude-sonnet-5-5\n  effort: high\n"
+                "  max_tokens: 900\n")
+    result = _cli("run", str(task_file), "-q", "-n", "40", "--mode", "realtime", "--run-id", "high")
+    assert result.exit_code == INVALID_RUN_EXIT, result.output
+    summary = _summary(project, "triage", "high")
+    assert summary["decision"]["verdict"] == "INVALID-RUN"
+    truncated = {p["role"] for p in summary["validity"]["problems"] if p["check"] == "truncated"}
+    assert truncated == {"candidate", "reference"}
+    rows = [json.loads(line) for line in
+            (project / "reports" / "triage" / "high" / "results.jsonl").read_text().splitlines()]
+    cut = [row["candidate"] for row in rows if row["candidate"]["stop_reason"] == "max_tokens"]
+    assert len(cut) >= 12  # the thought (typically ~1,200 tokens at high) ate the budget of many answers
+    assert all(answer["usage"]["output_tokens"] == 900 for answer in cut)

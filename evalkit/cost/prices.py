@@ -79,10 +79,14 @@ class MeanUsage:
     output_tokens: float
 
 
-def per_request_cost(pricing: PricingTable, usage: MeanUsage, *, caching: bool, batch: bool) -> float:
+def per_request_cost(pricing: PricingTable, usage: MeanUsage, *, caching: bool, batch: bool,
+                     batch_cache_hit_rate: float = 1.0) -> float:
     """Mean USD per request; with ``caching`` the static prefix is billed as a cache read (steady traffic
-    keeps it warm; one write per TTL is negligible at production volume)."""
+    keeps it warm; one write per TTL is negligible at production volume). In batches hits are best-effort:
+    ``batch_cache_hit_rate`` of the requests read the prefix, the others write it (1 h TTL) again."""
     rates = pricing.price_for(usage.model).for_prompt(int(usage.input_tokens))
-    cached = usage.prefix_tokens if caching else 0.0
-    return price_tokens(rates, input=usage.input_tokens - cached, cache_read=cached,
-                        output=usage.output_tokens, factor=discount(pricing, batch=batch)).total
+    prefix = usage.prefix_tokens if caching else 0.0
+    hit = batch_cache_hit_rate if batch else 1.0
+    return price_tokens(rates, input=usage.input_tokens - prefix, cache_read=hit * prefix,
+                        cache_write_1h=(1 - hit) * prefix, output=usage.output_tokens,
+                        factor=discount(pricing, batch=batch)).total

@@ -3,7 +3,8 @@
 From the tokens measured in the run (mean per request and model), at the task's daily volume: the
 seed's three stacks — always the reference, always the candidate, and the routed cascade (the candidate
 always runs; the reference runs on escalations) — each with and without prompt caching and the batch
-discount.
+discount. With both, prompt caching is priced at the best-effort batch cache hit rate of the run's
+estimate (the simulator's configured rate, or the conservative assumption for the real API).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class Projection(Typed):
     #: The caching rows above assume every request hits; this models hits and writes per TTL from the
     #: production traffic profile (see :mod:`evalkit.cost.cache_profile`).
     caching_profile: CachingProjection | None = None
+    #: Share of batch requests assumed to read the cached prefix in the "caching + batch" rows.
+    batch_cache_hit_rate: float | None = None
 
 
 def mean_usage(results: Sequence[SampleResult], role: str, *, proxy: bool = True) -> MeanUsage | None:
@@ -103,15 +106,18 @@ def caching_profile(candidate: MeanUsage, reference: MeanUsage, pricing: Pricing
 def project(results: Sequence[SampleResult], pricing: PricingTable, *, daily_requests: int,
             days_per_month: int, escalation_rate: float | None, escalation_source: str,
             escalation_rate_held_out: float | None = None, hourly_share: Sequence[float] | None = None,
-            batch_every_minutes: float | None = None, batch_hit_rate: float = 0.3) -> Projection:
+            batch_every_minutes: float | None = None, batch_hit_rate: float = 0.3,
+            batch_cache_hit_rate: float = 1.0) -> Projection:
     candidate, reference = mean_usage(results, "candidate"), mean_usage(results, "reference")
     if candidate is None or reference is None:
         return Projection(available=False, why="no answered requests to measure")
     rows: list[dict[str, Any]] = []
     for caching in (False, True):
         for batch in (False, True):
-            c = per_request_cost(pricing, candidate, caching=caching, batch=batch)
-            r = per_request_cost(pricing, reference, caching=caching, batch=batch)
+            c = per_request_cost(pricing, candidate, caching=caching, batch=batch,
+                                 batch_cache_hit_rate=batch_cache_hit_rate)
+            r = per_request_cost(pricing, reference, caching=caching, batch=batch,
+                                 batch_cache_hit_rate=batch_cache_hit_rate)
             stacks = {"all_reference": r, "all_candidate": c}
             if escalation_rate is not None:
                 stacks["routed"] = c + escalation_rate * r
@@ -133,7 +139,7 @@ def project(results: Sequence[SampleResult], pricing: PricingTable, *, daily_req
         rows=[ProjectionRow(**row,
                             saving_vs_baseline=1 - row["per_request_usd"] / baseline["per_request_usd"])
               for row in rows],
-        pricing_as_of=pricing.as_of,
+        pricing_as_of=pricing.as_of, batch_cache_hit_rate=batch_cache_hit_rate,
         caching_profile=caching_profile(candidate, reference, pricing, daily_requests=daily_requests,
                                         days_per_month=days_per_month,
                                         escalation_rate=escalation_rate_held_out or escalation_rate,

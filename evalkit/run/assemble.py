@@ -162,7 +162,8 @@ def _batch_summary(session: Session) -> BatchSummary:
     return BatchSummary(**counts, **session.batches.__dict__)
 
 
-def _projection(results: list[SampleResult], prepared: Prepared, routing: RoutingAnalysis) -> Projection:
+def _projection(results: list[SampleResult], prepared: Prepared, routing: RoutingAnalysis,
+                batch_cache_hit_rate: float) -> Projection:
     """Production cost at the threshold that would ship (its in-sample rate), the held-out rate beside it."""
     escalation, held_out, source = None, None, "no routing analysis"
     if routing.available:
@@ -177,7 +178,8 @@ def _projection(results: list[SampleResult], prepared: Prepared, routing: Routin
                    days_per_month=production.days_per_month, escalation_rate=escalation,
                    escalation_rate_held_out=held_out, escalation_source=source,
                    hourly_share=production.hourly_share, batch_every_minutes=production.batch_every_minutes,
-                   batch_hit_rate=production.batch_cache_hit_rate)
+                   batch_hit_rate=production.batch_cache_hit_rate,
+                   batch_cache_hit_rate=batch_cache_hit_rate)
 
 
 def verbosity(results: list[SampleResult], prepared: Prepared) -> list[TokenAdvice]:
@@ -267,7 +269,7 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
         validity=valid,
         reference_noise=reference_noise(prepared, session.calls, decision.margin),
         routing=routing,
-        projection=_projection(results, prepared, routing),
+        projection=_projection(results, prepared, routing, estimate.batch_cache_hit_rate),
         models_usage={role: ModelUsage.of(model_totals[role]) for role in ROLES},
         caching={role: CachingInfo.of(prepared.cache_plans[role], model_totals[role]) for role in ROLES},
         lint=prepared.findings,

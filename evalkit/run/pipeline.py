@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from evalkit._hashing import digest
 from evalkit.backends import Backend, connect
@@ -86,12 +87,22 @@ def _announce(prepared: Prepared, backend: Backend, progress: Progress) -> None:
             progress.note(f"prompt caching off for the {role} ({plan.model}): {plan.reason}")
 
 
+def _batch_cache_hit_rate(settings: Settings, backend: Backend) -> dict[str, Any]:
+    """The expected best-effort batch cache hit rate: the in-process simulator's configured one, else the
+    estimate's conservative assumption for the real API."""
+    if backend.kind != "simulator":
+        return {}
+    return {"batch_cache_hit_rate": settings.simulator.batch_cache_hit_rate,
+            "batch_cache_hit_basis": "the simulator's [simulator] batch_cache_hit_rate"}
+
+
 def estimate_run(prepared: Prepared, backend: Backend, *, mode: str,
                  cache_mode: CacheMode = "read-only") -> Estimate:
     """What the run's requests the response cache cannot answer would cost (nothing is sent)."""
     with ResponseCache(prepared.settings.cache_dir, cache_mode) as cache:
         return estimate_cost(prepared.requests + prepared.noise_requests, cache, backend.provider.endpoint,
-                             prepared.settings.pricing, prepared.cache_plans, batch=mode == "batch")
+                             prepared.settings.pricing, prepared.cache_plans, batch=mode == "batch",
+                             **_batch_cache_hit_rate(prepared.settings, backend))
 
 
 def run_evaluation(task: TaskSpec, settings: Settings, options: RunOptions, *, progress: Progress,
@@ -113,7 +124,7 @@ def run_evaluation(task: TaskSpec, settings: Settings, options: RunOptions, *, p
     with ResponseCache(settings.cache_dir, options.cache_mode) as cache:
         estimate = estimate_cost(prepared.requests + prepared.noise_requests, cache,
                                  backend.provider.endpoint, settings.pricing, prepared.cache_plans,
-                                 batch=options.mode == "batch")
+                                 batch=options.mode == "batch", **_batch_cache_hit_rate(settings, backend))
         if estimate.requests_to_send:
             progress.note(estimate.describe())
         check_budget(estimate, max_cost)

@@ -38,24 +38,21 @@ from evalkit.errors import ConfigError
 from evalkit.modelinfo import TYPICAL_THINKING_TOKENS, default_effort, thinks_by_default
 from evalkit.sim import catalog
 from evalkit.sim.brain import Brain, compose_answer, system_text, user_text
+from evalkit.sim.clock import SimClock
+from evalkit.sim.conform import conform
 from evalkit.sim.prompt_cache import PromptCache
+from evalkit.sim.ratelimit import RateLimiter
 from evalkit.sim.tokens import count_tokens, request_input_tokens
+from evalkit.sim.validate import Context, parse_betas, validate_message_body
 from evalkit.sim.wire import ApiError, api_id, invalid
 from evalkit.wire import SIMULATOR_HEADER
 
 SIMULATOR_VERSION = "3"  # bump when answers or usage change: it partitions the response cache
 API_VERSIONS = ("2023-06-01", "2026-10-21")
+#: What a simulated refusal says (stop_reason "refusal": HTTP 200, billed, not the requested JSON).
+REFUSAL_TEXT = "I can't help with this request."
 
-#: Top-level keys of a Messages request (API 2026-10-21). Anything else is "Extra inputs are not permitted".
-MESSAGE_KEYS = frozenset({
-    "model", "messages", "max_tokens", "cache_control", "container", "diagnostics", "inference_geo",
-    "metadata", "output_config", "service_tier", "speed", "stop_sequences", "stream", "system", "thinking",
-    "tool_choice", "tools", "user_profile_id", "workspace_id",
-})
-COUNT_TOKENS_KEYS = frozenset({
-    "model", "messages", "cache_control", "output_config", "output_format", "speed", "system", "thinking",
-    "tool_choice", "tools",
-})
+
 @dataclass
 class Ledger:
     """What the simulated API billed: one JSON line per successful (billable) request."""
@@ -107,8 +104,10 @@ class SimulatorState:
 
         batch_dir = (state_dir / "batches" if state_dir
                      else Path(tempfile.mkdtemp(prefix="evalkit-sim-batches-")))
+        self.clock = SimClock()
+        self.prompt_cache = PromptCache(clock=self.clock.time)
+        self.rate_limiter = RateLimiter(settings.rate_limits, self.clock.time)
         self.batches = BatchStore(self, batch_dir)
-        self.prompt_cache = PromptCache()
         self._answered_lock = threading.Lock()
         self._fault_rng = random.Random(f"faults/{settings.seed}/{time.time_ns()}")
         self.fault_counts: Counter[str] = Counter()
@@ -117,6 +116,7 @@ class SimulatorState:
         self._brain: Brain | None = None
         self._brain_lock = threading.Lock()
         self.started = time.time()
+        self.batches.resume()  # last: a batch that came due while no simulator ran is processed now
 
     def warm_up(self) -> None:
         """Train every corpus's classifiers for the tiers in use (otherwise done on first use)."""
@@ -171,63 +171,23 @@ class SimulatorState:
             path = path if path.is_absolute() else self.root / path
             data = path.read_bytes() if path.exists() else b""
             corpora.append(hashlib.sha256(data).hexdigest())
-        settings = self.settings.model_dump(exclude={"latency_ms"})
+        settings = self.settings.model_dump(exclude={"latency_ms", "rate_limits", "api_key"})
         return digest({"version": SIMULATOR_VERSION, "settings": settings, "corpora": corpora})[:16]
 
     # -- messages ---------------------------------------------------------------------------------
-    def validate_message_body(self, body: Any, *, keys: frozenset[str] = MESSAGE_KEYS,
-                              needs_max_tokens: bool = True) -> str:
-        """Checks a Messages body; returns the resolved model id or raises :class:`ApiError`."""
-        if not isinstance(body, dict):
-            raise invalid("body: Input should be a valid dictionary")
-        for key in ("temperature", "top_p", "top_k"):
-            if key in body:
-                raise invalid(f"{key}: Extra inputs are not permitted")
-        for key in body:
-            if key not in keys:
-                raise invalid(f"{key}: Extra inputs are not permitted")
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise invalid("model: Field required")
-        if needs_max_tokens:
-            max_tokens = body.get("max_tokens")
-            if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
-                raise invalid("max_tokens: Field required" if max_tokens is None
-                               else "max_tokens: Input should be a valid integer")
-            if max_tokens < 0:
-                raise invalid("max_tokens: Input should be greater than or equal to 0")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise invalid("messages: at least one message is required")
-        for index, message in enumerate(messages):
-            if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-                raise invalid(f"messages.{index}.role: Input should be 'user' or 'assistant'")
-            content = message.get("content")
-            if isinstance(content, str):
-                if not content and index == len(messages) - 1 and message["role"] == "user":
-                    raise invalid(f"messages.{index}: user messages must have non-empty content")
-            elif not isinstance(content, list):
-                raise invalid(f"messages.{index}.content: Input should be a valid string or list")
-        thinking = body.get("thinking")
-        if thinking is not None and (not isinstance(thinking, dict)
-                                     or thinking.get("type") not in ("enabled", "disabled", "adaptive")):
-            raise invalid("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'")
-        breakpoints = _count_cache_breakpoints(body)
-        if breakpoints > 4:
-            raise invalid(f"A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}.")
-        resolved = catalog.resolve(model)
-        if resolved is None:
-            raise ApiError(404, "not_found_error", f"model: {model}")
-        if self.settings.tier_for(model) is None:
-            raise invalid(f"model: {model} has no simulator tier; "
-                          "add it to [simulator.tiers] in evalkit.toml")
-        return resolved
+    def validate_message_body(self, body: Any, context: Context | None = None) -> str:
+        """Checks a Messages body (see :mod:`evalkit.sim.validate`); returns the resolved model id or raises
+        :class:`ApiError`."""
+        return validate_message_body(body, context or Context(), self.settings.tier_for)
 
     def create_message(self, body: dict[str, Any], *, mode: str = "realtime", batch_id: str | None = None,
                        custom_id: str | None = None, bill: bool = True, arrived_at: float | None = None,
-                       begins_at: float | None = None) -> dict[str, Any]:
+                       begins_at: float | None = None, cache_hit_allowed: bool = True) -> dict[str, Any]:
         """Answers a validated Messages body and (unless ``bill=False``) bills it. Returns the Message JSON
-        with the request id under ``_request_id``."""
+        with the request id under ``_request_id``.
+
+        A structured answer conforms to the request's schema (grammar-constrained, as on the API); a
+        refusal (``refusal_rate``) and a ``max_tokens`` cut are the two ways it does not."""
         model = body["model"]
         resolved = catalog.resolve(model) or model
         tier = self.settings.tier_for(model) or "small"
@@ -237,6 +197,12 @@ class SimulatorState:
         occurrence = int(hashlib.sha256(user_id.encode()).hexdigest()[:8], 16) if user_id else 0
         answer, thinking_text = compose_answer(self.brain, body, model=resolved, tier=tier,
                                                occurrence=occurrence)
+        refused = self._refuses(body, resolved, occurrence)
+        schema = Brain.schema_of(body)
+        if refused:
+            answer = REFUSAL_TEXT
+        elif schema is not None:
+            answer = _conformed(answer, schema)
         thinking_tokens = _thinking_tokens(body, resolved, occurrence)
         budget = int(body["max_tokens"])
         content: list[dict[str, Any]] = []
@@ -246,7 +212,9 @@ class SimulatorState:
             # Thinking tokens are output tokens and count toward max_tokens: a long thought can leave no
             # room for the answer, which then ends with stop_reason "max_tokens".
             thinking_used = min(thinking_tokens, budget)
-            shown = "" if _omits_thinking_text(resolved) else _thinking_text(thinking_text, thinking_used)
+            display = (body.get("thinking") or {}).get("display")
+            omitted = display == "omitted" or (display is None and _omits_thinking_text(resolved))
+            shown = "" if omitted else _thinking_text(thinking_text, thinking_used)
             content.append({"type": "thinking", "thinking": shown,
                             "signature": hashlib.sha256(f"{thinking_text}/{thinking_used}".encode())
                             .hexdigest()})
@@ -254,6 +222,8 @@ class SimulatorState:
             if thinking_used >= budget:
                 stop_reason = "max_tokens"
         remaining = budget - used
+        if refused and stop_reason != "max_tokens":
+            stop_reason = "refusal"
         answer_tokens = count_tokens(answer)
         if answer_tokens > remaining:
             answer = _truncate_tokens(answer, max(remaining, 0))
@@ -262,10 +232,11 @@ class SimulatorState:
         if answer:
             content.append({"type": "text", "text": answer})
         used += answer_tokens
-        now = time.monotonic()
+        now = self.clock.time()
         cached = self.prompt_cache.apply(resolved, body, request_input_tokens(body),
                                          arrived_at=arrived_at if arrived_at is not None else now,
-                                         begins_at=begins_at if begins_at is not None else now)
+                                         begins_at=begins_at if begins_at is not None else now,
+                                         hit_allowed=cache_hit_allowed)
         usage = {
             "cache_creation": {"ephemeral_1h_input_tokens": cached.cache_write_1h,
                                "ephemeral_5m_input_tokens": cached.cache_write_5m},
@@ -284,7 +255,8 @@ class SimulatorState:
             "content": content,
             "stop_reason": stop_reason,
             "stop_sequence": None,
-            "stop_details": None,
+            "stop_details": ({"type": "refusal", "category": None, "explanation": None}
+                             if stop_reason == "refusal" else None),
             "container": None,
             "diagnostics": None,
             "usage": usage,
@@ -296,16 +268,27 @@ class SimulatorState:
         message["_request_id"] = request_id
         return message
 
+    def _refuses(self, body: dict[str, Any], model: str, occurrence: int) -> bool:
+        """Whether the simulated model refuses this request: a draw from the request's own content (the same
+        request is refused again, as a policy decision would be)."""
+        rate = self.settings.refusal_rate
+        if rate <= 0:
+            return False
+        material = json.dumps(["refusal", self.settings.seed, model, system_text(body), user_text(body),
+                               occurrence])
+        draw = int(hashlib.sha256(material.encode()).hexdigest()[:12], 16) / 16**12
+        return draw < rate
 
-def _count_cache_breakpoints(body: dict[str, Any]) -> int:
-    count = 1 if body.get("cache_control") else 0
-    blocks: list[Any] = list(body.get("tools") or [])
-    if isinstance(body.get("system"), list):
-        blocks += body["system"]
-    for message in body.get("messages") or []:
-        if isinstance(message, dict) and isinstance(message.get("content"), list):
-            blocks += message["content"]
-    return count + sum(1 for block in blocks if isinstance(block, dict) and block.get("cache_control"))
+
+def _conformed(answer: str, schema: dict[str, Any]) -> str:
+    """The answer as the schema's grammar would have let the model write it (:mod:`evalkit.sim.conform`)."""
+    try:
+        parsed = json.loads(answer)
+    except ValueError:
+        return answer
+    fixed = conform(parsed, schema)
+    text = json.dumps(fixed, ensure_ascii=False)
+    return answer if text == json.dumps(parsed, ensure_ascii=False) else text
 
 
 def _sse_events(message: dict[str, Any]) -> Iterator[str]:
@@ -337,7 +320,8 @@ def _sse_events(message: dict[str, Any]) -> Iterator[str]:
                              "delta": {"type": "text_delta", "text": text[piece:piece + 40]}})
         yield event({"type": "content_block_stop", "index": index})
     yield event({"type": "message_delta",
-                 "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None, "stop_details": None,
+                 "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None,
+                           "stop_details": message["stop_details"],
                            "container": None},
                  "usage": {k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens",
                                                  "cache_read_input_tokens", "output_tokens")}})
@@ -391,23 +375,32 @@ def _truncate_tokens(text: str, tokens: int) -> str:
     return text[:low]
 
 
-def _headers(request_id: str) -> dict[str, str]:
+def _headers(request_id: str, rate_limits: dict[str, str] | None = None) -> dict[str, str]:
+    """Headers of every response. Messages responses carry the rate limiter's full header families; the
+    batch endpoints (which have their own, separate limits) the request family only."""
     reset = (datetime.now(UTC) + timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "request-id": request_id,
         SIMULATOR_HEADER: SIMULATOR_VERSION,
         "anthropic-organization-id": "00000000-0000-4000-8000-000000000000",
-        "anthropic-ratelimit-requests-limit": "4000",
-        "anthropic-ratelimit-requests-remaining": "3999",
-        "anthropic-ratelimit-requests-reset": reset,
+        **(rate_limits if rate_limits is not None else {
+            "anthropic-ratelimit-requests-limit": "4000",
+            "anthropic-ratelimit-requests-remaining": "3999",
+            "anthropic-ratelimit-requests-reset": reset,
+        }),
     }
 
 
-def _error_response(error: ApiError) -> JSONResponse:
+def _error_response(error: ApiError, rate_limits: dict[str, str] | None = None) -> JSONResponse:
     request_id = api_id("req_")
     body = {"type": "error", "error": {"type": error.error_type, "message": error.message},
             "request_id": request_id}
-    return JSONResponse(body, status_code=error.status, headers={**_headers(request_id), **error.headers})
+    return JSONResponse(body, status_code=error.status,
+                        headers={**_headers(request_id, rate_limits), **error.headers})
+
+
+def _betas(request: Request) -> frozenset[str]:
+    return parse_betas(request.headers.get("anthropic-beta"))
 
 
 def _check_headers(request: Request, expected_key: str | None = None) -> None:
@@ -460,9 +453,10 @@ def create_app(state: SimulatorState) -> Starlette:
     async def messages(request: Request) -> Response:
         try:
             _check_headers(request, state.settings.api_key)
-            arrived_at = time.monotonic()
+            arrived_at = state.clock.time()
             body, _ = await _json_body(request)
-            state.validate_message_body(body)
+            state.validate_message_body(body, Context(betas=_betas(request)))
+            state.rate_limiter.admit()
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
             try:
@@ -473,18 +467,21 @@ def create_app(state: SimulatorState) -> Starlette:
             finally:
                 state.in_flight -= 1
         except ApiError as error:
-            return _error_response(error)
+            return _error_response(error, state.rate_limiter.headers())
+        usage = message["usage"]
+        state.rate_limiter.record(input_tokens=usage["input_tokens"] + usage["cache_creation_input_tokens"],
+                                  output_tokens=usage["output_tokens"])
         request_id = message.pop("_request_id")
+        headers = _headers(request_id, state.rate_limiter.headers())
         if body.get("stream"):
-            return StreamingResponse(_sse_events(message), media_type="text/event-stream",
-                                     headers=_headers(request_id))
-        return JSONResponse(message, headers=_headers(request_id))
+            return StreamingResponse(_sse_events(message), media_type="text/event-stream", headers=headers)
+        return JSONResponse(message, headers=headers)
 
     async def count_tokens_endpoint(request: Request) -> Response:
         try:
             _check_headers(request, state.settings.api_key)
             body, _ = await _json_body(request)
-            state.validate_message_body(body, keys=COUNT_TOKENS_KEYS, needs_max_tokens=False)
+            state.validate_message_body(body, Context(betas=_betas(request), count_tokens=True))
         except ApiError as error:
             return _error_response(error)
         return JSONResponse({"input_tokens": request_input_tokens(body)}, headers=_headers(api_id("req_")))
@@ -499,6 +496,18 @@ def create_app(state: SimulatorState) -> Starlette:
             "max_in_flight": state.max_in_flight,
         }, headers={SIMULATOR_HEADER: SIMULATOR_VERSION})
 
+    async def advance_clock(request: Request) -> Response:
+        """Moves the simulator's clock forward (``{"seconds": 3600}``): batches come due, cache entries
+        expire, rate-limit buckets refill — an hour of simulated time at once."""
+        body, _ = await _json_body(request)
+        seconds = body.get("seconds") if isinstance(body, dict) else None
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+            raise invalid("seconds: Input should be a number greater than or equal to 0")
+        state.clock.advance(float(seconds))
+        await asyncio.to_thread(state.batches.process_due)
+        return JSONResponse({"now": state.clock.now().isoformat()},
+                            headers={SIMULATOR_HEADER: SIMULATOR_VERSION})
+
     def base_url(request: Request) -> str:
         return str(request.base_url).rstrip("/")
 
@@ -506,7 +515,8 @@ def create_app(state: SimulatorState) -> Starlette:
         try:
             _check_headers(request, state.settings.api_key)
             body, size = await _json_body(request, limit=2**31)
-            meta = state.batches.create(body, size, api_id("msgbatch_"))
+            meta = state.batches.create(body, size, api_id("msgbatch_"),
+                                        betas=sorted(_betas(request)))
         except ApiError as error:
             return _error_response(error)
         return JSONResponse(state.batches.public(meta, base_url(request)), headers=_headers(api_id("req_")))
@@ -571,4 +581,5 @@ def create_app(state: SimulatorState) -> Starlette:
         Route("/v1/messages/batches/{batch_id}/cancel", _guarded(batch_cancel), methods=["POST"]),
         Route("/v1/messages/batches/{batch_id}/results", _guarded(batch_results), methods=["GET"]),
         Route("/_simulator/stats", stats, methods=["GET"]),
+        Route("/_simulator/clock", _guarded(advance_clock), methods=["POST"]),
     ])

@@ -35,7 +35,7 @@ from evalkit.config import SimCorpus
 from evalkit.datasets import _matches
 from evalkit.modelinfo import default_effort
 from evalkit.sim import writer
-from evalkit.sim.tokens import content_text, system_texts
+from evalkit.sim.tokens import content_text, output_format, system_texts
 from evalkit.tabular import read_table
 
 _WORD = re.compile(r"[a-z][a-z0-9']+")
@@ -180,7 +180,7 @@ class Brain:
     # -- request understanding -------------------------------------------------------------------
     @staticmethod
     def schema_of(body: dict[str, Any]) -> dict[str, Any] | None:
-        fmt = (body.get("output_config") or {}).get("format") or {}
+        fmt = output_format(body)
         schema = fmt.get("schema") if fmt.get("type") == "json_schema" else None
         return schema if isinstance(schema, dict) else None
 

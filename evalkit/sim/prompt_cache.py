@@ -16,7 +16,7 @@ from typing import Any
 
 from evalkit._hashing import digest
 from evalkit.modelinfo import min_cacheable_tokens
-from evalkit.sim.tokens import REQUEST_OVERHEAD, prefix_blocks, schema_tokens
+from evalkit.sim.tokens import REQUEST_OVERHEAD, output_format, prefix_blocks, schema_tokens
 
 TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 UNCACHED_TAIL_TOKENS = 3
@@ -48,8 +48,11 @@ class PromptCache:
         self._clock = clock
 
     def apply(self, model: str, body: dict[str, Any], total_input: int, *, arrived_at: float,
-              begins_at: float) -> CacheUsage:
-        """Reads and writes the cache for one request; returns its usage split."""
+              begins_at: float, hit_allowed: bool = True) -> CacheUsage:
+        """Reads and writes the cache for one request; returns its usage split.
+
+        ``hit_allowed=False`` is a best-effort miss (inside a batch the request ran where the entry was not
+        readable): it reads nothing and writes its prefix again, as any miss does."""
         blocks = prefix_blocks(body)
         automatic = body.get("cache_control")
         breakpoints: list[tuple[int, str]] = []  # (block index, ttl)
@@ -69,7 +72,7 @@ class PromptCache:
         # The last few tokens of every prompt (the assistant-turn marker) are never cached: the real API
         # reports input_tokens == 3 for a fully cached prompt (recorded/messages_cache_read_*.json).
         head = REQUEST_OVERHEAD - UNCACHED_TAIL_TOKENS + schema_tokens(body)
-        context = {"model": model, "format": (body.get("output_config") or {}).get("format"),
+        context = {"model": model, "format": output_format(body) or None,
                    "thinking": body.get("thinking")}
         cumulative, points = head, []
         prefix: list[dict[str, Any]] = []
@@ -85,7 +88,7 @@ class PromptCache:
             for position in range(len(points) - 1, -1, -1):
                 key, tokens, ttl = points[position]
                 entry = self._entries.get(key)
-                if (tokens >= minimum and entry and entry.expires_at > now
+                if (hit_allowed and tokens >= minimum and entry and entry.expires_at > now
                         and entry.readable_from <= arrived_at):
                     entry.expires_at = now + TTL_SECONDS[entry.ttl]  # a hit refreshes the TTL
                     hit_tokens, hit_at = tokens, position

@@ -32,8 +32,15 @@ def system_texts(system: Any) -> list[str]:
     return content_text(system)
 
 
+def output_format(body: dict[str, Any]) -> dict[str, Any]:
+    """The request's JSON output format: ``output_config.format``, or the deprecated top-level
+    ``output_format`` (accepted with its beta header); ``{}`` when there is none."""
+    fmt = (body.get("output_config") or {}).get("format") or body.get("output_format") or {}
+    return fmt if isinstance(fmt, dict) else {}
+
+
 def schema_tokens(body: dict[str, Any]) -> int:
-    fmt = ((body.get("output_config") or {}).get("format")) or {}
+    fmt = output_format(body)
     if not fmt:
         return 0
     return SCHEMA_OVERHEAD + count_tokens(json.dumps(fmt.get("schema", {}), sort_keys=True))

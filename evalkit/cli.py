@@ -365,6 +365,57 @@ def lint(task_file: Path, mode: str) -> None:
     sys.exit(1 if serious else 0)
 
 
+@main.group()
+def cache() -> None:
+    """evalkit's own state: the response cache and the batch ledger."""
+
+
+STATE_PATH = click.argument("path", required=False, type=click.Path(path_type=Path),
+                            metavar="[TASK.yaml|DIR]")
+
+
+@cache.command("verify")
+@STATE_PATH
+def cache_verify(path: Path | None) -> None:
+    """Read every cached answer (checking its checksum) and every batch-ledger record; list what is
+    damaged. Exit code 0 when everything is intact, 2 when something is damaged (see `evalkit cache
+    repair`)."""
+    from evalkit import api  # noqa: PLC0415
+
+    check = api.verify_state(path)
+    report = check.cache
+    if report.unreadable:
+        click.secho(f"{report.database}: cannot be read: {report.unreadable}", fg="red")
+    else:
+        click.echo(f"{report.database}: {report.entries} entries ({report.checksummed} checksummed, "
+                   f"{report.legacy} from before checksums), {len(report.damaged)} damaged")
+    for key in report.damaged:
+        click.secho(f"  damaged entry {key}", fg="red")
+    click.echo(f"{check.ledger_dir}: {len(check.ledger)} damaged batch-ledger record(s)")
+    for _file, problem in check.ledger:
+        click.secho(f"  {problem}", fg="red")
+    if check.ok:
+        click.secho("everything is intact", fg="green")
+        return
+    click.echo("fix: evalkit cache repair" + (f" {path}" if path else ""))
+    sys.exit(2)
+
+
+@cache.command("repair")
+@STATE_PATH
+def cache_repair(path: Path | None) -> None:
+    """Repair what `evalkit cache verify` finds: restore ledger records from the ledger's journal, rebuild
+    a damaged cache.db from what can be read, drop damaged answers and read batch answers back from their
+    batches. Says what a re-run would pay for again; never deletes a ledger record it cannot restore."""
+    from evalkit import api  # noqa: PLC0415
+
+    done = api.repair_state(path)
+    for line in done:
+        click.echo(line)
+    if not done:
+        click.secho("nothing to repair: everything is intact", fg="green")
+
+
 def _finish_gate(gate: Any) -> None:
     """Print the gate's checks and exit with its code."""
     colours = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": None, "invalid": "red"}

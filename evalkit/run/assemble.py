@@ -11,7 +11,7 @@ from evalkit._version import __version__
 from evalkit.backends import Backend
 from evalkit.cost.estimate import Estimate
 from evalkit.cost.projection import Projection, project, role_costs
-from evalkit.cost.totals import result_cost, totals
+from evalkit.cost.totals import possible_double_billing, result_cost, totals
 from evalkit.providers.execute import CallResult
 from evalkit.record.model import (
     BackendInfo,
@@ -227,7 +227,9 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
                             rows_available=samples.rows_available, sample_size=len(samples.samples),
                             seed=task.sample.seed, sample_hash=samples.sample_hash, notes=samples.notes),
         execution=ExecutionInfo(requests_sent=stats.requests_sent, cache_hits=stats.cache_hits,
-                                retries=stats.retries, seconds=round(execute_seconds, 3), errors=stats.errors,
+                                retries=stats.retries, possibly_billed_twice=stats.possibly_billed_twice,
+                                timeouts=stats.timeouts, shared_with_other_runs=stats.shared,
+                                seconds=round(execute_seconds, 3), errors=stats.errors,
                                 deduplicated=stats.deduplicated, by_model=stats.by_model,
                                 concurrency=concurrency, cache_mode=options.cache_mode),
         batch=_batch_summary(session),
@@ -247,7 +249,7 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
         models_usage={role: ModelUsage.of(model_totals[role]) for role in ROLES},
         caching={role: CachingInfo.of(prepared.cache_plans[role], model_totals[role]) for role in ROLES},
         lint=prepared.findings,
-        cost_usd=CostSummary.of(model_totals),
+        cost_usd=CostSummary.of(model_totals, possible_double_billing(session.calls, settings.pricing)),
     )
     rows = [sample_row(result, settings.pricing) for result in results]
     return Assembled(record=record, rows=rows, results=results)

@@ -75,17 +75,19 @@ class Executor:
         # Caching pays only if one request writes the prefix before the others read it.
         warmup = any(plan.enabled for plan in self.prepared.cache_plans.values())
         provider = self.backend.provider
+        settings = self.prepared.settings
         if self.options.mode == "realtime":
             calls, stats = await execute_realtime(requests, provider, self.cache,
                                                   concurrency=self.concurrency,
                                                   progress=self.progress, label="requests", warmup=warmup,
-                                                  on_response=self.spend.add if self.spend else None)
+                                                  on_response=self.spend.add if self.spend else None,
+                                                  max_retries=settings.max_retries)
             return calls, stats, None
-        settings = self.prepared.settings
         return await execute_batch(requests, provider, self.cache, BatchLedger(batch_ledger_dir(settings)),
                                    settings.batch, max_wait_s=self.options.max_wait_s,
                                    fallback=self.options.fallback, concurrency=self.concurrency,
-                                   progress=self.progress, warmup=warmup and settings.batch.warmup)
+                                   progress=self.progress, warmup=warmup and settings.batch.warmup,
+                                   max_retries=settings.max_retries)
 
 
 def _wants_judge(prepared: Prepared) -> bool:

@@ -80,11 +80,14 @@ def test_the_ledger_says_submitting_before_the_create_call(cache: ResponseCache,
         assert len(records) == 1
         seen.append((records[0].state, records[0].batch_id, set(records[0].items)))
         assert set(records[0].items) == {custom_id for custom_id, _ in items}
+        # The run-unique marker is in the ledger before the call, and starts every custom_id sent.
+        assert len(records[0].nonce) == 10 and all(c.startswith(records[0].nonce + "-") for c, _ in items)
 
     provider.on_submit = inspect
     reqs = requests(3)
     _run(reqs, provider, cache, ledger)
-    keys = {custom_id_for(r, request_key(provider.endpoint, r)) for r in reqs}
+    nonce = ledger.records(provider.endpoint)[0].nonce
+    keys = {custom_id_for(r, request_key(provider.endpoint, r), nonce) for r in reqs}
     assert seen == [("submitting", None, keys)]
     [record] = ledger.records(provider.endpoint)
     assert record.state == "collected" and record.batch_id == "msgbatch_fake0001"

@@ -116,6 +116,8 @@ def run(task_file: Path, offline: bool | None, mode: Literal["batch", "realtime"
                          hint="create it with `evalkit baseline save TASK.yaml --out <path>` and commit it")
     result = api.run_task(task_file, options, progress=_progress(quiet))
     _print_result(result.record, result.folder)
+    if result.failure is not None:
+        raise result.failure  # exit 4, documented in docs/ci.md
     if gate_baseline is not None:
         _finish_gate(api.check_gate(result, gate_baseline))
     if result.record.decision.verdict == "INVALID-RUN":
@@ -157,11 +159,21 @@ def _print_result(record: Any, folder: Path) -> None:
     if weak and decision.verdict != "NO-GO":
         click.secho(f"  NO-GO within: {', '.join(weak)}", fg="red")
     execution = record.execution
-    click.echo(f"  requests sent: {execution.requests_sent}, answered from cache: {execution.cache_hits}, "
-               f"failed: {execution.errors}")
+    shared = (f" ({execution.shared_with_other_runs} fetched by another run sharing the cache)"
+              if execution.shared_with_other_runs else "")
+    click.echo(f"  requests sent: {execution.requests_sent}, answered from cache: "
+               f"{execution.cache_hits}{shared}, failed: {execution.errors}")
     cost = record.cost_usd
     saved = f", batch discount saved ${cost.batch_savings:.4f}" if cost.batch_savings > 0 else ""
-    click.echo(f"  cost of these answers: ${cost.answers:.4f} (paid this run: ${cost.this_run:.4f}{saved})")
+    bound = f", at most ${cost.this_run_upper_bound:.4f}" if cost.this_run_upper_bound > cost.this_run else ""
+    click.echo(f"  cost of these answers: ${cost.answers:.4f} "
+               f"(paid this run: ${cost.this_run:.4f}{bound}{saved})")
+    if execution.possibly_billed_twice:
+        click.secho(f"  possibly billed twice: {execution.possibly_billed_twice} request(s) sent again after "
+                    f"an attempt that may have been billed ({execution.timeouts} timed out); the Messages "
+                    "API has no idempotency key. Raise request_timeout_s if answers are slow.", fg="yellow")
+    if record.batch.canceled_duplicates:
+        click.echo(f"  cancelled duplicate batch(es): {', '.join(record.batch.canceled_duplicates)}")
     if record.batch.answer_batch_ids:
         click.echo(f"  batches: {', '.join(record.batch.answer_batch_ids)}")
     click.echo(f"  report: {folder / 'report.html'}")
@@ -470,6 +482,8 @@ def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance:
     result = api.gate_task(task_file, baseline_path, gate=gate_options, options=options, junit=junit,
                            progress=_progress(quiet))
     _print_result(result.run.record, result.run.folder)
+    if result.run.failure is not None:
+        raise result.run.failure
     _finish_gate(result)
 
 

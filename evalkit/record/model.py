@@ -105,6 +105,7 @@ class ExecutionInfo(Typed):
     timeouts: int = 0  # attempts that timed out (each keeps its concurrency slot for another timeout)
     #: Answers another evalkit process sharing the cache was fetching: waited for, not paid for again.
     shared_with_other_runs: int = 0
+    answered: int = 0  # requests this run sent that came back with an answer (0 with errors: exit 4)
     seconds: float
     errors: int
     deduplicated: int

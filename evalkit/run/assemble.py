@@ -229,6 +229,8 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
         execution=ExecutionInfo(requests_sent=stats.requests_sent, cache_hits=stats.cache_hits,
                                 retries=stats.retries, possibly_billed_twice=stats.possibly_billed_twice,
                                 timeouts=stats.timeouts, shared_with_other_runs=stats.shared,
+                                answered=sum(1 for c in session.calls
+                                             if not c.from_cache and c.response is not None),
                                 seconds=round(execute_seconds, 3), errors=stats.errors,
                                 deduplicated=stats.deduplicated, by_model=stats.by_model,
                                 concurrency=concurrency, cache_mode=options.cache_mode),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from evalkit._io import private_dir
 from evalkit._urls import redact_url
 from evalkit.config import Settings
 from evalkit.errors import AuthError, UsageError
@@ -38,8 +39,9 @@ def connect(settings: Settings, *, offline: bool | None) -> Backend:
     if offline is None:
         offline = not api_key
     if offline:
-        from evalkit.sim import Simulator  # noqa: PLC0415 - sklearn/starlette load only when needed
+        from evalkit.sim import Simulator, simulator_state_dir  # noqa: PLC0415 - sklearn/starlette on demand
 
+        private_dir(simulator_state_dir(settings))  # its billing ledger is evalkit's state: owner-only
         simulator = Simulator(settings)
         client = make_client(api_key=SIMULATOR_KEY, base_url="http://simulator.evalkit.invalid",
                              max_retries=settings.max_retries, timeout_s=settings.request_timeout_s,

@@ -7,6 +7,7 @@ its order is random but reproducible; sequential looks at the data rely on that 
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import math
 import os
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from evalkit._hashing import digest, digest_bytes
-from evalkit.errors import DatasetError
+from evalkit.errors import DatasetError, StateError
 from evalkit.spec import DatasetSpec, TaskSpec
 
 _BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -98,14 +99,18 @@ def load_rows(spec: DatasetSpec, *, base_dir: Path, cache_dir: Path,
                 f"unsupported dataset file type '{path.suffix}' for {path}",
                 hint=f"use one of {', '.join(sorted(_BUILDERS))}, or a Hugging Face hub id in dataset.hub",
             )
-        content_hash = digest_bytes(path.read_bytes())
-        if path.stat().st_size == 0:
+        raw = path.read_bytes()
+        content_hash = digest_bytes(raw)
+        if not raw:
             raise DatasetError(f"dataset file is empty: {path}", hint="add rows, one JSON object per line")
+        if builder in ("json", "csv"):
+            _check_utf8(path, raw)
         datasets = _quiet_datasets()
         try:
             loaded = datasets.load_dataset(builder, data_files=str(path), split="train",
                                            cache_dir=str(cache_dir / "hf-datasets"))
         except Exception as exc:  # HF raises many types for malformed files
+            _raise_if_disk_full(exc, cache_dir / "hf-datasets")
             raise DatasetError(
                 f"cannot read {path} as {builder}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
                 hint="each line of a .jsonl file must be one JSON object with the same keys",
@@ -122,11 +127,39 @@ def load_rows(spec: DatasetSpec, *, base_dir: Path, cache_dir: Path,
             loaded = datasets.load_dataset(spec.hub, spec.hub_config, split=spec.split,
                                            cache_dir=str(cache_dir / "hf-datasets"))
         except Exception as exc:
+            _raise_if_disk_full(exc, cache_dir / "hf-datasets")
             raise DatasetError(f"cannot load hub dataset '{spec.hub}' (split {spec.split}): {exc}") from None
         content_hash = str(getattr(loaded, "_fingerprint", spec.hub))
         source = f"hf://{spec.hub}" + (f"/{spec.hub_config}" if spec.hub_config else "") + f"[{spec.split}]"
-    rows = [_json_safe(row) for row in loaded.to_list()]
+    try:
+        rows = [_json_safe(row) for row in loaded.to_list()]
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{source}: a text value is not UTF-8 ({exc.reason})",
+                           hint="save the dataset as UTF-8") from None
     return rows, content_hash, source
+
+
+def _check_utf8(path: Path, raw: bytes) -> None:
+    """A text dataset must be UTF-8: say where it is not (file:line:column), before anything parses it."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DatasetError(
+            f"{path}:{line}:{column}: not UTF-8 text (byte 0x{raw[exc.start]:02x}: {exc.reason})",
+            hint="save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 in.jsonl > out.jsonl`") from None
+
+
+def _raise_if_disk_full(exc: BaseException, folder: Path) -> None:
+    """A full disk under the datasets cache is not a malformed dataset: say which it is."""
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StateError(f"the disk holding {folder} is full: the dataset cannot be prepared there",
+                             path=folder, hint="free some space, or move cache_dir in evalkit.toml / "
+                                               "EVALKIT_CACHE_DIR to a disk with room") from None
+        current = current.__cause__ or current.__context__
 
 
 def _matches(row: dict[str, Any], where: dict[str, Any]) -> bool:

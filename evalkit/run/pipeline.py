@@ -12,6 +12,7 @@ from evalkit._hashing import digest
 from evalkit.backends import Backend, connect
 from evalkit.config import Settings
 from evalkit.cost.estimate import Estimate, SpendTracker, check_budget, estimate_cost
+from evalkit.errors import ProviderError
 from evalkit.progress import Progress
 from evalkit.providers.response_cache import CacheMode, ResponseCache
 from evalkit.record.model import RunRecord
@@ -36,6 +37,22 @@ class RunResult:
     @property
     def simulated(self) -> bool:
         return self.record.simulated
+
+    @property
+    def failure(self) -> ProviderError | None:
+        """Every request this run sent failed: the run is an API failure (exit 4), whatever it decided."""
+        execution = self.record.execution
+        if not execution.errors or execution.answered:
+            return None
+        errors = [call.error for result in self.results for call in result.calls.values()
+                  if call.error is not None]
+        first = errors[0] if errors else None
+        return ProviderError(
+            f"every request this run sent failed ({execution.errors} errors)"
+            + (f"; the first: {first.message}" if first else ""),
+            status=first.status if first else None,
+            hint=(first.hint + "; " if first and first.hint else "")
+            + f"each sample's error is in {self.folder / 'results.jsonl'}")
 
 
 def _run_id(prepared: Prepared, now: datetime) -> str:

@@ -56,7 +56,7 @@ def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = Non
         raise SpecError(task.task_file, refused)
     samples = load_samples(task, cache_dir=settings.cache_dir, offline=offline, size=sample_size)
     findings = lint_templates(task)
-    renderer = PromptRenderer(task)
+    renderer = PromptRenderer(task, settings.include_dirs)
     schema = output_schema(task.output) if task.output.structured else None
     plans = plan_caching(task, renderer.system, schema, mode=mode)
     roles = ("candidate",) if task.models.reference_log else ROLES

@@ -23,8 +23,8 @@ def load_reference_log(task: TaskSpec, samples: SampleSet) -> list[CallResult]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
-        line = path.read_bytes().count(b"\n", 0, exc.start) + 1
-        raise DatasetError(f"{path}:{line}: models.reference_log is not UTF-8 text ({exc.reason})",
+        bad_line = path.read_bytes().count(b"\n", 0, exc.start) + 1
+        raise DatasetError(f"{path}:{bad_line}: models.reference_log is not UTF-8 text ({exc.reason})",
                            hint="save the log as UTF-8") from None
     except OSError as exc:
         raise DatasetError(f"{place}: models.reference_log: cannot read {path}: {exc.strerror}") from None

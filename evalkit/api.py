@@ -31,6 +31,7 @@ from evalkit.gate import (
 from evalkit.progress import NullProgress, Progress
 from evalkit.prompts.lint import Finding
 from evalkit.prompts.lint import lint_task as _lint
+from evalkit.providers.response_cache import forget_tallies
 from evalkit.record.files import read_record, read_rows
 from evalkit.record.model import RunRecord
 from evalkit.report.html import render_html, write_run_folder
@@ -59,6 +60,7 @@ def run_task(task_path: str | Path | TaskSpec, options: RunOptions | None = None
     result = run_evaluation(task, settings, options, progress=progress or NullProgress())
     if options.write_report:
         write_run_folder(result.folder, result.record, result.rows)
+    forget_tallies(settings.cache_dir)  # the record counts what may have been billed twice now
     return result
 
 

@@ -17,9 +17,10 @@ Nothing is paid twice without a word:
 * **The concurrency limit holds at the server too.** An attempt that timed out keeps its slot for as long
   again as its timeout (the server may still be working on it), so the retry cannot push the requests in
   flight at the server above ``concurrency``.
-* **A run killed mid-request is counted too.** Each attempt leaves an in-flight mark beside its claim
-  until its outcome is known; a later run that finds a mark (its process died) counts its own send as
-  possibly billed twice.
+* **A run killed mid-request is counted too.** Before each attempt, a mark beside its claim says how
+  many attempts may have been billed; an answered request whose earlier attempts may have been billed
+  leaves a tally until its run's report is written. A later run counts the marks and tallies of dead
+  processes (:meth:`ResponseCache.adopt_orphans`), so no kill erases a possible double payment.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ async def execute_realtime(
     async def send(key: str, request: ModelRequest, claim: Claim) -> None:
         """Send one request under its claim: retries, counts, the in-flight mark."""
         nonlocal stopped
-        maybe_billed = 1 if claim.orphaned_attempt() else 0  # a run died with this request in flight
+        maybe_billed = claim.orphaned_attempts()  # a run died with this request in flight
         retry = 0
         while True:
             if stopped:
@@ -208,14 +209,13 @@ async def execute_realtime(
             if retry == 0:
                 stats.requests_sent += 1
                 stats.by_model[request.model] = stats.by_model.get(request.model, 0) + 1
-                if maybe_billed:
-                    stats.possibly_billed_twice += 1
-            claim.mark_in_flight()
+                stats.possibly_billed_twice += maybe_billed
+            claim.mark(maybe_billed + 1, request)  # this attempt too, until its outcome is known
             try:
                 response = await provider.generate(request)
             except FATAL_ERRORS:
                 slots.release()
-                claim.clear_in_flight()
+                claim.mark(maybe_billed, request)
                 raise
             except ProviderError as error:
                 if error.timed_out:
@@ -227,7 +227,7 @@ async def execute_realtime(
                 if error.maybe_billed:
                     maybe_billed += 1
                 else:
-                    claim.clear_in_flight()
+                    claim.mark(maybe_billed, request)  # this attempt cannot have been billed
                 if error.retryable and retry < max_retries:
                     await sleep(backoff_s(retry, error))
                     retry += 1
@@ -243,7 +243,7 @@ async def execute_realtime(
                 raise
             slots.release()
             cache.put_key(key, response)  # before the mark goes: a crash in between is counted, not lost
-            claim.clear_in_flight()
+            claim.answered(maybe_billed, request)
             stats.retries += int(response.extra.get("retries") or 0)
             finish(key, CallResult(request, response, None, False, maybe_billed))
             if on_response is not None and not on_response(request, response):

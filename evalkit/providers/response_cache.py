@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import sqlite3
 import zlib
@@ -32,10 +33,11 @@ import diskcache
 from filelock import FileLock, Timeout
 
 from evalkit._hashing import digest
-from evalkit._io import private_dir, private_file
+from evalkit._io import atomic_write_text, private_dir, private_file
 from evalkit.errors import CacheError, StateError
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import ModelResponse
+from evalkit.tokens import count_tokens
 
 #: Part of every key. Bump only when keys must change; the value format has its own version below.
 CACHE_SCHEMA = 1
@@ -95,21 +97,60 @@ def read_only_disk(exc: BaseException) -> bool:
         and "readonly" in str(exc).replace("-", "").replace(" ", ""))
 
 
+@dataclass(frozen=True)
+class Attempted:
+    """Attempts at one request that may have been billed without their answer reaching any run's report."""
+
+    key: str
+    count: int
+    model: str
+    input_tokens: int
+    max_tokens: int
+
+    @classmethod
+    def read(cls, path: Path) -> Attempted | None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(key=str(data["key"]), count=int(data["count"]), model=str(data["model"]),
+                       input_tokens=int(data["input_tokens"]), max_tokens=int(data["max_tokens"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Claim:
     """The right to fetch one request's answer, held by one process (and one task in it) at a time.
 
     A file lock (``flock``) in ``claims/``: the OS drops it when its process dies, so a claim never
     outlives its process, whatever killed it. Keys share lock files by their first hex digits, so the
     folder stays small; a shared stripe only makes one request wait for another now and then.
-    ``mark_in_flight`` leaves a file for each attempt whose outcome is unknown until ``clear_in_flight``;
-    a mark found by the next holder means a process died during an attempt that may have been billed.
+
+    What may have been paid twice is written down where a kill cannot erase it:
+
+    * ``<key>.inflight`` (``mark``) says, before every attempt, how many attempts at this request may have
+      been billed without an answer (the one going out included). It goes when the outcome is known. A
+      mark the next holder of the claim finds was left by a process that died: that many attempts may
+      have been billed, and the next send may pay again.
+    * ``<key>.<pid>.tally`` (``tally``) keeps the count of an answered request whose earlier attempts may
+      have been billed, until its run's report (which counts them) is written; a run that finds the tally
+      of a dead process counts it instead (:meth:`ResponseCache.adopt_orphans`).
     """
 
     def __init__(self, folder: Path | None, key: str) -> None:
         self.key = key
+        self._folder = folder
         self._lock = FileLock(str(folder / f"{key[:CLAIM_STRIPE_DIGITS]}.lock")) if folder else None
         self._mark = folder / f"{key}.inflight" if folder else None
-        self._marked = False
+        self._ours = False  # the mark is this holder's (not an orphan)
 
     def try_acquire(self) -> bool:
         if self._lock is None:
@@ -128,22 +169,41 @@ class Claim:
         if self._lock is not None and self._lock.is_locked:
             self._lock.release()
 
-    def orphaned_attempt(self) -> bool:
-        """Whether a process that held this claim died during an attempt (its mark is still there)."""
-        return self._mark is not None and not self._marked and self._mark.exists()
+    def orphaned_attempts(self) -> int:
+        """Attempts a process that died while holding this claim may have had billed (0: none)."""
+        if self._mark is None or self._ours or not self._mark.exists():
+            return 0
+        found = Attempted.read(self._mark)
+        return max(found.count, 1) if found else 1
 
-    def mark_in_flight(self) -> None:
-        if self._mark is not None and not self._marked:
-            try:
-                self._mark.write_text(f"{os.getpid()} {datetime.now(UTC).isoformat()}\n")
-            except OSError as exc:
-                raise _write_error(self._mark, exc) from None
-            self._marked = True
+    def _write(self, path: Path, count: int, request: ModelRequest) -> None:
+        params = request.params
+        data = {"key": self.key, "count": count, "pid": os.getpid(), "model": request.model,
+                "input_tokens": count_tokens(str(params.get("system") or ""))
+                + count_tokens(str(params.get("messages") or "")) + 8,
+                "max_tokens": int(params.get("max_tokens") or 0),
+                "time": datetime.now(UTC).isoformat(timespec="seconds")}
+        try:
+            atomic_write_text(path, json.dumps(data) + "\n")
+        except OSError as exc:
+            raise _write_error(path, exc) from None
 
-    def clear_in_flight(self) -> None:
-        if self._mark is not None:
+    def mark(self, count: int, request: ModelRequest) -> None:
+        """``count`` attempts may have been billed without an answer (0 clears the mark)."""
+        if self._mark is None:
+            return
+        if count <= 0:
             self._mark.unlink(missing_ok=True)
-            self._marked = False
+        else:
+            self._write(self._mark, count, request)
+        self._ours = True
+
+    def answered(self, earlier: int, request: ModelRequest) -> None:
+        """The answer is cached; ``earlier`` attempts before it may have been billed as well."""
+        if self._folder is not None and self._mark is not None:
+            if earlier > 0:
+                self._write(self._folder / f"{self.key}.{os.getpid()}.tally", earlier, request)
+            self._mark.unlink(missing_ok=True)
 
 
 def _write_error(path: Path, exc: BaseException) -> StateError:
@@ -251,6 +311,42 @@ class ResponseCache:
         """The claim to fetch ``key`` (a no-op claim when this session neither reads nor writes)."""
         return Claim(self.claims_dir if self.mode != "off" else None, key)
 
+    def adopt_orphans(self) -> list[Attempted]:
+        """Counts of possible double billing that died with their process, for this run to report: tallies
+        of dead processes, and marks of attempts whose answer was cached just before its process died.
+        Each is taken by exactly one run (renamed first, then read and removed)."""
+        found: list[Attempted] = []
+        for path in self.claims_dir.glob("*.tally"):
+            parts = path.name.split(".")
+            if len(parts) != 3 or not parts[1].isdigit() or _pid_alive(int(parts[1])):
+                continue
+            found += self._take(path)
+        for path in self.claims_dir.glob("*.inflight"):
+            key = path.name.removesuffix(".inflight")
+            claim = Claim(self.claims_dir, key)
+            if not claim.try_acquire():
+                continue  # somebody is working on it
+            try:
+                if self.get_key(key) is not None:  # answered and cached: earlier attempts are the extra
+                    for attempted in self._take(path):
+                        if attempted.count > 1:
+                            found.append(Attempted(key, attempted.count - 1, attempted.model,
+                                                   attempted.input_tokens, attempted.max_tokens))
+            finally:
+                claim.release()
+        return found
+
+    def _take(self, path: Path) -> list[Attempted]:
+        taken = path.with_name(f"{path.name}.taken-{os.getpid()}")
+        try:
+            os.rename(path, taken)
+        except OSError:
+            return []  # another run took it first
+        attempted = Attempted.read(taken)
+        taken.unlink(missing_ok=True)
+        return [attempted] if attempted else []
+
+
     # -- verify / repair -----------------------------------------------------------------------------
     def verify(self) -> VerifyReport:
         """Read every entry and check its checksum."""
@@ -338,3 +434,8 @@ def _json(data: bytes) -> Any:
     import json  # noqa: PLC0415
 
     return json.loads(data.decode("utf-8"))
+
+def forget_tallies(cache_dir: Path) -> None:
+    """This process's run has reported its counts (a record holds them): its tallies are not needed."""
+    for path in (cache_dir / "claims").glob(f"*.{os.getpid()}.tally"):
+        path.unlink(missing_ok=True)

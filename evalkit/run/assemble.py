@@ -251,7 +251,8 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
         models_usage={role: ModelUsage.of(model_totals[role]) for role in ROLES},
         caching={role: CachingInfo.of(prepared.cache_plans[role], model_totals[role]) for role in ROLES},
         lint=prepared.findings,
-        cost_usd=CostSummary.of(model_totals, possible_double_billing(session.calls, settings.pricing)),
+        cost_usd=CostSummary.of(model_totals, possible_double_billing(session.calls, settings.pricing)
+                                + session.orphaned_usd),
     )
     rows = [sample_row(result, settings.pricing) for result in results]
     return Assembled(record=record, rows=rows, results=results)

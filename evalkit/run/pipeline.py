@@ -12,6 +12,7 @@ from evalkit._hashing import digest
 from evalkit.backends import Backend, connect
 from evalkit.config import Settings
 from evalkit.cost.estimate import Estimate, SpendTracker, check_budget, estimate_cost
+from evalkit.cost.prices import attempt_upper_bound
 from evalkit.errors import ProviderError
 from evalkit.progress import Progress
 from evalkit.providers.response_cache import CacheMode, ResponseCache
@@ -20,7 +21,7 @@ from evalkit.record.rows import SampleRow
 from evalkit.run.assemble import assemble
 from evalkit.run.options import RunOptions
 from evalkit.run.prepare import Prepared, prepare
-from evalkit.run.session import Executor, run_session
+from evalkit.run.session import Executor, Session, run_session
 from evalkit.scoring.samples import SampleResult
 from evalkit.spec import TaskSpec
 
@@ -72,6 +73,19 @@ def _announce(prepared: Prepared, backend: Backend, progress: Progress) -> None:
             progress.note(f"prompt caching off for the {role} ({plan.model}): {plan.reason}")
 
 
+def _adopt_orphans(session: Session, cache: ResponseCache, settings: Settings, progress: Progress) -> None:
+    """Possible double payments counted by runs that died before their report: this run reports them."""
+    orphans = cache.adopt_orphans()
+    if not orphans:
+        return
+    count = sum(o.count for o in orphans)
+    session.stats.possibly_billed_twice += count
+    session.orphaned_usd += sum(o.count * attempt_upper_bound(settings.pricing, o.model, o.input_tokens,
+                                                              o.max_tokens) for o in orphans)
+    progress.note(f"{count} attempt(s) of earlier, interrupted runs may have been billed without their "
+                  "answer being reported: counted in this run's possibly-billed-twice figures")
+
+
 def estimate_run(prepared: Prepared, backend: Backend, *, mode: str,
                  cache_mode: CacheMode = "read-only") -> Estimate:
     """What the run's requests the response cache cannot answer would cost (nothing is sent)."""
@@ -104,6 +118,8 @@ def run_evaluation(task: TaskSpec, settings: Settings, options: RunOptions, *, p
         execute_started = time.perf_counter()
         session = asyncio.run(run_session(prepared, execute, options))
         execute_seconds = time.perf_counter() - execute_started
+        if cache.mode != "off":
+            _adopt_orphans(session, cache, settings, progress)
     if spend is not None:
         spend.check()
     assembled = assemble(prepared, session, backend=backend, options=options, run_id=run_id, started=started,

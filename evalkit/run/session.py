@@ -51,6 +51,8 @@ class Session:
     decision: Decision | None = None  # set when a sequential look decided
     judged: dict[str, bool | None] = field(default_factory=dict)
     judge_calls: list[CallResult] = field(default_factory=list)
+    #: The most that attempts of earlier, killed runs may have cost without being reported (USD).
+    orphaned_usd: float = 0.0
 
     def add(self, calls: list[CallResult], stats: ExecutionStats, report: BatchReport | None) -> None:
         self.calls.extend(calls)

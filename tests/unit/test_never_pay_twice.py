@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from evalkit.errors import ProviderError, StateError
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.batching import BatchLedger, BatchReport, execute_batch
 from evalkit.providers.execute import CallResult, ExecutionStats, execute_realtime
-from evalkit.providers.response_cache import ResponseCache, request_key
+from evalkit.providers.response_cache import ResponseCache, forget_tallies, request_key
 from tests.fakes import FakeProvider, Received
 from tests.unit.helpers import requests
 
@@ -310,3 +311,30 @@ def test_a_claim_is_released_when_its_holder_dies_and_its_in_flight_mark_counts(
     assert result.response is not None and stats.requests_sent == 1
     assert stats.possibly_billed_twice == 1 and result.maybe_billed == 1  # the dead one may have paid
     assert not (cache.claims_dir / f"{key}.inflight").exists()
+
+
+def test_what_a_killed_run_may_have_paid_twice_is_reported_by_the_next(tmp_path: Path) -> None:
+    # A run answered request 0 after a timed-out attempt (a tally), and died with request 1 in flight
+    # after one timed-out attempt (a mark saying two attempts may have been billed), before its report.
+    reqs = requests(2)
+    with ResponseCache(tmp_path / "cache") as cache:
+        [done], _ = asyncio.run(execute_realtime(reqs[:1], FakeProvider(), cache, concurrency=1))
+        assert done.response is not None
+        dead = 99_999_999
+        record = {"count": 1, "pid": dead, "model": reqs[0].model, "input_tokens": 50, "max_tokens": 50}
+        key0, key1 = (request_key("fake:provider", r) for r in reqs[:2])
+        (cache.claims_dir / f"{key0}.{dead}.tally").write_text(json.dumps({**record, "key": key0}))
+        (cache.claims_dir / f"{key1}.inflight").write_text(json.dumps({**record, "key": key1, "count": 2}))
+
+        provider = FakeProvider()
+        results, stats = asyncio.run(execute_realtime(reqs[:2], provider, cache, concurrency=1))
+        assert [r.request.sample_id for r in provider.history] == ["s0"]  # request 1: the reference
+        assert stats.possibly_billed_twice == 2 and results[1].maybe_billed == 2  # the mark's two attempts
+        orphans = cache.adopt_orphans()  # the pipeline does this after the session
+        assert [(o.key, o.count) for o in orphans] == [(key0, 1)]
+        assert cache.adopt_orphans() == []  # taken once
+        assert list(cache.claims_dir.glob("*.inflight")) == []
+        # This run's own count stays on disk until its report holds it.
+        assert [p.name for p in cache.claims_dir.glob("*.tally")] == [f"{key1}.{os.getpid()}.tally"]
+        forget_tallies(tmp_path / "cache")
+        assert list(cache.claims_dir.glob("*.tally")) == []

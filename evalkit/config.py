@@ -178,6 +178,11 @@ class BatchSettings(_Strict):
     reconcile_delay_s: float = Field(default=2.0, ge=0,
                                      description="After a create error, wait this long before looking for "
                                                  "the batch in the workspace's batch list.")
+    create_settle_s: float = Field(default=60.0, ge=0,
+                                   description="A create whose outcome is unknown (an error, or a process "
+                                               "that died during it) is looked for in the batch list this "
+                                               "long after it was sent before its requests are submitted "
+                                               "again.")
 
 
 class Settings(_Strict):

@@ -16,7 +16,10 @@ SDK's retries are off for it). After it fails:
   that died during the call (a ``submitting`` record found by the next run) are *reconciled*: the
   workspace's batch list is searched for batches of the record's size created around its time that no
   record already owns. None: the create did not land (``never_submitted``) and the items are submitted
-  again under a new marker. Some: the record is ``verifying`` them; its items are not submitted again, and
+  again under a new marker — but only once the create has *settled* (``batch.create_settle_s`` after it
+  was sent: a create still in flight at the server, e.g. of a process killed mid-call, may land late;
+  until then the record keeps looking). Some: the record is ``verifying`` them; its items are not
+  submitted again, and
   each candidate is polled like an own batch. When one ends, the first line of its results says whose it
   is: the record's custom_ids (with its nonce) make it ours and it is collected; anything else is
   somebody else's batch, never read further, never cancelled, never adopted.
@@ -359,8 +362,15 @@ class _BatchRun:
                 and b.created_at is not None
                 and created - WINDOW_BEFORE <= b.created_at <= created + WINDOW_AFTER]
 
+    def _settled(self, record: LedgerRecord) -> bool:
+        """Whether a create of unknown outcome is old enough that its batch would be listed by now."""
+        created = datetime.fromisoformat(record.created_at)
+        return datetime.now(UTC) >= created + timedelta(seconds=self.settings.create_settle_s)
+
     async def _reconcile(self, record: LedgerRecord, owned: set[str], *, after_error: bool) -> None:
-        """The create call of ``record`` failed or its process died during it: does its batch exist?"""
+        """The create call of ``record`` failed or its process died during it: does its batch exist?
+        Candidates are verified while the run waits; with none yet, the record keeps looking until the
+        create has settled (a create still in flight at the server may land late), then is absent."""
         batches = await self.provider.list_batches(limit=1000)
         found = self._candidates(record, batches, owned)
         if found:
@@ -368,10 +378,11 @@ class _BatchRun:
             self.progress.note(f"a batch create {'failed' if after_error else 'was interrupted'}; "
                                f"{', '.join(found)} may be its batch: waiting for its results to prove it "
                                "by this run's marker (nothing else is adopted)")
+        elif not self._settled(record):
+            record.state, record.candidates = "verifying", []
         else:
             record.state = "never_submitted"
-            if after_error:
-                self.watched.append(record)
+            self.watched.append(record)
         self.ledger.write(record)
 
     async def _create(self, record: LedgerRecord, chunk: list[tuple[str, dict[str, Any]]],
@@ -401,7 +412,7 @@ class _BatchRun:
             if record.state == "never_submitted":
                 self.create_failures += 1
                 return False
-            return True
+            return True  # verifying: its batch is looked for (and proved) while the run waits
         record.batch_id, record.state = info.id, "submitted"
         self.ledger.write(record)
         return True
@@ -503,22 +514,29 @@ class _BatchRun:
                 self.progress.note(f"cancelled batch {batch_id}: its requests were answered by "
                                    f"{adopted.batch_id}, the batch of an earlier create that had failed")
 
-    async def _look_for_late_batches(self, waiting: dict[str, LedgerRecord]) -> None:
-        """A create that failed and was not in the list may still show up: look again while waiting."""
+    async def _look_for_late_batches(self, waiting: dict[str, LedgerRecord],
+                                     looking: list[LedgerRecord]) -> None:
+        """Creates of unknown outcome (``looking``: no candidate yet) and creates concluded absent after an
+        error (watched) may still show up in the list: look again while waiting. A record that has
+        settled without a candidate is concluded absent; its requests are then submitted again."""
         now = datetime.now(UTC)
         self.watched = [r for r in self.watched if r.state == "never_submitted"
                         and now <= datetime.fromisoformat(r.created_at) + WINDOW_AFTER]
-        if not self.watched:
+        if not self.watched and not looking:
             return
         batches = await self.provider.list_batches(limit=1000)
         owned = self._owned() | set(waiting)
-        for record in self.watched:
+        for record in [*looking, *self.watched]:
             found = self._candidates(record, batches, owned)
             if found:
                 record.state, record.candidates = "verifying", found
                 self.ledger.write(record)
                 for batch_id in found:
                     waiting[batch_id] = record
+            elif record in looking and self._settled(record):
+                record.state = "never_submitted"
+                self.ledger.write(record)
+                self.watched.append(record)
 
     async def _poll(self, batch_id: str) -> BatchInfo | None:
         """The batch's status; None when this look failed in a way worth another look (it is free)."""
@@ -540,7 +558,11 @@ class _BatchRun:
         delay = self.settings.poll_initial_s
         last_label = ""
         failures = 0
-        while waiting:
+
+        def looking() -> list[LedgerRecord]:
+            return [r for r in records if r.state == "verifying" and not set(r.candidates) & set(waiting)]
+
+        while waiting or looking():
             infos: list[BatchInfo] = []
             for batch_id, record in list(waiting.items()):
                 if batch_id not in waiting:
@@ -564,19 +586,20 @@ class _BatchRun:
                     failures += 1  # the results could not be read this time: read them again next time
                     if failures > 50:
                         raise
-            await self._look_for_late_batches(waiting)
+            await self._look_for_late_batches(waiting, looking())
             label = _status_label(infos, time.monotonic() - started)
             if label != last_label:
                 self.progress.update(label)
                 last_label = label
-            if not waiting:
+            if not waiting and not looking():
                 break
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 done = sum(1 for key in wanted if key in self.answers)
+                what = (f"batch{'es' if len(waiting) > 1 else ''} {', '.join(map(str, waiting))} still "
+                        "processing" if waiting else "a batch create whose outcome is not known yet")
                 raise BatchPendingError(
-                    f"batch{'es' if len(waiting) > 1 else ''} {', '.join(map(str, waiting))} still "
-                    f"processing after the --max-wait of {deadline - started:.0f} s ({done} of {len(wanted)} "
+                    f"{what} after the --max-wait of {deadline - started:.0f} s ({done} of {len(wanted)} "
                     "answers in); nothing is lost: run the same command again to pick up the results "
                     "(nothing is resubmitted)",
                     batch_ids=[str(b) for b in waiting],
@@ -607,8 +630,9 @@ class _BatchRun:
         del waiting[batch_id]
         self.report.not_ours.append(batch_id)
         record.candidates = [c for c in record.candidates if c != batch_id]
-        if not record.candidates:
+        if not record.candidates and self._settled(record):
             record.state = "never_submitted"  # no batch of the workspace carries its marker
+            self.watched.append(record)
         self.ledger.write(record)
 
 

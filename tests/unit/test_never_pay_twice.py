@@ -85,7 +85,7 @@ def test_somebody_elses_batch_of_the_same_size_and_time_is_never_adopted(cache: 
                                 "messages": [{"role": "user", "content": f"x{i}"}]}) for i in range(6)]
     theirs = asyncio.run(provider.submit_batch(foreign)).id
 
-    results, _, report = _batch(requests(3), provider, cache, ledger)
+    results, _, report = _batch(requests(3), provider, cache, ledger, create_settle_s=0)
     assert report.not_ours == [theirs] and report.reattached == [] and provider.calls.get("cancel", 0) == 0
     assert all(r.response is not None and r.response.batch_id != theirs for r in results)
     ours = [b for b in provider.batches.values() if b.id != theirs]
@@ -126,7 +126,7 @@ def test_creates_that_keep_failing_stop_the_run_with_exit_4_after_the_configured
     provider.fail(ProviderError("API error 500 api_error", status=500, retryable=True), on="submit",
                   times=None)
     with pytest.raises(ProviderError, match="could not create a batch") as caught:
-        _batch(requests(2), provider, cache, ledger, create_retries=2)
+        _batch(requests(2), provider, cache, ledger, create_retries=2, create_settle_s=0)
     assert caught.value.exit_code == 4 and provider.submissions == 3 and provider.billed == []
 
 
@@ -136,13 +136,27 @@ def test_a_batch_that_shows_up_late_is_used_and_the_duplicate_cancelled(cache: R
     # submits again, then finds the first one after all: it proves ours, and the second is cancelled.
     provider = FakeProvider(batch_polls=[0, 5], list_lag=1)
     provider.fail(_gateway_timeout(), on="submitted", call=1)
-    results, _, report = _batch(requests(4), provider, cache, ledger)
+    results, _, report = _batch(requests(4), provider, cache, ledger, create_settle_s=0)
     first, second = provider.batches
     assert report.verified == [first] and report.canceled_duplicates == [second]
     assert provider.batches[second].cancel_requested
     assert all(r.response is not None and r.response.batch_id == first for r in results)
     assert _double_billed(provider.billed) == 0 and len(provider.billed) == 8
     assert report.duplicate_items == 0
+
+
+def test_a_create_still_in_flight_when_the_next_run_looks_is_waited_for_not_resubmitted(
+        cache: ResponseCache, ledger: BatchLedger) -> None:
+    # The process died during a slow create; the next run starts before the batch is in the list (the
+    # list shows it only on its fourth look): the record keeps looking until the create settles.
+    provider = FakeProvider(list_lag=3)
+    provider.fail(Crash(), on="submitted")
+    with pytest.raises(Crash):
+        _batch(requests(3), provider, cache, ledger)
+    results, _, report = _batch(requests(3), provider, cache, ledger, create_settle_s=60)
+    assert provider.submissions == 1 and report.reattached == ["msgbatch_fake0001"]
+    assert all(r.response is not None for r in results) and _double_billed(provider.billed) == 0
+    assert provider.calls["list"] == 4
 
 
 def test_a_crash_during_the_warmup_create_does_not_skip_the_warmup(cache: ResponseCache,

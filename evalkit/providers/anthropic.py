@@ -95,8 +95,11 @@ class AnthropicProvider(Provider):
     async def submit_batch(self, items: list[tuple[str, dict[str, Any]]]) -> BatchInfo:
         """One create call, no SDK retry: after an error the batch may exist or not (see batching)."""
         requests = [{"custom_id": custom_id, "params": params} for custom_id, params in items]
+        # A create that times out leaves its outcome unknown: give it the SDK's own ample timeout.
+        seconds = max(self.timeout_s, SDK_DEFAULT_TIMEOUT_S)
         try:
-            raw = await self._once.messages.batches.with_raw_response.create(requests=requests)  # type: ignore[arg-type]
+            raw = await self._once.messages.batches.with_raw_response.create(
+                requests=requests, timeout=httpx2.Timeout(seconds, connect=10.0))  # type: ignore[arg-type]
             batch = await raw.parse()
         except anthropic.APIError as exc:
             raise map_sdk_error(exc, model=_models_of(items)) from None

@@ -9,8 +9,31 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+#: One permission policy for everything evalkit keeps (cache, batch ledger, simulator state, reports):
+#: owner-only. Folders 0700, files 0600. Other users of the machine can read none of it.
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and any missing parents) owner-only; make an existing one of ours owner-only."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            pass
+    if path.is_dir() and path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+        path.chmod(PRIVATE_DIR)
+    return path
+
+
+def private_file(path: Path) -> None:
+    if path.is_file() and path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+        path.chmod(PRIVATE_FILE)
+
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``path`` (owner-only, 0600: ``mkstemp``'s mode) so that it is either old or new, never torn."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

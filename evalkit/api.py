@@ -31,6 +31,7 @@ from evalkit.gate import (
 from evalkit.progress import NullProgress, Progress
 from evalkit.prompts.lint import Finding
 from evalkit.prompts.lint import lint_task as _lint
+from evalkit.providers.response_cache import forget_tallies
 from evalkit.record.files import read_record, read_rows
 from evalkit.record.model import RunRecord
 from evalkit.report.html import render_html, write_run_folder
@@ -40,6 +41,7 @@ from evalkit.run.options import RunOptions
 from evalkit.run.pipeline import RunResult, estimate_run, run_evaluation
 from evalkit.run.plan import PlanResult, plan
 from evalkit.run.prepare import Prepared, prepare, simulator_preflight, with_task_corpus
+from evalkit.run.state import repair_project_state, verify_project_state
 from evalkit.scaffold import Initialised, init_task, setup_demo
 from evalkit.spec import TaskSpec, load_task
 from evalkit.stats.validity import Problem
@@ -61,6 +63,7 @@ def run_task(task_path: str | Path | TaskSpec, options: RunOptions | None = None
         for configuration in result.configurations:  # each candidate configuration's full evidence
             write_run_folder(result.folder / "configs" / configuration.name, configuration.record,
                              configuration.rows)
+    forget_tallies(settings.cache_dir)  # the record counts what may have been billed twice now
     return result
 
 
@@ -127,15 +130,7 @@ def tune_task(task_path: str | Path, routing: RoutingOptions, *, offline: bool |
                          routing=routing, write_report=False)
     task, settings = _load(task_path)
     result = run_task(task, options, progress=progress)
-    record, name = result.record, None
-    if result.configurations:  # several candidate configurations: route the one asked for
-        names = [c.name for c in result.configurations]
-        name = configuration or names[0]
-        if name not in names:
-            raise UsageError(f"the task has no configuration {name!r}", hint=f"one of: {', '.join(names)}")
-        record = result.configurations[names.index(name)].record
-    elif configuration is not None:
-        raise UsageError("--configuration needs a task with models.candidates")
+    record, name = result.configuration(configuration)
     analysis = record.routing
     if not analysis.available:
         raise UsageError(f"cannot tune: {analysis.why}")
@@ -247,3 +242,7 @@ def serve_simulator(*, host: str, port: int, state_dir: Path | None = None,
 def simulator_ledger(state_dir: Path | None = None) -> Path:
     """Where ``evalkit sim serve`` appends what it billed."""
     return (state_dir or load_settings().cache_dir.parent / "simulator-server") / "billing.jsonl"
+
+
+verify_state = verify_project_state  # `evalkit cache verify`: every cached answer and ledger record
+repair_state = repair_project_state  # `evalkit cache repair`

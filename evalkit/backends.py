@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from evalkit._io import private_dir
+from evalkit._urls import redact_url
 from evalkit.config import Settings
 from evalkit.errors import AuthError, UsageError
 from evalkit.providers.anthropic import DEFAULT_BASE_URL, AnthropicProvider, make_client
@@ -37,13 +39,16 @@ def connect(settings: Settings, *, offline: bool | None) -> Backend:
     if offline is None:
         offline = not api_key
     if offline:
-        from evalkit.sim import Simulator  # noqa: PLC0415 - sklearn/starlette load only when needed
+        from evalkit.sim import Simulator, simulator_state_dir  # noqa: PLC0415 - sklearn/starlette on demand
 
+        private_dir(simulator_state_dir(settings))  # its billing ledger is evalkit's state: owner-only
         simulator = Simulator(settings)
         client = make_client(api_key=SIMULATOR_KEY, base_url="http://simulator.evalkit.invalid",
                              max_retries=settings.max_retries, timeout_s=settings.request_timeout_s,
                              asgi_app=simulator.app)
-        provider = AnthropicProvider(client, endpoint=simulator.endpoint, simulated=True)
+        provider = AnthropicProvider(client, endpoint=simulator.endpoint, simulated=True,
+                                     timeout_s=settings.request_timeout_s,
+                                     timeout_per_output_token_s=settings.timeout_per_output_token_s)
         why = "--offline" if api_key else "no ANTHROPIC_API_KEY is set"
         return Backend(provider, "simulator", f"built-in offline simulator ({why})")
     if not api_key:
@@ -52,8 +57,12 @@ def connect(settings: Settings, *, offline: bool | None) -> Backend:
             hint="export ANTHROPIC_API_KEY=… (any value works for `evalkit sim serve`), or use --offline",
         )
     if base_url is not None and not base_url.startswith(("http://", "https://")):
-        raise UsageError(f"ANTHROPIC_BASE_URL must start with http:// or https://, got {base_url!r}")
+        raise UsageError(f"ANTHROPIC_BASE_URL must start with http:// or https://, got "
+                         f"{redact_url(base_url)!r}")
     client = make_client(api_key=api_key, base_url=base_url, max_retries=settings.max_retries,
                          timeout_s=settings.request_timeout_s)
-    endpoint = (base_url or DEFAULT_BASE_URL).rstrip("/")
-    return Backend(AnthropicProvider(client, endpoint=endpoint), "api", f"Anthropic API at {endpoint}")
+    # The endpoint names the API in cache keys, records and messages: never with the URL's credentials.
+    endpoint = redact_url((base_url or DEFAULT_BASE_URL).rstrip("/"))
+    provider = AnthropicProvider(client, endpoint=endpoint, timeout_s=settings.request_timeout_s,
+                                 timeout_per_output_token_s=settings.timeout_per_output_token_s)
+    return Backend(provider, "api", f"Anthropic API at {endpoint}")

@@ -116,6 +116,8 @@ def run(task_file: Path, offline: bool | None, mode: Literal["batch", "realtime"
                          hint="create it with `evalkit baseline save TASK.yaml --out <path>` and commit it")
     result = api.run_task(task_file, options, progress=_progress(quiet))
     _print_result(result.record, result.folder, result.cache_dir)
+    if result.failure is not None:
+        raise result.failure  # exit 4, documented in docs/ci.md
     if gate_baseline is not None:
         _finish_gate(api.check_gate(result, gate_baseline))
     if result.record.decision.verdict == "INVALID-RUN":
@@ -164,11 +166,21 @@ def _print_result(record: Any, folder: Path, cache_dir: Path | None = None) -> N
     if weak and decision.verdict != "NO-GO":
         click.secho(f"  NO-GO within: {', '.join(weak)}", fg="red")
     execution = record.execution
-    click.echo(f"  requests sent: {execution.requests_sent}, answered from cache: {execution.cache_hits}, "
-               f"failed: {execution.errors}")
+    shared = (f" ({execution.shared_with_other_runs} fetched by another run sharing the cache)"
+              if execution.shared_with_other_runs else "")
+    click.echo(f"  requests sent: {execution.requests_sent}, answered from cache: "
+               f"{execution.cache_hits}{shared}, failed: {execution.errors}")
     cost = record.cost_usd
     saved = f", batch discount saved ${cost.batch_savings:.4f}" if cost.batch_savings > 0 else ""
-    click.echo(f"  cost of these answers: ${cost.answers:.4f} (paid this run: ${cost.this_run:.4f}{saved})")
+    bound = f", at most ${cost.this_run_upper_bound:.4f}" if cost.this_run_upper_bound > cost.this_run else ""
+    click.echo(f"  cost of these answers: ${cost.answers:.4f} "
+               f"(paid this run: ${cost.this_run:.4f}{bound}{saved})")
+    if execution.possibly_billed_twice:
+        click.secho(f"  possibly billed twice: {execution.possibly_billed_twice} request(s) sent again after "
+                    f"an attempt that may have been billed ({execution.timeouts} timed out); the Messages "
+                    "API has no idempotency key. Raise request_timeout_s if answers are slow.", fg="yellow")
+    if record.batch.canceled_duplicates:
+        click.echo(f"  cancelled duplicate batch(es): {', '.join(record.batch.canceled_duplicates)}")
     if record.batch.answer_batch_ids:
         click.echo(f"  batches: {', '.join(record.batch.answer_batch_ids)}")
     click.echo(f"  report: {folder / 'report.html'}")
@@ -398,6 +410,57 @@ def lint(task_file: Path, mode: str) -> None:
     sys.exit(1 if serious else 0)
 
 
+@main.group()
+def cache() -> None:
+    """evalkit's own state: the response cache and the batch ledger."""
+
+
+STATE_PATH = click.argument("path", required=False, type=click.Path(path_type=Path),
+                            metavar="[TASK.yaml|DIR]")
+
+
+@cache.command("verify")
+@STATE_PATH
+def cache_verify(path: Path | None) -> None:
+    """Read every cached answer (checking its checksum) and every batch-ledger record; list what is
+    damaged. Exit code 0 when everything is intact, 2 when something is damaged (see `evalkit cache
+    repair`)."""
+    from evalkit import api  # noqa: PLC0415
+
+    check = api.verify_state(path)
+    report = check.cache
+    if report.unreadable:
+        click.secho(f"{report.database}: cannot be read: {report.unreadable}", fg="red")
+    else:
+        click.echo(f"{report.database}: {report.entries} entries ({report.checksummed} checksummed, "
+                   f"{report.legacy} from before checksums), {len(report.damaged)} damaged")
+    for key in report.damaged:
+        click.secho(f"  damaged entry {key}", fg="red")
+    click.echo(f"{check.ledger_dir}: {len(check.ledger)} damaged batch-ledger record(s)")
+    for _file, problem in check.ledger:
+        click.secho(f"  {problem}", fg="red")
+    if check.ok:
+        click.secho("everything is intact", fg="green")
+        return
+    click.echo("fix: evalkit cache repair" + (f" {path}" if path else ""))
+    sys.exit(2)
+
+
+@cache.command("repair")
+@STATE_PATH
+def cache_repair(path: Path | None) -> None:
+    """Repair what `evalkit cache verify` finds: restore ledger records from the ledger's journal, rebuild
+    a damaged cache.db from what can be read, drop damaged answers and read batch answers back from their
+    batches. Says what a re-run would pay for again; never deletes a ledger record it cannot restore."""
+    from evalkit import api  # noqa: PLC0415
+
+    done = api.repair_state(path)
+    for line in done:
+        click.echo(line)
+    if not done:
+        click.secho("nothing to repair: everything is intact", fg="green")
+
+
 def _finish_gate(gate: Any) -> None:
     """Print the gate's checks and exit with its code."""
     colours = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": None, "invalid": "red"}
@@ -453,6 +516,8 @@ def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance:
     result = api.gate_task(task_file, baseline_path, gate=gate_options, options=options, junit=junit,
                            progress=_progress(quiet))
     _print_result(result.run.record, result.run.folder)
+    if result.run.failure is not None:
+        raise result.run.failure
     _finish_gate(result)
 
 

@@ -91,6 +91,10 @@ class SimCorpus(_Strict):
 SimTier = Literal["small", "medium", "large"]
 
 
+FaultEndpoint = Literal["messages", "count_tokens", "batch_create", "batch_list", "batch_retrieve",
+                        "batch_results", "batch_cancel", "all"]
+
+
 class SimFaults(_Strict):
     """Faults the simulated Messages endpoint injects, as fractions of requests (drawn per request)."""
 
@@ -102,10 +106,23 @@ class SimFaults(_Strict):
     slow: float = Field(default=0.0, ge=0, le=1, description="The response takes slow_ms longer.")
     slow_ms: float = Field(default=2000.0, ge=0)
     retry_after_s: float = Field(default=0.05, ge=0, description="retry-after sent with 429s.")
+    endpoints: list[FaultEndpoint] = Field(
+        default_factory=lambda: list[FaultEndpoint](["messages"]),
+        description="Where the faults above are drawn: messages, count_tokens, batch_create, batch_list, "
+                    "batch_retrieve, batch_results, batch_cancel, or all.")
+    after_create: float = Field(default=0.0, ge=0, le=1,
+                                description="Batch creates that create the batch and then answer 504 (a "
+                                            "gateway timed out): the client cannot know the batch exists.")
+    after_answer: float = Field(default=0.0, ge=0, le=1,
+                                description="Messages that are answered and billed, then answer 504: the "
+                                            "client cannot know it was billed.")
 
     @property
     def any(self) -> bool:
         return any((self.rate_limit, self.overloaded, self.server_error, self.disconnect, self.slow))
+
+    def applies_to(self, endpoint: str) -> bool:
+        return "all" in self.endpoints or endpoint in self.endpoints
 
 
 def _default_tiers() -> dict[str, SimTier]:
@@ -196,6 +213,18 @@ class BatchSettings(_Strict):
                               description="Submissions per item before an errored/expired item is given up.")
     warmup: bool = Field(default=True, description="Send one request per model first to write the 1 h prompt "
                          "cache, then the rest (cache hits inside a batch are otherwise best-effort).")
+    create_retries: int = Field(default=4, ge=0, le=20,
+                                description="Batch creates that failed without creating a batch (429, or "
+                                            "an error after which no batch of this run's exists) are tried "
+                                            "again this many times.")
+    reconcile_delay_s: float = Field(default=2.0, ge=0,
+                                     description="After a create error, wait this long before looking for "
+                                                 "the batch in the workspace's batch list.")
+    create_settle_s: float = Field(default=60.0, ge=0,
+                                   description="A create whose outcome is unknown (an error, or a process "
+                                               "that died during it) is looked for in the batch list this "
+                                               "long after it was sent before its requests are submitted "
+                                               "again.")
 
 
 class Settings(_Strict):
@@ -207,7 +236,12 @@ class Settings(_Strict):
     reports_dir: Path
     concurrency: int = Field(default=8, ge=1, le=256)
     max_retries: int = Field(default=4, ge=0, le=20)
-    request_timeout_s: float = Field(default=120.0, gt=0)
+    #: Seconds to wait for one answer, at least; a request that may write more output waits longer
+    #: (``timeout_per_output_token_s`` × its max_tokens), as the SDK sizes its own timeouts.
+    request_timeout_s: float = Field(default=600.0, gt=0)
+    timeout_per_output_token_s: float = Field(default=3600 / 128_000, ge=0)
+    #: Folders outside the task's own folder that ``prompt.include`` may read from (none by default).
+    include_dirs: list[Path] = Field(default_factory=list)
     pricing: PricingTable
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
@@ -228,7 +262,9 @@ class _EvalkitSection(_Strict):
     reports_dir: str = "reports"
     concurrency: int = 8
     max_retries: int = 4
-    request_timeout_s: float = 120.0
+    request_timeout_s: float = 600.0
+    timeout_per_output_token_s: float = 3600 / 128_000
+    include_dirs: list[str] = Field(default_factory=list)
 
 
 class _PricingOverrides(_Strict):
@@ -326,6 +362,8 @@ def load_settings(start: Path | None = None, *, settings_file: Path | None = Non
             concurrency=section["concurrency"],
             max_retries=section["max_retries"],
             request_timeout_s=section["request_timeout_s"],
+            timeout_per_output_token_s=section["timeout_per_output_token_s"],
+            include_dirs=[absolute(path).resolve() for path in section["include_dirs"]],
             pricing=pricing,
             simulator=parsed.simulator,
             batch=parsed.batch,

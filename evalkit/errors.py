@@ -11,6 +11,8 @@ and exits with its ``exit_code``.
     ├── DatasetError          dataset missing, empty, bad columns/labels   (exit 2)
     ├── TemplateError         prompt template does not compile or render   (exit 2)
     ├── CacheError            response cache unusable / entry missing      (exit 2)
+    │   └── StateError        damaged local state (cache entry, cache.db, batch ledger), or a disk
+    │                         that is full or read-only: names the file and the fix (exit 2)
     ├── BatchPendingError     batches still processing at --max-wait; re-run to resume (exit 5)
     ├── BudgetError           the budget guard refused to start or stopped the run     (exit 6)
     ├── PortInUseError        `evalkit sim serve`: the port is taken by another process (exit 8)
@@ -123,8 +125,22 @@ class CacheError(EvalkitError):
     """The response cache cannot serve what was asked (e.g. a read-only session misses)."""
 
 
+class StateError(CacheError):
+    """evalkit's own state on disk is damaged or cannot be written. Never answered by paying again: the run
+    stops and says which file, and how to fix it (usually ``evalkit cache verify`` / ``repair``)."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
 class ProviderError(EvalkitError):
-    """The model API failed. ``status`` is the HTTP status when there was one."""
+    """The model API failed. ``status`` is the HTTP status when there was one.
+
+    ``maybe_billed``: the request may have reached the model and been billed although no answer came back
+    (a timeout, a connection lost after the request was sent, a gateway's 502/504); sending it again may
+    pay twice. ``retry_after_s``: how long the server asked to wait before retrying.
+    """
 
     exit_code = 4
 
@@ -137,12 +153,18 @@ class ProviderError(EvalkitError):
         request_id: str | None = None,
         hint: str | None = None,
         retryable: bool = False,
+        maybe_billed: bool = False,
+        retry_after_s: float | None = None,
+        timed_out: bool = False,
     ) -> None:
         super().__init__(message, hint=hint)
         self.status = status
         self.error_type = error_type
         self.request_id = request_id
         self.retryable = retryable
+        self.maybe_billed = maybe_billed
+        self.retry_after_s = retry_after_s
+        self.timed_out = timed_out  # no answer within the timeout (the server may still be working on it)
 
 
 class AuthError(ProviderError):

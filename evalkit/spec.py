@@ -634,8 +634,48 @@ def _issue_from_pydantic(item: Mapping[str, Any], source: TaskSource) -> SpecIss
     return SpecIssue(path=path, message=message, line=line, hint=hint)
 
 
+#: Bounds on what a task file may make the YAML loader build: a task is a page of settings, and an
+#: "alias bomb" (anchors of anchors, 9 lines) would otherwise expand to gigabytes.
+MAX_TASK_BYTES = 2_000_000
+MAX_YAML_VALUES = 200_000
+
+
+def _expanded_size(root: yaml.Node, path: Path) -> None:
+    """Count the values ``root`` stands for once every alias is expanded (each shared node counted once
+    per use, computed once per node); raise when it passes the bound, or when an alias is recursive."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in active:
+            raise SpecError(path, [SpecIssue("", "a YAML alias refers to itself (a recursive anchor)",
+                                             node.start_mark.line + 1, "remove the alias")])
+        active.add(id(node))
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(key) + size(value) for key, value in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        active.discard(id(node))
+        if total > MAX_YAML_VALUES:
+            raise SpecError(path, [SpecIssue(
+                "", f"the YAML expands to more than {MAX_YAML_VALUES:,} values through its aliases "
+                    "(&anchor / *alias)", node.start_mark.line + 1,
+                "a task file needs no aliases of aliases: write the values out")])
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+
+
 def parse_task(text: str, path: Path) -> TaskSpec:
     """Parse task YAML text; raise :class:`SpecError` with every located problem."""
+    if len(text) > MAX_TASK_BYTES:
+        raise SpecError(path, [SpecIssue("", f"the task file is {len(text):,} characters, over the "
+                                         f"{MAX_TASK_BYTES:,} a task file may have", None,
+                                         "long texts go in files read with prompt.include")])
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -647,6 +687,7 @@ def parse_task(text: str, path: Path) -> TaskSpec:
                                          "check indentation and quoting around this line")]) from None
     if root is None:
         raise SpecError(path, [SpecIssue("", "the file is empty", 1, "start from tasks/triage.yaml")])
+    _expanded_size(root, path)
     source = TaskSource(path=path, text=text)
     issues: list[SpecIssue] = []
     _index_nodes(root, (), source.lines, source.value_lines, issues)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import errno
 import io
 import json
 import math
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import DatasetError
+from evalkit.errors import DatasetError, StateError
 
 #: File suffix -> format. A ``save_to_disk`` folder is format "disk".
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
@@ -188,6 +189,7 @@ def _disk(path: Path, split: str) -> Table:
     try:
         loaded = datasets.load_from_disk(str(path))
     except Exception as exc:  # noqa: BLE001 - datasets raises many types
+        _raise_if_disk_full(exc)
         raise DatasetError(f"cannot read the save_to_disk folder {path}: {exc}") from None
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
@@ -196,6 +198,18 @@ def _disk(path: Path, split: str) -> Table:
         loaded = loaded[split]
     rows = [json_safe(row) for row in loaded.to_list()]
     return Table(rows, [f"{path} row {i + 1}" for i in range(len(rows))], str(path))
+
+
+def _raise_if_disk_full(exc: BaseException) -> None:
+    """A full disk under the Hugging Face datasets cache is not a malformed dataset: say which it is."""
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            folder = Path(os.environ.get("HF_DATASETS_CACHE") or Path.home() / ".cache" / "huggingface")
+            raise StateError(f"the disk holding the datasets cache (hf-datasets, {folder}) is full: the "
+                             "dataset cannot be prepared there", path=folder,
+                             hint="free some space, or point HF_DATASETS_CACHE at a disk with room") from None
+        current = current.__cause__ or current.__context__
 
 
 def read_table(path: Path, *, fmt: str | None = None, delimiter: str | None = None,
@@ -227,6 +241,7 @@ def read_hub(name: str, *, config: str | None, split: str) -> tuple[Table, str]:
     try:
         loaded = datasets.load_dataset(name, config, split=split)
     except Exception as exc:  # noqa: BLE001 - network, auth and format errors all end here
+        _raise_if_disk_full(exc)
         raise DatasetError(
             f"cannot load hub dataset '{name}' (split {split}): {type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:300]}",

@@ -12,8 +12,10 @@ and paid for:
 
 Answers come from ``answer(received) -> message dict | exception`` (default: a valid Messages API message
 for the request's JSON schema, e.g. the first enum label with confidence 0.9). Faults are scheduled per
-operation with :meth:`FakeProvider.fail`. A batch stays ``in_progress`` for ``batch_polls`` status checks,
-then ends; its items' outcomes come from ``outcome(received)``.
+operation with :meth:`FakeProvider.fail` (in real time also "billed, then the answer was lost"). A batch
+stays ``in_progress`` for ``batch_polls`` status checks (an int, or one per batch in creation order), then
+ends; its items' outcomes come from ``outcome(received)``. ``list_lag`` makes the batch list eventually
+consistent; ``cancel_batch`` ends a batch with every item canceled.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from evalkit.providers.base import BatchInfo, BatchItemResult, ModelResponse, Pr
 Mode = Literal["realtime", "batch", "count_tokens"]
 #: Provider operations a fault can be scheduled on. ``submit`` fails before the batch is created (the
 #: create never reached the API); ``submitted`` after it was created (the reply was lost on the way back).
-Operation = Literal["realtime", "count_tokens", "submit", "submitted", "poll", "results"]
+Operation = Literal["realtime", "count_tokens", "submit", "submitted", "poll", "results", "list", "cancel"]
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_BATCH_REQUESTS = 100_000
 
@@ -100,6 +102,8 @@ class FakeBatch:
     polls_left: int
     status: str = "in_progress"
     results: list[BatchItemResult] = field(default_factory=list)
+    hidden_lists: int = 0  # list calls that do not show it yet (an eventually consistent list)
+    cancel_requested: bool = False
 
     def info(self) -> BatchInfo:
         counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
@@ -118,6 +122,8 @@ class _Fault:
     call: int | None
     when: Callable[[Received], bool] | None
     times: int | None
+    billed: bool = False  # real time: the request was answered and billed; only the answer was lost
+    server_s: float = 0.0  # ... and the server kept working on it this long after the client gave up
 
     def fires(self, number: int, received: Received | None) -> bool:
         if self.times is not None and self.times <= 0:
@@ -202,17 +208,21 @@ class FakeProvider(Provider):
         answer: Callable[[Received], dict[str, Any] | BaseException] = default_answer,
         *,
         outcome: Callable[[Received], Outcome] = lambda received: SUCCEEDED,
-        batch_polls: int = 0,
+        batch_polls: int | list[int] = 0,
         latency_s: float = 0.0,
         endpoint: str = "fake:provider",
         simulated: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_submit: Callable[[list[tuple[str, dict[str, Any]]]], None] | None = None,
+        list_lag: int = 0,
+        timeout_s: float = 0.0,
     ) -> None:
         self.answer, self.outcome = answer, outcome
         self.batch_polls, self.latency_s = batch_polls, latency_s
         self.endpoint, self.simulated, self.clock = endpoint, simulated, clock
         self.on_submit = on_submit  # called inside submit_batch before the batch exists (inspect state here)
+        self.list_lag = list_lag  # a new batch shows in list_batches only after this many list calls
+        self.timeout_s = timeout_s
         self.history: list[Received] = []
         self.billed: list[Received] = []
         self.batches: dict[str, FakeBatch] = {}
@@ -226,10 +236,15 @@ class FakeProvider(Provider):
 
     # -- scripting --------------------------------------------------------------------------------------
     def fail(self, error: BaseException, *, on: Operation = "realtime", call: int | None = None,
-             when: Callable[[Received], bool] | None = None, times: int | None = 1) -> None:
+             when: Callable[[Received], bool] | None = None, times: int | None = 1, billed: bool = False,
+             server_s: float = 0.0) -> None:
         """Raise ``error`` at the ``call``-th call (from 1) of operation ``on``, or at calls whose request
-        matches ``when``; ``times`` limits how often it fires (None: every matching call)."""
-        self._faults.append(_Fault(error, on, call, when, times))
+        matches ``when``; ``times`` limits how often it fires (None: every matching call).
+
+        Real time, ``billed``: the request is answered and billed, and the answer is lost on its way back
+        (a timeout, a gateway's 504); with ``server_s`` the server keeps the request in flight that much
+        longer after the client saw the error (it counts in ``in_flight`` / ``max_in_flight``)."""
+        self._faults.append(_Fault(error, on, call, when, times, billed, server_s))
 
     def sent(self, mode: Mode = "realtime") -> list[Received]:
         return [r for r in self.history if r.mode == mode]
@@ -240,20 +255,20 @@ class FakeProvider(Provider):
         return self.calls.get("submit", 0)
 
     # -- bookkeeping ------------------------------------------------------------------------------------
-    def _due(self, on: Operation, received: Received | None = None) -> BaseException | None:
-        """Count a call of ``on``; the error a scheduled fault raises for it, if any."""
+    def _due(self, on: Operation, received: Received | None = None) -> _Fault | None:
+        """Count a call of ``on``; the scheduled fault that fires for it, if any."""
         number = self.calls[on] = self.calls.get(on, 0) + 1
         for fault in self._faults:
             if fault.on == on and fault.fires(number, received):
                 if fault.times is not None:
                     fault.times -= 1
-                return fault.error
+                return fault
         return None
 
     def _operation(self, on: Operation, received: Received | None = None) -> None:
-        error = self._due(on, received)
-        if error is not None:
-            raise error
+        fault = self._due(on, received)
+        if fault is not None:
+            raise fault.error
 
     def _receive(self, mode: Mode, params: dict[str, Any], *, request: ModelRequest | None = None,
                  custom_id: str | None = None, batch_id: str | None = None) -> Received:
@@ -280,17 +295,32 @@ class FakeProvider(Provider):
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self.events.append(("start", received.index))
+        tail = 0.0
         try:
             await asyncio.sleep(self.latency_s)  # yields even at 0: concurrent calls really overlap
             if fault is not None:
-                raise fault
+                if fault.billed:
+                    self._answer(received)
+                    self.billed.append(received)
+                    tail = fault.server_s
+                raise fault.error
             body = self._answer(received)
         finally:
-            self.in_flight -= 1
+            if tail > 0:
+                asyncio.get_running_loop().call_later(tail, self._server_done)
+            else:
+                self.in_flight -= 1
             self.events.append(("end", received.index))
         self.billed.append(received)
         return ModelResponse(message=body, request_id=f"req_fake_{received.index}", simulated=self.simulated,
                              extra={"retries": 0})
+
+    def _server_done(self) -> None:
+        self.in_flight -= 1
+
+    def timeout_for(self, request: ModelRequest) -> float:
+        """How long the client waits for an answer (evalkit keeps a timed-out attempt's slot as long)."""
+        return self.timeout_s
 
     async def count_tokens(self, request: ModelRequest) -> int:
         received = self._receive("count_tokens", request.params, request=request)
@@ -311,7 +341,10 @@ class FakeProvider(Provider):
         batch_id = f"msgbatch_fake{len(self.batches) + 1:04d}"
         received = [self._receive("batch", params, custom_id=custom_id, batch_id=batch_id)
                     for custom_id, params in items]
-        batch = FakeBatch(id=batch_id, created_at=self.clock(), items=received, polls_left=self.batch_polls)
+        polls = (self.batch_polls if isinstance(self.batch_polls, int)
+                 else self.batch_polls[min(len(self.batches), len(self.batch_polls) - 1)])
+        batch = FakeBatch(id=batch_id, created_at=self.clock(), items=received, polls_left=polls,
+                          hidden_lists=self.list_lag)
         self.batches[batch_id] = batch
         self._operation("submitted")
         return batch.info()
@@ -320,15 +353,31 @@ class FakeProvider(Provider):
         self._operation("poll")
         batch = self._batch(batch_id)
         if batch.status != "ended":
-            if batch.polls_left > 0:
+            if batch.polls_left > 0 and not batch.cancel_requested:
                 batch.polls_left -= 1
             else:
                 self._process(batch)
         return batch.info()
 
     async def list_batches(self, limit: int = 100) -> list[BatchInfo]:
+        self._operation("list")
         newest_first = sorted(self.batches.values(), key=lambda b: b.created_at, reverse=True)
-        return [batch.info() for batch in newest_first[:limit]]
+        shown = []
+        for batch in newest_first:
+            if batch.hidden_lists > 0:
+                batch.hidden_lists -= 1
+            else:
+                shown.append(batch)
+        return [batch.info() for batch in shown[:limit]]
+
+    async def cancel_batch(self, batch_id: str) -> BatchInfo:
+        """Items not processed yet end canceled (not billed): here, all of an unended batch's items."""
+        self._operation("cancel")
+        batch = self._batch(batch_id)
+        if batch.status != "ended":
+            batch.cancel_requested = True
+            batch.status = "canceling"
+        return batch.info()
 
     async def batch_results(self, batch_id: str) -> AsyncIterator[BatchItemResult]:
         self._operation("results")
@@ -352,7 +401,7 @@ class FakeProvider(Provider):
         """End the batch: every item's outcome is decided (and succeeded ones billed) exactly once."""
         for item in batch.items:
             assert item.custom_id is not None
-            outcome = self.outcome(item)
+            outcome = CANCELED if batch.cancel_requested else self.outcome(item)
             if outcome.kind == "succeeded":
                 try:
                     body = self._answer(item)

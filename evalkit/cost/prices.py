@@ -90,3 +90,11 @@ def per_request_cost(pricing: PricingTable, usage: MeanUsage, *, caching: bool, 
     return price_tokens(rates, input=usage.input_tokens - prefix, cache_read=hit * prefix,
                         cache_write_1h=(1 - hit) * prefix, output=usage.output_tokens,
                         factor=discount(pricing, batch=batch)).total
+
+
+def attempt_upper_bound(pricing: PricingTable, model: str, input_tokens: int, max_tokens: int) -> float:
+    """The most one attempt of a request can have been billed (real time): every input token at the
+    dearest input rate (a cache write), and ``max_tokens`` of output (long-context rates if they apply)."""
+    rates = pricing.price_for(model).for_prompt(input_tokens)
+    dearest = max(rates.input, rates.cache_write_5m, rates.cache_write_1h)
+    return (input_tokens * dearest + max_tokens * rates.output) * _PER_TOKEN

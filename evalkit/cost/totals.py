@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from evalkit.config import PricingTable
-from evalkit.cost.prices import Cost, call_cost, uncached_cost
+from evalkit.cost.prices import Cost, attempt_upper_bound, call_cost, uncached_cost
 from evalkit.providers.base import Usage
+from evalkit.providers.execute import CallResult
 from evalkit.scoring.samples import ROLES, SampleResult
+from evalkit.tokens import count_tokens
 
 
 def result_cost(result: SampleResult, role: str, pricing: PricingTable) -> Cost:
@@ -70,3 +72,22 @@ def totals(results: Sequence[SampleResult], pricing: PricingTable) -> dict[str, 
             total.add(result, role, pricing)
         out[role] = total
     return out
+
+
+def possible_double_billing(calls: Sequence[CallResult], pricing: PricingTable) -> float:
+    """USD that attempts which may have been billed without their answer arriving can have cost at most
+    (``CallResult.maybe_billed`` of each call): the difference between what a run paid and its upper bound.
+    Each attempt is priced at its request's worst case: every input token a cache write, max_tokens out."""
+    total = 0.0
+    for call in calls:
+        if not call.maybe_billed:
+            continue
+        params = call.request.params
+        if call.response is not None:
+            input_tokens = call.response.usage.total_input_tokens
+        else:
+            input_tokens = count_tokens(str(params.get("system") or "")) + count_tokens(
+                str(params.get("messages") or "")) + 8
+        total += call.maybe_billed * attempt_upper_bound(pricing, call.request.model, input_tokens,
+                                                         int(params.get("max_tokens") or 0))
+    return total

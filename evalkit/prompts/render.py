@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from evalkit.config import load_settings
 from evalkit.datasets import Sample
 from evalkit.errors import TemplateError
 from evalkit.spec import OutputSpec, TaskSpec
@@ -83,10 +85,19 @@ def output_schema(output: OutputSpec) -> dict[str, Any]:
     }
 
 
-class PromptRenderer:
-    """Compiles a task's templates once and renders them per sample."""
+#: Template statements that read other templates: a task's templates have no files to read (no loader).
+_LOADING = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from … import",
+            nodes.Extends: "extends"}
 
-    def __init__(self, task: TaskSpec, role: str = "candidate") -> None:
+
+class PromptRenderer:
+    """Compiles a task's templates once (for one role's prompt) and renders them per sample.
+
+    ``include_dirs``: folders besides the task's own that ``prompt.include`` may read (default: the
+    ``include_dirs`` of the task's evalkit.toml)."""
+
+    def __init__(self, task: TaskSpec, role: str = "candidate",
+                 include_dirs: list[Path] | None = None) -> None:
         self.task = task
         self.role = role
         prompt = task.prompt_for(role)
@@ -98,7 +109,7 @@ class PromptRenderer:
             "label_descriptions": task.output.label_descriptions,
             "output_schema": output_schema(task.output),
             **prompt.variables,
-            **_read_includes(task, prompt.include),
+            **_read_includes(task, prompt.include, include_dirs),
         }
         self._system_template = self._compile(prompt.system_key, prompt.system)
         self._user_template = self._compile(prompt.user_key, prompt.user)
@@ -115,6 +126,12 @@ class PromptRenderer:
 
     def _compile(self, key: str, text: str) -> jinja2.Template:
         try:
+            for node in self._env.parse(text).find_all(tuple(_LOADING)):
+                raise TemplateError(
+                    f"{self._file_line(key, node.lineno)}: {key}: {{% {_LOADING[type(node)]} %}} is not "
+                    "supported: a task's templates cannot read other files",
+                    hint="put the other file's text in a variable with prompt.include (read from the task's "
+                         "folder) and write {{ name }} where it goes; macros can live in the template itself")
             return self._env.from_string(text)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(
@@ -159,15 +176,30 @@ class PromptRenderer:
         return RenderedPrompt(system=self.system, user=user)
 
 
-def _read_includes(task: TaskSpec, include: dict[str, tuple[str, str]]) -> dict[str, str]:
+def _read_includes(task: TaskSpec, include: dict[str, tuple[str, str]],
+                   include_dirs: list[Path] | None = None) -> dict[str, str]:
+    """The ``prompt.include`` files' text. Each must be inside the task's folder or one of
+    ``include_dirs`` (after resolving ``..`` and symbolic links): whatever is read is sent to the model."""
+    if include_dirs is None:
+        include_dirs = load_settings(task.base_dir).include_dirs if include else []
+    roots = [task.base_dir.resolve(), *(Path(d).resolve() for d in include_dirs)]
     out = {}
+    source = task.source
     for name, (key, relative) in include.items():
-        path = Path(relative) if Path(relative).is_absolute() else task.base_dir / relative
+        where = f"{source.path}:{source.line_of(key) or '?'}" if source else "<task>"
+        path = (task.base_dir / relative).resolve()
+        if not any(path.is_relative_to(root) for root in roots):
+            raise TemplateError(
+                f"{where}: {key}: {relative} is outside the task's folder {roots[0]}"
+                + (f" and the include_dirs {', '.join(map(str, roots[1:]))}" if roots[1:] else ""),
+                hint="included text is sent to the model: move the file into the task's folder, or allow "
+                     "its folder explicitly with include_dirs = [\"...\"] under [evalkit] in evalkit.toml")
         try:
             out[name] = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise TemplateError(f"{where}: {key}: {path} is not UTF-8 text ({exc.reason})",
+                                hint="save it as UTF-8") from None
         except OSError as exc:
-            source = task.source
-            where = f"{source.path}:{source.line_of(key) or '?'}" if source else "<task>"
             raise TemplateError(f"{where}: {key}: cannot read {path}: {exc.strerror}",
                                 hint="paths are relative to the task file") from None
     return out

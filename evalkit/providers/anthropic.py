@@ -3,6 +3,16 @@
 It uses the official ``AsyncAnthropic`` client unchanged, for the real API and for evalkit's simulator
 alike (the simulator is reached either over HTTP or in-process through an ASGI transport). SDK
 exceptions become :class:`evalkit.errors.ProviderError` subclasses whose messages never include secrets.
+
+The two calls that are billed are sent exactly once per call, without the SDK's retries:
+
+* ``messages.create`` (:meth:`AnthropicProvider.generate`): the Messages API has no idempotency key, so a
+  retry after a timeout or a lost connection can pay twice. :mod:`evalkit.providers.execute` retries
+  instead, where it can count each such retry and keep the concurrency limit across them;
+* ``messages.batches.create`` (:meth:`AnthropicProvider.submit_batch`): a retried create can make a second
+  batch of the same requests; :mod:`evalkit.providers.batching` finds out what happened instead.
+
+Everything else (token counts, batch status, lists and results) is free and idempotent: the SDK retries it.
 """
 
 from __future__ import annotations
@@ -24,25 +34,49 @@ _COUNT_TOKENS_PARAMS = frozenset({"model", "messages", "system", "thinking", "to
                                   "output_config", "cache_control", "speed"})
 
 
+#: The SDK's own default timeout (``httpx2.Timeout(600, connect=5.0)``) and how it sizes a non-streaming
+#: request: an hour for 128,000 output tokens (``_calculate_nonstreaming_timeout``).
+SDK_DEFAULT_TIMEOUT_S = 600.0
+SDK_SECONDS_PER_OUTPUT_TOKEN = 3600 / 128_000
+
+
+def request_timeout(max_tokens: int, *, floor_s: float = SDK_DEFAULT_TIMEOUT_S,
+                    per_output_token_s: float = SDK_SECONDS_PER_OUTPUT_TOKEN) -> float:
+    """Seconds to wait for one answer: at least ``floor_s``, more for a request that may write more."""
+    return max(floor_s, per_output_token_s * max(max_tokens, 0))
+
+
 class AnthropicProvider(Provider):
     supports_batch = True
 
-    def __init__(self, client: anthropic.AsyncAnthropic, *, endpoint: str, simulated: bool = False) -> None:
+    def __init__(self, client: anthropic.AsyncAnthropic, *, endpoint: str, simulated: bool = False,
+                 timeout_s: float = SDK_DEFAULT_TIMEOUT_S,
+                 timeout_per_output_token_s: float = SDK_SECONDS_PER_OUTPUT_TOKEN) -> None:
         self._client = client
+        self._once = client.with_options(max_retries=0)  # billed calls: never retried by the SDK
         self.endpoint = endpoint
         self.simulated = simulated
+        self.timeout_s = timeout_s
+        self.timeout_per_output_token_s = timeout_per_output_token_s
 
     @property
     def client(self) -> anthropic.AsyncAnthropic:
         return self._client
 
+    def timeout_for(self, request: ModelRequest) -> float:
+        return request_timeout(int(request.params.get("max_tokens") or 0), floor_s=self.timeout_s,
+                               per_output_token_s=self.timeout_per_output_token_s)
+
     async def generate(self, request: ModelRequest) -> ModelResponse:
+        """One attempt, no SDK retry (see the module docstring), with a timeout sized to the request."""
+        seconds = self.timeout_for(request)
         try:
-            raw = await self._client.messages.with_raw_response.create(**request.params)
+            raw = await self._once.messages.with_raw_response.create(
+                **request.params, timeout=httpx2.Timeout(seconds, connect=min(10.0, seconds)))
             await raw.parse()  # validate the body against the SDK's own types
             body: dict[str, Any] = raw.http_response.json()
         except anthropic.APIError as exc:
-            raise map_sdk_error(exc, model=request.model) from None
+            raise map_sdk_error(exc, model=request.model, timeout_s=seconds) from None
         simulated = self.simulated or SIMULATOR_HEADER in raw.headers
         if simulated:
             self.simulated = True
@@ -59,9 +93,13 @@ class AnthropicProvider(Provider):
 
     # -- Message Batches (client.messages.batches) -------------------------------------------------
     async def submit_batch(self, items: list[tuple[str, dict[str, Any]]]) -> BatchInfo:
+        """One create call, no SDK retry: after an error the batch may exist or not (see batching)."""
         requests = [{"custom_id": custom_id, "params": params} for custom_id, params in items]
+        # A create that times out leaves its outcome unknown: give it the SDK's own ample timeout.
+        seconds = max(self.timeout_s, SDK_DEFAULT_TIMEOUT_S)
         try:
-            raw = await self._client.messages.batches.with_raw_response.create(requests=requests)  # type: ignore[arg-type]
+            raw = await self._once.messages.batches.with_raw_response.create(
+                requests=requests, timeout=httpx2.Timeout(seconds, connect=10.0))  # type: ignore[arg-type]
             batch = await raw.parse()
         except anthropic.APIError as exc:
             raise map_sdk_error(exc, model=_models_of(items)) from None
@@ -81,6 +119,12 @@ class AnthropicProvider(Provider):
         except anthropic.APIError as exc:
             raise map_sdk_error(exc, model="(batch)") from None
         return [_batch_info(batch) for batch in page.data]
+
+    async def cancel_batch(self, batch_id: str) -> BatchInfo:
+        try:
+            return _batch_info(await self._client.messages.batches.cancel(batch_id))
+        except anthropic.APIError as exc:
+            raise map_sdk_error(exc, model="(batch)", batch_id=batch_id) from None
 
     async def batch_results(self, batch_id: str) -> AsyncIterator[BatchItemResult]:
         try:
@@ -125,7 +169,35 @@ def _api_message(exc: anthropic.APIStatusError) -> str:
     return exc.message
 
 
-def map_sdk_error(exc: anthropic.APIError, *, model: str, batch_id: str | None = None) -> ProviderError:
+#: Transport failures that happen before a request is sent: it cannot have been billed.
+_NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.UnsupportedProtocol)
+#: Gateway answers that may come after the upstream did the work (and billed it).
+_GATEWAY_STATUSES = frozenset({502, 504})
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _retry_after(headers: Any) -> float | None:
+    """``retry-after-ms`` (ms), else ``retry-after`` (seconds), as the SDK reads them."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            value = float(headers.get(name)) / scale
+        except (TypeError, ValueError):
+            continue
+        if value > 0:
+            return min(value, 3600.0)
+    return None
+
+
+def map_sdk_error(exc: anthropic.APIError, *, model: str, batch_id: str | None = None,
+                  timeout_s: float | None = None) -> ProviderError:
     """Translate an SDK exception into an evalkit error a user can act on."""
     if batch_id is not None and isinstance(exc, anthropic.NotFoundError):
         return ProviderError(f"the API does not know batch {batch_id} (404): {_api_message(exc)}",
@@ -160,17 +232,25 @@ def map_sdk_error(exc: anthropic.APIError, *, model: str, batch_id: str | None =
                 "claude-haiku-5-5, claude-sonnet-5-5, claude-opus-5-5",
             )
         retryable = status in (408, 409, 429) or status >= 500
+        should_retry = exc.response.headers.get("x-should-retry")
+        if should_retry in ("true", "false"):
+            retryable = should_retry == "true"
         return ProviderError(
             (f"API error {status} {error_type or ''} for model '{model}': "
              f"{message}{suffix}").replace("  ", " "),
             status=status, error_type=error_type, request_id=request_id, retryable=retryable,
+            maybe_billed=status in _GATEWAY_STATUSES, retry_after_s=_retry_after(exc.response.headers),
         )
+    sent = not any(isinstance(cause, _NOT_SENT) for cause in _causes(exc))
     if isinstance(exc, anthropic.APITimeoutError):
-        return ProviderError(f"request to model '{model}' timed out after the SDK's retries", retryable=True,
-                             hint="raise request_timeout_s in evalkit.toml or lower the concurrency")
+        after = f" after {timeout_s:g} s" if timeout_s is not None else ""
+        return ProviderError(f"request to model '{model}' timed out{after}", retryable=True,
+                             maybe_billed=sent, timed_out=sent,
+                             hint="raise request_timeout_s in evalkit.toml (a request that times out may "
+                                  "still be answered and billed), or lower the concurrency")
     if isinstance(exc, anthropic.APIConnectionError):
         return ProviderError(f"cannot reach the API for model '{model}': {exc.message}", retryable=True,
-                             hint="check the network or ANTHROPIC_BASE_URL")
+                             maybe_billed=sent, hint="check the network or ANTHROPIC_BASE_URL")
     return ProviderError(f"API call for model '{model}' failed: {exc.message}")
 
 

@@ -162,7 +162,8 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     async def generate(self, request: ModelRequest) -> ModelResponse:
-        """Send one request in real time."""
+        """Send one request in real time, once: the caller decides about retries (a retry of a request
+        that timed out may pay twice, and the caller counts it)."""
 
     async def count_tokens(self, request: ModelRequest) -> int:
         """Input tokens of a request, without running it (free on the Anthropic API)."""
@@ -176,6 +177,11 @@ class Provider(abc.ABC):
         raise NotImplementedError
 
     async def list_batches(self, limit: int = 100) -> list[BatchInfo]:
+        """The newest batches of the workspace first."""
+        raise NotImplementedError
+
+    async def cancel_batch(self, batch_id: str) -> BatchInfo:
+        """Ask the API to stop a batch: items not yet processed end ``canceled`` and are not billed."""
         raise NotImplementedError
 
     def batch_results(self, batch_id: str) -> AsyncIterator[BatchItemResult]:

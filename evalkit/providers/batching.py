@@ -1,48 +1,87 @@
-"""Message Batches with a crash-safe ledger: submit once, re-attach after any crash, reconcile failures.
+"""Message Batches with a crash-safe ledger: each batch created exactly once, found again after any crash
+or error without guessing, and failed items reconciled.
 
-The ledger is one small JSON file per submission under ``<cache_dir>/../batches/``. It is written
-*before* a batch is created (state ``submitting``) and again as soon as the API returns its id
-(``submitted``), so a process killed at any point — even by ``kill -9`` — leaves enough behind for the
-next run to pick up the same batch instead of paying for the same requests again:
+The ledger is one small JSON file per submission under ``<cache_dir>/../batches/``, plus an append-only
+``journal.jsonl`` of every version of every record (from which ``evalkit cache repair`` restores a damaged
+file). A record is written *before* a batch is created (state ``submitting``) and again as soon as the API
+returns its id (``submitted``).
 
-* ``submitted`` records are re-attached: their requests are not resubmitted; the run polls them.
-* ``submitting`` records (killed during the create call) are matched against the API's batch list by
-  creation time and size; an exact single match is adopted, no match means the create never landed.
-* results are written to the response cache line by line as they are read, then the record becomes
-  ``collected`` with each item's outcome; errored / expired / canceled items are resubmitted up to
-  ``batch.max_attempts`` submissions, then finished in real time (``--fallback realtime``) or reported.
+**Exactly once.** Every submission carries a run-unique marker: a nonce, recorded in the ledger before the
+create call, that starts every custom_id of the batch. The create call is never retried blindly (the
+SDK's retries are off for it). After it fails:
+
+* a definite refusal (4xx: the API did not create anything) marks the record ``failed``; a 429 is tried
+  again later with a new record, anything else (400, 413…) stops the run with the API's message;
+* anything else (5xx, a timeout, a dropped connection — the batch may or may not exist) and a process
+  that died during the call (a ``submitting`` record found by the next run) are *reconciled*: the
+  workspace's batch list is searched for batches of the record's size created around its time that no
+  record already owns. None: the create did not land (``never_submitted``) and the items are submitted
+  again under a new marker — but only once the create has *settled* (``batch.create_settle_s`` after it
+  was sent: a create still in flight at the server, e.g. of a process killed mid-call, may land late;
+  until then the record keeps looking). Some: the record is ``verifying`` them; its items are not
+  submitted again, and
+  each candidate is polled like an own batch. When one ends, the first line of its results says whose it
+  is: the record's custom_ids (with its nonce) make it ours and it is collected; anything else is
+  somebody else's batch, never read further, never cancelled, never adopted.
+* a record that concluded ``never_submitted`` after an error is watched while the run waits: should its
+  batch turn up in the list later after all (and prove ours by its marker), its answers are used and any
+  batch this run created since for the same requests is cancelled, so its unprocessed items are not
+  billed.
+
+Results are written to the response cache line by line as they are read, then the record becomes
+``collected`` with each item's outcome; errored / expired / canceled items are resubmitted up to
+``batch.max_attempts`` submissions, then finished in real time (``--fallback realtime``) or reported.
 
 Submission happens under a file lock, so two evalkit processes sharing a cache never submit the same
-request twice: the second one finds the first one's batch and waits for it.
+request twice: the second one finds the first one's batch and waits for it. A damaged or foreign-looking
+record file stops the run with the file and the fix; it is never skipped (skipping it would pay for its
+batch again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from filelock import FileLock
 
-from evalkit._io import atomic_write_json
+from evalkit._hashing import digest
+from evalkit._io import atomic_write_json, private_dir
 from evalkit.config import BatchSettings
-from evalkit.errors import BatchPendingError, ProviderError
+from evalkit.errors import AuthError, BatchPendingError, ModelNotFoundError, ProviderError, StateError
 from evalkit.progress import NullProgress, Progress
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import BatchInfo, ModelResponse, Provider
-from evalkit.providers.execute import CallResult, ExecutionStats, cache_prefix, execute_realtime, partition
-from evalkit.providers.response_cache import ResponseCache
+from evalkit.providers.execute import (
+    CallResult,
+    ExecutionStats,
+    backoff_s,
+    cache_prefix,
+    execute_realtime,
+    partition,
+)
+from evalkit.providers.response_cache import ResponseCache, disk_full
 
 LEDGER_SCHEMA = 1
+STATES = ("submitting", "submitted", "verifying", "collected", "never_submitted", "failed", "unresolved")
 #: Errors worth another submission; anything else (invalid request, unknown model) fails the same way again.
 RETRYABLE_ERROR_TYPES = frozenset({"api_error", "overloaded_error", "rate_limit_error", "timeout_error"})
+RECORD_FILE = re.compile(r"^[0-9a-f]{32}\.json$")
+JOURNAL = "journal.jsonl"
+#: Where a create may have landed relative to the record's time (clocks differ; creates take a while).
+WINDOW_BEFORE, WINDOW_AFTER = timedelta(minutes=2), timedelta(minutes=10)
+LEDGER_FIX = ("run `evalkit cache repair` (it restores the record from the ledger's journal, or, if it "
+              "cannot, sets it aside and tells you what to check); never delete a record by hand: its "
+              "batch would be paid for again")
 Fallback = Literal["none", "realtime"]
 
 
@@ -52,46 +91,180 @@ class LedgerRecord:
 
     record_id: str
     endpoint: str
-    state: str  # "submitting" | "submitted" | "collected" | "never_submitted" | "unresolved"
+    state: str  # one of STATES
     created_at: str
     attempt: int
     items: dict[str, str]  # custom_id -> response-cache key
     batch_id: str | None = None
     outcomes: dict[str, str] = field(default_factory=dict)  # custom_id -> outcome, once collected
     schema: int = LEDGER_SCHEMA
+    nonce: str = ""  # the run-unique marker every custom_id of the batch starts with
+    warmup: bool = False  # the prompt-cache warm-up batch
+    candidates: list[str] = field(default_factory=list)  # batches that may be this record's (verifying)
+    error: str | None = None  # why the create call failed, if it did
 
     @property
     def open(self) -> bool:
-        return self.state in ("submitting", "submitted")
+        return self.state in ("submitting", "submitted", "verifying")
+
+
+_FIELDS = {f.name: f for f in fields(LedgerRecord)}
+_REQUIRED = {"record_id", "endpoint", "state", "created_at", "attempt", "items"}
+
+
+def _check_record(data: Any) -> str | None:
+    """What is wrong with a parsed record file, or None."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object, found {type(data).__name__}"
+    unexpected = sorted(set(data) - set(_FIELDS))
+    if unexpected:
+        return f"unexpected keys {', '.join(unexpected)} (written by another program or evalkit version?)"
+    missing = sorted(_REQUIRED - set(data))
+    if missing:
+        return f"missing keys {', '.join(missing)}"
+    if data.get("schema", LEDGER_SCHEMA) != LEDGER_SCHEMA:
+        return f"ledger schema {data.get('schema')!r}, this evalkit reads {LEDGER_SCHEMA}"
+    if data["state"] not in STATES:
+        return f"unknown state {data['state']!r}"
+    items = data["items"]
+    if not isinstance(items, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in items.items()):
+        return "items must map custom_ids to cache keys"
+    if data["state"] in ("submitted", "collected") and not isinstance(data.get("batch_id"), str):
+        return f"state {data['state']} without a batch_id"
+    for name in ("record_id", "endpoint", "created_at"):
+        if not isinstance(data[name], str):
+            return f"{name} must be a string"
+    try:
+        datetime.fromisoformat(data["created_at"])
+    except ValueError:
+        return f"created_at {data['created_at']!r} is not a time"
+    if not isinstance(data.get("candidates", []), list) or not isinstance(data.get("outcomes", {}), dict):
+        return "candidates must be a list and outcomes an object"
+    return None
 
 
 class BatchLedger:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            private_dir(self.directory)
+        except OSError as exc:
+            raise StateError(f"cannot create the batch ledger folder {directory}: {exc.strerror or exc}",
+                             path=directory, hint="make the folder writable, or move cache_dir") from None
 
     def lock(self) -> FileLock:
         return FileLock(str(self.directory / ".submit.lock"))
 
+    def path(self, record_id: str) -> Path:
+        return self.directory / f"{record_id}.json"
+
     def write(self, record: LedgerRecord) -> None:
-        atomic_write_json(self.directory / f"{record.record_id}.json", asdict(record))
+        """Journal first, then the record file: whatever happens, one of them holds the latest state."""
+        data = asdict(record)
+        line = json.dumps({"sha256": digest(data), "record": data}, sort_keys=True) + "\n"
+        try:
+            fd = os.open(self.directory / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            atomic_write_json(self.path(record.record_id), data)
+        except OSError as exc:
+            full = disk_full(exc)
+            raise StateError(
+                f"cannot write the batch ledger record {self.path(record.record_id)}: "
+                + ("the disk is full" if full else str(exc.strerror or exc)),
+                path=self.path(record.record_id),
+                hint=("free some space, then run the same command again: the ledger's journal keeps the "
+                      "batch it describes, so nothing is paid again" if full else LEDGER_FIX)) from None
+
+    def _load(self, path: Path) -> LedgerRecord:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise StateError(f"{path}: damaged batch ledger record (not UTF-8 text)", path=path,
+                             hint=LEDGER_FIX) from None
+        except OSError as exc:
+            raise StateError(f"cannot read the batch ledger record {path}: {exc.strerror}", path=path,
+                             hint=LEDGER_FIX) from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            line = getattr(exc, "lineno", None)
+            raise StateError(f"{path}{f':{line}' if line else ''}: damaged batch ledger record "
+                             f"(not valid JSON: {getattr(exc, 'msg', exc)})", path=path,
+                             hint=LEDGER_FIX) from None
+        problem = _check_record(data)
+        if problem is not None:
+            raise StateError(f"{path}: damaged batch ledger record ({problem})", path=path, hint=LEDGER_FIX)
+        return LedgerRecord(**data)
+
+    def record_files(self) -> list[Path]:
+        return sorted(p for p in self.directory.glob("*.json") if RECORD_FILE.match(p.name))
 
     def records(self, endpoint: str) -> list[LedgerRecord]:
-        out = []
-        for path in sorted(self.directory.glob("*.json")):
+        """Every record for ``endpoint``; any damaged record file (whatever its endpoint) is an error."""
+        return [r for r in map(self._load, self.record_files()) if r.endpoint == endpoint]
+
+    def read(self, record_id: str) -> LedgerRecord:
+        return self._load(self.path(record_id))
+
+    # -- verify / repair -----------------------------------------------------------------------------
+    def journal(self) -> dict[str, dict[str, Any]]:
+        """The latest intact version of every record in the journal."""
+        latest: dict[str, dict[str, Any]] = {}
+        path = self.directory / JOURNAL
+        if not path.exists():
+            return latest
+        for line in path.read_bytes().splitlines():
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue  # a foreign or damaged file is not ours to interpret
-            if data.get("schema") == LEDGER_SCHEMA and data.get("endpoint") == endpoint:
-                out.append(LedgerRecord(**data))
-        return out
+                entry = json.loads(line)
+                record = entry["record"]
+                if digest(record) != entry["sha256"] or _check_record(record) is not None:
+                    continue
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line, or damage: older versions are still there
+            latest[record["record_id"]] = record
+        return latest
+
+    def verify(self) -> list[tuple[Path, str]]:
+        """(file, problem) for each damaged record file."""
+        problems = []
+        for path in self.record_files():
+            try:
+                self._load(path)
+            except StateError as error:
+                problems.append((path, error.message))
+        return problems
+
+    def repair(self) -> list[str]:
+        """Restore each damaged record from the journal; set aside (never delete) what cannot be restored.
+        Returns what was done, one line per record."""
+        done = []
+        journal = self.journal()
+        for path, _problem in self.verify():
+            record = journal.get(path.stem)
+            if record is not None:
+                atomic_write_json(path, record)
+                done.append(f"restored {path} from the journal (state {record['state']}"
+                            + (f", batch {record['batch_id']})" if record.get("batch_id") else ")"))
+                continue
+            aside = private_dir(self.directory / "damaged") / path.name
+            os.replace(path, aside)
+            done.append(f"set {path} aside as {aside}: the journal has no intact copy. If it described a "
+                        "batch, that batch is in the Console (Message Batches) and may hold answers already "
+                        "paid for; a re-run submits its requests again")
+        return done
 
 
-def custom_id_for(request: ModelRequest, key: str) -> str:
-    """A readable, valid (``^[a-zA-Z0-9_-]{1,64}$``), unique custom_id: role, sample id, key prefix."""
-    sample = re.sub(r"[^a-zA-Z0-9_-]", "_", request.sample_id)[:36]
-    return f"{request.role[0]}{request.replicate}-{sample}-{key[:16]}"
+def custom_id_for(request: ModelRequest, key: str, nonce: str = "") -> str:
+    """A readable, valid (``^[a-zA-Z0-9_-]{1,64}$``), unique custom_id: the submission's marker, role,
+    sample id, key prefix."""
+    sample = re.sub(r"[^a-zA-Z0-9_-]", "_", request.sample_id)[:32 if nonce else 36]
+    body = f"{request.role[0]}{request.replicate}-{sample}-{key[:16]}"
+    return f"{nonce}-{body}" if nonce else body
 
 
 def chunk_items(items: list[tuple[str, dict[str, Any]]], settings: BatchSettings
@@ -128,6 +301,11 @@ class BatchReport:
     given_up: int = 0
     warmup_items: int = 0
     poll_seconds: float = 0.0
+    create_errors: int = 0  # create calls that failed (the batch then found by its marker, or not created)
+    verified: list[str] = field(default_factory=list)  # batches proved this run's by their marker
+    not_ours: list[str] = field(default_factory=list)  # candidates that proved somebody else's: untouched
+    canceled_duplicates: list[str] = field(default_factory=list)  # own batches cancelled as duplicates
+    duplicate_items: int = 0  # requests answered by two of evalkit's own batches: billed twice, counted
 
     def merge(self, other: BatchReport) -> None:
         """Add another execution's batch activity (sequential looks, the judge)."""
@@ -141,10 +319,22 @@ class BatchReport:
         self.given_up += other.given_up
         self.warmup_items += other.warmup_items
         self.poll_seconds += other.poll_seconds
+        self.create_errors += other.create_errors
+        self.verified = sorted({*self.verified, *other.verified})
+        self.not_ours = sorted({*self.not_ours, *other.not_ours})
+        self.canceled_duplicates = sorted({*self.canceled_duplicates, *other.canceled_duplicates})
+        self.duplicate_items += other.duplicate_items
 
 
 def _stamp(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
+
+
+def _definitely_not_created(error: ProviderError) -> bool:
+    """The API refused the create (nothing exists): a 4xx other than 408, or a failure before sending."""
+    if error.status is not None:
+        return 400 <= error.status < 500 and error.status != 408
+    return not error.maybe_billed
 
 
 class _BatchRun:
@@ -154,125 +344,269 @@ class _BatchRun:
         self.progress, self.sleep = progress, sleep
         self.report = BatchReport()
         self.answers: dict[str, tuple[ModelResponse | None, ProviderError | None]] = {}
+        self.create_failures = 0
+        self.last_create_error: ProviderError | None = None
+        self.watched: list[LedgerRecord] = []  # concluded never_submitted after an error in this run
+        self.created_here: set[str] = set()  # record ids of this run's submissions
 
     # -- ledger bookkeeping --------------------------------------------------------------------------
     def _attempts(self, records: list[LedgerRecord]) -> dict[str, int]:
         counts: dict[str, int] = {}
         for record in records:
-            if record.state in ("submitted", "collected", "submitting"):
+            if record.state in ("submitted", "collected", "submitting", "verifying"):
                 for key in record.items.values():
                     counts[key] = counts.get(key, 0) + 1
         return counts
 
-    async def _resolve_submitting(self, record: LedgerRecord, known_ids: set[str]) -> None:
-        """A process died during create: find out whether the batch exists."""
+    def _owned(self) -> set[str]:
+        """Batch ids some record of the ledger has proved its own (never candidates of another)."""
+        return {r.batch_id for r in self.ledger.records(self.provider.endpoint) if r.batch_id}
+
+    def _candidates(self, record: LedgerRecord, batches: list[BatchInfo], owned: set[str]) -> list[str]:
         created = datetime.fromisoformat(record.created_at)
-        batches = await self.provider.list_batches(limit=100)
-        matches = [
-            b for b in batches
-            if b.id not in known_ids and b.total == len(record.items) and b.created_at is not None
-            and created - timedelta(minutes=2) <= b.created_at <= created + timedelta(minutes=10)
-        ]
-        if len(matches) == 1:
-            record.batch_id, record.state = matches[0].id, "submitted"
-            self.progress.note(f"re-attached to batch {record.batch_id}, created by an interrupted run")
-        elif not matches:
-            record.state = "never_submitted"
+        return [b.id for b in batches
+                if b.id not in owned and b.id not in self.report.not_ours and b.total == len(record.items)
+                and b.created_at is not None
+                and created - WINDOW_BEFORE <= b.created_at <= created + WINDOW_AFTER]
+
+    def _settled(self, record: LedgerRecord) -> bool:
+        """Whether a create of unknown outcome is old enough that its batch would be listed by now."""
+        created = datetime.fromisoformat(record.created_at)
+        return datetime.now(UTC) >= created + timedelta(seconds=self.settings.create_settle_s)
+
+    async def _reconcile(self, record: LedgerRecord, owned: set[str], *, after_error: bool) -> None:
+        """The create call of ``record`` failed or its process died during it: does its batch exist?
+        Candidates are verified while the run waits; with none yet, the record keeps looking until the
+        create has settled (a create still in flight at the server may land late), then is absent."""
+        batches = await self.provider.list_batches(limit=1000)
+        found = self._candidates(record, batches, owned)
+        if found:
+            record.state, record.candidates = "verifying", found
+            self.progress.note(f"a batch create {'failed' if after_error else 'was interrupted'}; "
+                               f"{', '.join(found)} may be its batch: waiting for its results to prove it "
+                               "by this run's marker (nothing else is adopted)")
+        elif not self._settled(record):
+            record.state, record.candidates = "verifying", []
         else:
-            record.state = "unresolved"
-            self.progress.note(
-                f"warning: an interrupted run may have created one of {', '.join(b.id for b in matches)} "
-                "(same size and time); not adopting either. Check the Console and cancel duplicates.")
+            record.state = "never_submitted"
+            self.watched.append(record)
         self.ledger.write(record)
 
-    async def _submit(self, pending: dict[str, ModelRequest], endpoint: str) -> list[LedgerRecord]:
+    async def _create(self, record: LedgerRecord, chunk: list[tuple[str, dict[str, Any]]],
+                      owned: set[str]) -> bool:
+        """Create ``record``'s batch once. True when it exists (or may: verifying), False when not."""
+        try:
+            info = await self.provider.submit_batch(chunk)
+        except (AuthError, ModelNotFoundError) as error:
+            record.state, record.error = "failed", error.message
+            self.ledger.write(record)
+            raise
+        except ProviderError as error:
+            self.report.create_errors += 1
+            self.last_create_error = error
+            record.error = error.message
+            if _definitely_not_created(error):
+                record.state = "failed"
+                self.ledger.write(record)
+                if not error.retryable:
+                    raise  # e.g. 400 / 413: the same batch fails the same way again
+                self.create_failures += 1
+                await self.sleep(backoff_s(self.create_failures - 1, error))
+                return False
+            self.ledger.write(record)  # still "submitting": a crash now is reconciled by the next run
+            await self.sleep(self.settings.reconcile_delay_s)
+            await self._reconcile(record, owned, after_error=True)
+            if record.state == "never_submitted":
+                self.create_failures += 1
+                return False
+            return True  # verifying: its batch is looked for (and proved) while the run waits
+        record.batch_id, record.state = info.id, "submitted"
+        self.ledger.write(record)
+        return True
+
+    async def _submit(self, pending: dict[str, ModelRequest], endpoint: str, *,
+                      warmup: bool = False) -> list[LedgerRecord]:
         """Under the ledger lock: re-attach to open submissions, submit what nobody has submitted."""
         with self.ledger.lock():
             records = self.ledger.records(endpoint)
-            known_ids = {r.batch_id for r in records if r.batch_id}
+            owned = {r.batch_id for r in records if r.batch_id}
             for record in records:
-                if record.state == "submitting":
-                    await self._resolve_submitting(record, known_ids)
-            open_records = [r for r in records if r.state == "submitted"]
+                if record.state == "submitting":  # a process died during its create call
+                    await self._reconcile(record, owned, after_error=False)
+            open_records = [r for r in records if r.state in ("submitted", "verifying")]
             in_flight = {key for r in open_records for key in r.items.values()}
             attempts = self._attempts(records)
             wanted = [key for key in pending if key not in self.answers and key not in in_flight]
             for record in open_records:
-                if (set(record.items.values()) & set(pending)
+                if (set(record.items.values()) & set(pending) and record.state == "submitted"
                         and record.batch_id not in self.report.reattached):
                     self.report.reattached.append(str(record.batch_id))
             submit = [key for key in wanted if attempts.get(key, 0) < self.settings.max_attempts]
-            key_of = {custom_id_for(pending[key], key): key for key in submit}
+            nonce = uuid.uuid4().hex[:10]
+            key_of = {custom_id_for(pending[key], key, nonce): key for key in submit}
             items = [(custom_id, pending[key].params) for custom_id, key in key_of.items()]
             new_records = []
             for chunk in chunk_items(items, self.settings):
                 keys = {custom_id: key_of[custom_id] for custom_id, _ in chunk}
                 attempt = 1 + max(attempts.get(key, 0) for key in keys.values())
                 record = LedgerRecord(record_id=uuid.uuid4().hex, endpoint=endpoint, state="submitting",
-                                      created_at=_stamp(datetime.now(UTC)), attempt=attempt, items=keys)
+                                      created_at=_stamp(datetime.now(UTC)), attempt=attempt, items=keys,
+                                      nonce=nonce, warmup=warmup)
                 self.ledger.write(record)  # before the create call: a crash here is resolvable
-                info = await self.provider.submit_batch(chunk)
-                record.batch_id, record.state = info.id, "submitted"
-                self.ledger.write(record)
+                self.created_here.add(record.record_id)
+                if not await self._create(record, chunk, owned):
+                    continue
                 self.report.submitted_items += len(chunk)
                 self.report.resubmitted_items += sum(1 for key in keys.values() if attempts.get(key, 0) > 0)
                 new_records.append(record)
             return [r for r in open_records if set(r.items.values()) & set(pending)] + new_records
 
+    @property
+    def create_retry_left(self) -> bool:
+        return 0 < self.create_failures <= self.settings.create_retries
+
     # -- polling and collection ----------------------------------------------------------------------
-    async def _collect(self, record: LedgerRecord, wanted: dict[str, ModelRequest]) -> None:
-        assert record.batch_id is not None
-        async for item in self.provider.batch_results(record.batch_id):
+    async def _collect(self, record: LedgerRecord, batch_id: str, wanted: dict[str, ModelRequest],
+                       *, verify: bool = False) -> bool:
+        """Read ``batch_id``'s results into the cache. With ``verify``, the first line decides whether the
+        batch is ``record``'s (its marker): if not, nothing is read further and False is returned."""
+        first = True
+        async for item in self.provider.batch_results(batch_id):
             key = record.items.get(item.custom_id)
+            if first and verify and key is None:
+                return False  # somebody else's batch: not one of its lines is ours
+            first = False
             if key is None:
                 continue
             record.outcomes[item.custom_id] = item.outcome
             if item.outcome == "succeeded" and item.message is not None:
                 response = ModelResponse(message=item.message, simulated=self.provider.simulated,
-                                         mode="batch", batch_id=record.batch_id)
+                                         mode="batch", batch_id=batch_id)
+                previous = self.answers.get(key)
+                if previous is not None and previous[0] is not None:
+                    self.report.duplicate_items += 1  # answered by two of our batches: billed twice
+                    continue
                 self.cache.put_key(key, response)
                 if key in wanted:
                     self.answers[key] = (response, None)
                     self.progress.advance()
+            elif key in self.answers and self.answers[key][0] is not None:
+                continue  # already answered by another batch (e.g. a cancelled duplicate)
             else:
                 self.report.failed_items[item.outcome] = self.report.failed_items.get(item.outcome, 0) + 1
                 if (item.outcome == "errored" and item.error_type not in RETRYABLE_ERROR_TYPES
                         and key in wanted):
                     # Resubmitting cannot help (e.g. invalid_request_error): final.
                     self.answers[key] = (None, ProviderError(
-                        f"batch {record.batch_id} item {item.custom_id} errored: {item.error_type}: "
+                        f"batch {batch_id} item {item.custom_id} errored: {item.error_type}: "
                         f"{item.error_message}", error_type=item.error_type, request_id=item.request_id))
                     self.progress.advance()
+        if first and verify:
+            return False
         for custom_id in record.items:
             record.outcomes.setdefault(custom_id, "missing")
-        record.state = "collected"
+        record.batch_id, record.state, record.candidates = batch_id, "collected", []
         self.ledger.write(record)
+        return True
+
+    async def _cancel_duplicates(self, adopted: LedgerRecord, waiting: dict[str, LedgerRecord]) -> None:
+        """Once a late-found batch proved ours, cancel the batches this run created since whose every
+        request it answers: their unprocessed items are then not billed."""
+        answered = {key for key, (response, _) in self.answers.items() if response is not None}
+        for batch_id, record in list(waiting.items()):
+            if (record is not adopted and record.state == "submitted" and record.batch_id == batch_id
+                    and set(record.items.values()) <= answered | set(adopted.items.values())):
+                await self.provider.cancel_batch(batch_id)
+                self.report.canceled_duplicates.append(batch_id)
+                self.progress.note(f"cancelled batch {batch_id}: its requests were answered by "
+                                   f"{adopted.batch_id}, the batch of an earlier create that had failed")
+
+    async def _look_for_late_batches(self, waiting: dict[str, LedgerRecord],
+                                     looking: list[LedgerRecord]) -> None:
+        """Creates of unknown outcome (``looking``: no candidate yet) and creates concluded absent after an
+        error (watched) may still show up in the list: look again while waiting. A record that has
+        settled without a candidate is concluded absent; its requests are then submitted again."""
+        now = datetime.now(UTC)
+        self.watched = [r for r in self.watched if r.state == "never_submitted"
+                        and now <= datetime.fromisoformat(r.created_at) + WINDOW_AFTER]
+        if not self.watched and not looking:
+            return
+        batches = await self.provider.list_batches(limit=1000)
+        owned = self._owned() | set(waiting)
+        for record in [*looking, *self.watched]:
+            found = self._candidates(record, batches, owned)
+            if found:
+                record.state, record.candidates = "verifying", found
+                self.ledger.write(record)
+                for batch_id in found:
+                    waiting[batch_id] = record
+            elif record in looking and self._settled(record):
+                record.state = "never_submitted"
+                self.ledger.write(record)
+                self.watched.append(record)
+
+    async def _poll(self, batch_id: str) -> BatchInfo | None:
+        """The batch's status; None when this look failed in a way worth another look (it is free)."""
+        try:
+            return await self.provider.get_batch(batch_id)
+        except (AuthError, ModelNotFoundError):
+            raise
+        except ProviderError as error:
+            if error.retryable:
+                return None
+            raise
 
     async def _wait(self, records: list[LedgerRecord], wanted: dict[str, ModelRequest],
                     deadline: float | None, started: float) -> None:
-        waiting = {r.batch_id: r for r in records if r.state == "submitted"}
+        waiting: dict[str, LedgerRecord] = {str(r.batch_id): r for r in records if r.state == "submitted"}
+        for record in records:
+            if record.state == "verifying":
+                waiting.update({batch_id: record for batch_id in record.candidates})
         delay = self.settings.poll_initial_s
         last_label = ""
-        while waiting:
+        failures = 0
+
+        def looking() -> list[LedgerRecord]:
+            return [r for r in records if r.state == "verifying" and not set(r.candidates) & set(waiting)]
+
+        while waiting or looking():
             infos: list[BatchInfo] = []
             for batch_id, record in list(waiting.items()):
-                info = await self.provider.get_batch(str(batch_id))
+                if batch_id not in waiting:
+                    continue  # dropped meanwhile (another candidate of the same record proved ours)
+                info = await self._poll(batch_id)
+                if info is None:
+                    failures += 1
+                    if failures > 50:
+                        raise ProviderError(f"cannot get the status of batch {batch_id}: the API keeps "
+                                            "failing", retryable=True,
+                                            hint="run the same command again later: nothing is lost")
+                    continue
                 infos.append(info)
-                if info.ended:
-                    await self._collect(record, wanted)
-                    del waiting[batch_id]
+                if not info.ended:
+                    continue
+                try:
+                    await self._finish(batch_id, record, wanted, waiting)
+                except ProviderError as error:
+                    if not error.retryable or isinstance(error, AuthError | ModelNotFoundError):
+                        raise
+                    failures += 1  # the results could not be read this time: read them again next time
+                    if failures > 50:
+                        raise
+            await self._look_for_late_batches(waiting, looking())
             label = _status_label(infos, time.monotonic() - started)
             if label != last_label:
                 self.progress.update(label)
                 last_label = label
-            if not waiting:
+            if not waiting and not looking():
                 break
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 done = sum(1 for key in wanted if key in self.answers)
+                what = (f"batch{'es' if len(waiting) > 1 else ''} {', '.join(map(str, waiting))} still "
+                        "processing" if waiting else "a batch create whose outcome is not known yet")
                 raise BatchPendingError(
-                    f"batch{'es' if len(waiting) > 1 else ''} {', '.join(map(str, waiting))} still "
-                    f"processing after the --max-wait of {deadline - started:.0f} s ({done} of {len(wanted)} "
+                    f"{what} after the --max-wait of {deadline - started:.0f} s ({done} of {len(wanted)} "
                     "answers in); nothing is lost: run the same command again to pick up the results "
                     "(nothing is resubmitted)",
                     batch_ids=[str(b) for b in waiting],
@@ -281,6 +615,32 @@ class _BatchRun:
             await self.sleep(pause)
             self.report.poll_seconds += pause
             delay = min(delay * 1.5, self.settings.poll_max_s)
+
+    async def _finish(self, batch_id: str, record: LedgerRecord, wanted: dict[str, ModelRequest],
+                      waiting: dict[str, LedgerRecord]) -> None:
+        """An ended batch: collect an own one; verify a candidate by its marker first."""
+        if record.state != "verifying":
+            await self._collect(record, batch_id, wanted)
+            del waiting[batch_id]
+            return
+        late = record in self.watched
+        if await self._collect(record, batch_id, wanted, verify=True):
+            for other in record.candidates:
+                waiting.pop(other, None)  # the others are somebody else's: never touched
+            waiting.pop(batch_id, None)
+            self.report.verified.append(batch_id)
+            if record.record_id not in self.created_here and batch_id not in self.report.reattached:
+                self.report.reattached.append(batch_id)  # created by an earlier, interrupted run
+            if late:
+                await self._cancel_duplicates(record, waiting)
+            return
+        del waiting[batch_id]
+        self.report.not_ours.append(batch_id)
+        record.candidates = [c for c in record.candidates if c != batch_id]
+        if not record.candidates and self._settled(record):
+            record.state = "never_submitted"  # no batch of the workspace carries its marker
+            self.watched.append(record)
+        self.ledger.write(record)
 
 
 def _status_label(infos: list[BatchInfo], elapsed: float) -> str:
@@ -305,6 +665,18 @@ async def preflight(provider: Provider, requests: list[ModelRequest]) -> None:
         await provider.count_tokens(request)  # raises AuthError / ModelNotFoundError
 
 
+def _needs_warmup(records: list[LedgerRecord], pending: dict[str, ModelRequest]) -> bool:
+    """Warm up unless the main submission of these requests already happened (a warm-up that crashed,
+    failed or never landed does not count), or a warm-up batch ended within the cache's hour."""
+    main = {key for r in records if not r.warmup and r.state in ("submitting", "submitted", "verifying",
+                                                                 "collected") for key in r.items.values()}
+    if main & set(pending):
+        return False
+    fresh = datetime.now(UTC) - timedelta(minutes=50)
+    return not any(r.warmup and r.state == "collected" and datetime.fromisoformat(r.created_at) > fresh
+                   for r in records)
+
+
 async def execute_batch(
     requests: list[ModelRequest],
     provider: Provider,
@@ -318,6 +690,7 @@ async def execute_batch(
     progress: Progress | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     warmup: bool = False,
+    max_retries: int = 0,
 ) -> tuple[list[CallResult], ExecutionStats, BatchReport]:
     """Answer every request from the cache or through Message Batches (see the module docstring)."""
     progress = progress or NullProgress()
@@ -335,8 +708,7 @@ async def execute_batch(
     if pending:
         progress.start("batch", total=len(pending))
         try:
-            touched = {key for r in ledger.records(provider.endpoint) for key in r.items.values()}
-            if warmup and not touched & set(pending):
+            if warmup and _needs_warmup(ledger.records(provider.endpoint), pending):
                 # The documented recipe: one request per prefix writes the 1 h cache, then the rest read it.
                 first: dict[tuple[str, str], str] = {}
                 for key, request in pending.items():
@@ -344,7 +716,10 @@ async def execute_batch(
                 if len(first) < len(pending):
                     warm = {key: pending[key] for key in first.values()}
                     progress.update(f"batch: warm-up ({len(warm)} request(s) write the prompt cache)")
-                    records = await run._submit(warm, provider.endpoint)
+                    while True:
+                        records = await run._submit(warm, provider.endpoint, warmup=True)
+                        if records or not run.create_retry_left:
+                            break
                     await run._wait(records, warm, deadline, started)
                     run.report.warmup_items = len(warm)
             while True:
@@ -353,6 +728,15 @@ async def execute_batch(
                     break
                 records = await run._submit(unanswered, provider.endpoint)
                 if not records:
+                    if run.create_retry_left:
+                        continue  # a create failed before any batch existed: try again
+                    if run.create_failures and run.last_create_error is not None:
+                        last = run.last_create_error
+                        raise ProviderError(
+                            f"could not create a batch ({run.create_failures} attempts): {last.message}",
+                            status=last.status, error_type=last.error_type, retryable=True,
+                            hint="run the same command again later: every batch that was created is in "
+                                 "the ledger and is picked up, nothing is paid twice")
                     break  # nothing in flight and nothing submittable: attempts exhausted
                 await run._wait(records, unanswered, deadline, started)
         finally:
@@ -364,17 +748,26 @@ async def execute_batch(
                       "submission(s); finishing them in real time (--fallback realtime)")
         results, realtime_stats = await execute_realtime(list(leftovers.values()), provider, cache,
                                                          concurrency=concurrency, progress=progress,
-                                                         label="realtime fallback")
+                                                         label="realtime fallback", max_retries=max_retries,
+                                                         sleep=sleep)
         for key, result in zip(leftovers, results, strict=True):
             run.answers[key] = (result.response, result.error)
         run.report.fallback_realtime = len(leftovers)
         stats.requests_sent += realtime_stats.requests_sent
-    elif leftovers:
-        run.report.given_up = len(leftovers)
-        for key in leftovers:
-            run.answers[key] = (None, ProviderError(
-                f"no answer after {settings.max_attempts} batch submission(s) (errored, expired or canceled "
-                "each time)", retryable=True, hint="re-run to try again, or use --fallback realtime"))
+        stats.retries += realtime_stats.retries
+        stats.possibly_billed_twice += realtime_stats.possibly_billed_twice
+        stats.timeouts += realtime_stats.timeouts
+        stats.shared += realtime_stats.shared
+        fallback_calls = {request_key: result for request_key, result in zip(leftovers, results, strict=True)}
+    else:
+        fallback_calls = {}
+        if leftovers:
+            run.report.given_up = len(leftovers)
+            for key in leftovers:
+                run.answers[key] = (None, ProviderError(
+                    f"no answer after {settings.max_attempts} batch submission(s) (errored, expired or "
+                    "canceled each time)", retryable=True, hint="re-run to try again, or use --fallback "
+                                                                 "realtime"))
 
     stats.requests_sent += run.report.submitted_items
     stats.errors += sum(1 for response, error in run.answers.values() if error is not None)
@@ -390,5 +783,8 @@ async def execute_batch(
             results.append(CallResult(request=request, response=cached[key], error=None, from_cache=True))
         else:
             response, error = run.answers[key]
-            results.append(CallResult(request=request, response=response, error=error, from_cache=False))
+            maybe = fallback_calls[key].maybe_billed if key in fallback_calls else 0
+            results.append(CallResult(request=request, response=response, error=error, from_cache=False,
+                                      maybe_billed=maybe))
+            fallback_calls.pop(key, None)  # an identical request shares the call, not its count
     return results, stats, run.report

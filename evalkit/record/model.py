@@ -7,7 +7,9 @@ whenever a field changes meaning or disappears; readers refuse a version they do
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Any, Final, Literal
+
+from pydantic import model_validator
 
 from evalkit._typed import Typed
 from evalkit.cost.estimate import Estimate
@@ -99,6 +101,14 @@ class ExecutionInfo(Typed):
     requests_sent: int
     cache_hits: int
     retries: int
+    #: Retries after an attempt that may have been billed although its answer never arrived (it timed
+    #: out, or its connection dropped after sending; or a run died with it in flight): each may have
+    #: paid for its request twice. ``cost_usd.this_run_upper_bound`` includes them.
+    possibly_billed_twice: int = 0
+    timeouts: int = 0  # attempts that timed out (each keeps its concurrency slot for another timeout)
+    #: Answers another evalkit process sharing the cache was fetching: waited for, not paid for again.
+    shared_with_other_runs: int = 0
+    answered: int = 0  # requests this run sent that came back with an answer (0 with errors: exit 4)
     seconds: float
     errors: int
     deduplicated: int
@@ -121,6 +131,12 @@ class BatchSummary(Typed):
     given_up: int = 0
     warmup_items: int = 0
     poll_seconds: float = 0.0
+    #: Create calls that failed; after each, the batch was found by this run's marker or proved absent.
+    create_errors: int = 0
+    verified: list[str] = []  # batches proved this run's by the marker in their custom_ids
+    not_ours: list[str] = []  # same-size batches of the same time that proved somebody else's: untouched
+    canceled_duplicates: list[str] = []  # evalkit's own batches cancelled because another answered them
+    duplicate_items: int = 0  # requests answered (and billed) by two of evalkit's own batches
 
 
 # -- the decision's companions ------------------------------------------------------------------------
@@ -213,15 +229,29 @@ class CostSummary(Typed):
     batch_savings: float
     cache_savings: float
     this_run: float  # only what this run paid (cache hits were paid for earlier)
+    #: What this run may have paid at most: ``this_run`` plus every attempt that may have been billed
+    #: without its answer arriving (``execution.possibly_billed_twice`` and requests that failed so).
+    this_run_upper_bound: float = 0.0
+    possibly_billed_twice: float = 0.0  # the difference, in USD
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bound_of_older_records(cls, data: Any) -> Any:
+        # Records written before the bound existed paid exactly what they say.
+        if isinstance(data, dict) and "this_run_upper_bound" not in data and "this_run" in data:
+            data = {**data, "this_run_upper_bound": data["this_run"]}
+        return data
 
     @classmethod
-    def of(cls, totals: dict[str, ModelTotals]) -> CostSummary:
+    def of(cls, totals: dict[str, ModelTotals], possibly_billed_twice: float = 0.0) -> CostSummary:
         parts = totals.values()
+        this_run = round(sum(t.cost_this_run.total for t in parts), 6)
         return cls(answers=round(sum(t.cost.total for t in parts), 6),
                    answers_without_batch_discount=round(sum(t.cost_standard.total for t in parts), 6),
                    batch_savings=round(sum(t.cost_standard.total - t.cost.total for t in parts), 6),
                    cache_savings=round(sum(t.cost_uncached.total - t.cost.total for t in parts), 6),
-                   this_run=round(sum(t.cost_this_run.total for t in parts), 6))
+                   this_run=this_run, this_run_upper_bound=round(this_run + possibly_billed_twice, 6),
+                   possibly_billed_twice=round(possibly_billed_twice, 6))
 
 
 # -- several candidate configurations ----------------------------------------------------------------

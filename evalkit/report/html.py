@@ -18,12 +18,15 @@ are all in the file. Model output and dataset text are untrusted input:
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ import jinja2
 from markupsafe import Markup
 
 from evalkit._io import atomic_write_text
+from evalkit.errors import StateError
 from evalkit.record.model import RunRecord
 from evalkit.record.rows import CallRow, SampleRow
 from evalkit.report import plots
@@ -419,10 +423,49 @@ def render_html(record: RunRecord, rows: list[SampleRow]) -> str:
     return _environment().get_template("report.html.j2").render(**build_context(record, rows))
 
 
+#: A staging folder is ``.<run-id>.<pid>.<random>`` (owner-only, as mkdtemp makes it). One left by a process
+#: that died (or older than a day, e.g. from another machine) is removed by the next report written there.
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+$")
+_STALE_S = 24 * 3600
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_staging(parent: Path) -> list[Path]:
+    """Remove staging folders under ``parent`` whose writer is gone; returns what was removed."""
+    removed = []
+    now = time.time()
+    for path in parent.glob(".*"):
+        match = _STAGING.match(path.name)
+        if not match or not path.is_dir():
+            continue
+        try:
+            stale = not _alive(int(match["pid"])) or now - path.stat().st_mtime > _STALE_S
+        except OSError:
+            continue
+        if stale and int(match["pid"]) != os.getpid():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def write_run_folder(folder: Path, record: RunRecord, rows: list[SampleRow]) -> Path:
-    """Write the three run files into ``folder`` all at once (temp folder + rename)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    """Write the three run files into ``folder`` all at once (temp folder + rename). A full or read-only
+    disk is a :class:`StateError` naming the folder; every answer is in the response cache already."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        clean_staging(folder.parent)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}.", dir=folder.parent))
+    except OSError as exc:
+        raise _report_error(folder, exc) from None
     try:
         atomic_write_text(staging / "results.jsonl", "".join(row.model_dump_json() + "\n" for row in rows))
         atomic_write_text(staging / "summary.json", record.model_dump_json(indent=2) + "\n")
@@ -430,7 +473,19 @@ def write_run_folder(folder: Path, record: RunRecord, rows: list[SampleRow]) -> 
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise _report_error(folder, exc) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return folder
+
+
+def _report_error(folder: Path, exc: OSError) -> StateError:
+    why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+           errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied"}.get(
+        exc.errno or 0, exc.strerror or str(exc))
+    return StateError(f"cannot write the report folder {folder}: {why}", path=folder,
+                      hint="make room (or choose --reports-dir / reports_dir elsewhere) and run the same "
+                           "command again: every answer is in the response cache, so it costs nothing")

@@ -11,7 +11,7 @@ from evalkit._version import __version__
 from evalkit.backends import Backend
 from evalkit.cost.estimate import Estimate
 from evalkit.cost.projection import Projection, project, role_costs
-from evalkit.cost.totals import result_cost, totals
+from evalkit.cost.totals import possible_double_billing, result_cost, totals
 from evalkit.cost.verbosity import TokenAdvice, token_advice
 from evalkit.providers.execute import CallResult
 from evalkit.record.model import (
@@ -253,7 +253,11 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
                             rows_available=samples.rows_available, sample_size=len(samples.samples),
                             seed=task.sample.seed, sample_hash=samples.sample_hash, notes=samples.notes),
         execution=ExecutionInfo(requests_sent=stats.requests_sent, cache_hits=stats.cache_hits,
-                                retries=stats.retries, seconds=round(execute_seconds, 3), errors=stats.errors,
+                                retries=stats.retries, possibly_billed_twice=stats.possibly_billed_twice,
+                                timeouts=stats.timeouts, shared_with_other_runs=stats.shared,
+                                answered=sum(1 for c in session.calls
+                                             if not c.from_cache and c.response is not None),
+                                seconds=round(execute_seconds, 3), errors=stats.errors,
                                 deduplicated=stats.deduplicated, by_model=stats.by_model,
                                 concurrency=concurrency, cache_mode=options.cache_mode),
         batch=_batch_summary(session),
@@ -273,7 +277,8 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
         models_usage={role: ModelUsage.of(model_totals[role]) for role in ROLES},
         caching={role: CachingInfo.of(prepared.cache_plans[role], model_totals[role]) for role in ROLES},
         lint=prepared.findings,
-        cost_usd=CostSummary.of(model_totals),
+        cost_usd=CostSummary.of(model_totals, possible_double_billing(session.calls, settings.pricing)
+                                + session.orphaned_usd),
         verbosity=verbosity(results, prepared),
     )
     rows = [sample_row(result, settings.pricing) for result in results]

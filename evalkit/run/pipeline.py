@@ -13,8 +13,9 @@ from evalkit._hashing import digest
 from evalkit.backends import Backend, connect
 from evalkit.config import Settings
 from evalkit.cost.estimate import Estimate, SpendTracker, check_budget, estimate_cost
+from evalkit.cost.prices import attempt_upper_bound
 from evalkit.cost.totals import totals
-from evalkit.errors import UsageError
+from evalkit.errors import ProviderError, UsageError
 from evalkit.progress import Progress
 from evalkit.providers.response_cache import CacheMode, ResponseCache
 from evalkit.record.model import CostSummary, RunRecord
@@ -29,7 +30,7 @@ from evalkit.run.configurations import (
 )
 from evalkit.run.options import RunOptions
 from evalkit.run.prepare import Prepared, prepare
-from evalkit.run.session import Executor, run_session
+from evalkit.run.session import Executor, Session, run_session
 from evalkit.scoring.samples import SampleResult
 from evalkit.sim.coverage import SimulatorFacts
 from evalkit.spec import TaskSpec
@@ -60,6 +61,34 @@ class RunResult:
     @property
     def simulated(self) -> bool:
         return self.record.simulated
+
+    def configuration(self, name: str | None) -> tuple[RunRecord, str | None]:
+        """The record of the candidate configuration ``name`` (default: the primary) and its name."""
+        if not self.configurations:
+            if name is not None:
+                raise UsageError("--configuration needs a task with models.candidates")
+            return self.record, None
+        names = [c.name for c in self.configurations]
+        name = name or names[0]
+        if name not in names:
+            raise UsageError(f"the task has no configuration {name!r}", hint=f"one of: {', '.join(names)}")
+        return self.configurations[names.index(name)].record, name
+
+    @property
+    def failure(self) -> ProviderError | None:
+        """Every request this run sent failed: the run is an API failure (exit 4), whatever it decided."""
+        execution = self.record.execution
+        if not execution.errors or execution.answered:
+            return None
+        errors = [call.error for result in self.results for call in result.calls.values()
+                  if call.error is not None]
+        first = errors[0] if errors else None
+        return ProviderError(
+            f"every request this run sent failed ({execution.errors} errors)"
+            + (f"; the first: {first.message}" if first else ""),
+            status=first.status if first else None,
+            hint=(first.hint + "; " if first and first.hint else "")
+            + f"each sample's error is in {self.folder / 'results.jsonl'}")
 
 
 def _run_id(prepared: Prepared, now: datetime) -> str:
@@ -94,6 +123,19 @@ def _batch_cache_hit_rate(settings: Settings, backend: Backend) -> dict[str, Any
         return {}
     return {"batch_cache_hit_rate": settings.simulator.batch_cache_hit_rate,
             "batch_cache_hit_basis": "the simulator's [simulator] batch_cache_hit_rate"}
+
+
+def _adopt_orphans(session: Session, cache: ResponseCache, settings: Settings, progress: Progress) -> None:
+    """Possible double payments counted by runs that died before their report: this run reports them."""
+    orphans = cache.adopt_orphans()
+    if not orphans:
+        return
+    count = sum(o.count for o in orphans)
+    session.stats.possibly_billed_twice += count
+    session.orphaned_usd += sum(o.count * attempt_upper_bound(settings.pricing, o.model, o.input_tokens,
+                                                              o.max_tokens) for o in orphans)
+    progress.note(f"{count} attempt(s) of earlier, interrupted runs may have been billed without their "
+                  "answer being reported: counted in this run's possibly-billed-twice figures")
 
 
 def estimate_run(prepared: Prepared, backend: Backend, *, mode: str,
@@ -132,6 +174,8 @@ def run_evaluation(task: TaskSpec, settings: Settings, options: RunOptions, *, p
         execute_started = time.perf_counter()
         session = asyncio.run(run_session(prepared, execute, options))
         execute_seconds = time.perf_counter() - execute_started
+        if cache.mode != "off":
+            _adopt_orphans(session, cache, settings, progress)
     if spend is not None:
         spend.check()
     assembled = assemble(prepared, session, backend=backend, options=options, run_id=run_id, started=started,

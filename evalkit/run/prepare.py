@@ -77,9 +77,10 @@ def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = Non
     if samples is None:
         samples = load_samples(task, cache_dir=settings.cache_dir, offline=offline, size=sample_size)
     findings = lint_templates(task)
-    reference = PromptRenderer(task, "reference")
-    renderers = {"reference": reference,
-                 "candidate": reference if task.models.candidate.prompt is None else PromptRenderer(task)}
+    reference = PromptRenderer(task, "reference", settings.include_dirs)
+    candidate = (reference if task.models.candidate.prompt is None
+                 else PromptRenderer(task, "candidate", settings.include_dirs))
+    renderers = {"reference": reference, "candidate": candidate}
     schema = output_schema(task.output) if task.output.structured else None
     plans = plan_caching(task, {role: renderer.system for role, renderer in renderers.items()}, schema,
                          mode=mode)

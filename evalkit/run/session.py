@@ -51,6 +51,8 @@ class Session:
     decision: Decision | None = None  # set when a sequential look decided
     judged: dict[str, bool | None] = field(default_factory=dict)
     judge_calls: list[CallResult] = field(default_factory=list)
+    #: The most that attempts of earlier, killed runs may have cost without being reported (USD).
+    orphaned_usd: float = 0.0
 
     def add(self, calls: list[CallResult], stats: ExecutionStats, report: BatchReport | None) -> None:
         self.calls.extend(calls)
@@ -75,17 +77,19 @@ class Executor:
         # Caching pays only if one request writes the prefix before the others read it.
         warmup = any(plan.enabled for plan in self.prepared.cache_plans.values())
         provider = self.backend.provider
+        settings = self.prepared.settings
         if self.options.mode == "realtime":
             calls, stats = await execute_realtime(requests, provider, self.cache,
                                                   concurrency=self.concurrency,
                                                   progress=self.progress, label="requests", warmup=warmup,
-                                                  on_response=self.spend.add if self.spend else None)
+                                                  on_response=self.spend.add if self.spend else None,
+                                                  max_retries=settings.max_retries)
             return calls, stats, None
-        settings = self.prepared.settings
         return await execute_batch(requests, provider, self.cache, BatchLedger(batch_ledger_dir(settings)),
                                    settings.batch, max_wait_s=self.options.max_wait_s,
                                    fallback=self.options.fallback, concurrency=self.concurrency,
-                                   progress=self.progress, warmup=warmup and settings.batch.warmup)
+                                   progress=self.progress, warmup=warmup and settings.batch.warmup,
+                                   max_retries=settings.max_retries)
 
 
 def _wants_judge(prepared: Prepared) -> bool:

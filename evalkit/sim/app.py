@@ -125,10 +125,11 @@ class SimulatorState:
             for tier in tiers:
                 corpus.model(tier)
 
-    async def inject_fault(self) -> None:
-        """Fail this request the way the configured faults say (before any work: nothing is billed)."""
+    async def inject_fault(self, endpoint: str = "messages") -> None:
+        """Fail this request the way the configured faults say (before any work: nothing is billed).
+        ``endpoint`` names the operation; faults apply where ``[simulator.faults] endpoints`` says."""
         faults = self.settings.faults
-        if not faults.any:
+        if not faults.any or not faults.applies_to(endpoint):
             return
         with self._answered_lock:
             draw = self._fault_rng.random()
@@ -155,6 +156,18 @@ class SimulatorState:
                 await asyncio.sleep(faults.slow_ms / 1000)
                 return
             draw -= share
+
+    def lost_after_work(self, share: float, kind: str) -> None:
+        """With probability ``share``: the work is done (a batch created, a message billed), and then the
+        answer is lost on the way back, as when a gateway times out: 504."""
+        if not share:
+            return
+        with self._answered_lock:
+            draw = self._fault_rng.random()
+        if draw < share:
+            self.fault_counts[kind] += 1
+            raise ApiError(504, "timeout_error",
+                           "Gateway timeout: the upstream server did not answer in time")
 
     @property
     def brain(self) -> Brain:
@@ -466,6 +479,7 @@ def create_app(state: SimulatorState) -> Starlette:
                 message = await asyncio.to_thread(state.create_message, body, arrived_at=arrived_at)
             finally:
                 state.in_flight -= 1
+            state.lost_after_work(state.settings.faults.after_answer, "after_answer")
         except ApiError as error:
             return _error_response(error, state.rate_limiter.headers())
         usage = message["usage"]
@@ -482,6 +496,7 @@ def create_app(state: SimulatorState) -> Starlette:
             _check_headers(request, state.settings.api_key)
             body, _ = await _json_body(request)
             state.validate_message_body(body, Context(betas=_betas(request), count_tokens=True))
+            await state.inject_fault("count_tokens")
         except ApiError as error:
             return _error_response(error)
         return JSONResponse({"input_tokens": request_input_tokens(body)}, headers=_headers(api_id("req_")))
@@ -515,8 +530,10 @@ def create_app(state: SimulatorState) -> Starlette:
         try:
             _check_headers(request, state.settings.api_key)
             body, size = await _json_body(request, limit=2**31)
+            await state.inject_fault("batch_create")
             meta = state.batches.create(body, size, api_id("msgbatch_"),
                                         betas=sorted(_betas(request)))
+            state.lost_after_work(state.settings.faults.after_create, "after_create")
         except ApiError as error:
             return _error_response(error)
         return JSONResponse(state.batches.public(meta, base_url(request)), headers=_headers(api_id("req_")))
@@ -530,6 +547,7 @@ def create_app(state: SimulatorState) -> Starlette:
                 raise invalid("limit: Input should be a valid integer") from None
             if not 1 <= limit <= 1000:
                 raise invalid("limit: Input should be between 1 and 1000")
+            await state.inject_fault("batch_list")
             page = await asyncio.to_thread(
                 state.batches.list, limit=limit, after_id=request.query_params.get("after_id"),
                 before_id=request.query_params.get("before_id"), base_url=base_url(request))
@@ -540,6 +558,7 @@ def create_app(state: SimulatorState) -> Starlette:
     async def batch_retrieve(request: Request) -> Response:
         try:
             _check_headers(request, state.settings.api_key)
+            await state.inject_fault("batch_retrieve")
             meta = await asyncio.to_thread(state.batches.retrieve, request.path_params["batch_id"],
                                            base_url(request))
         except ApiError as error:
@@ -549,6 +568,7 @@ def create_app(state: SimulatorState) -> Starlette:
     async def batch_cancel(request: Request) -> Response:
         try:
             _check_headers(request, state.settings.api_key)
+            await state.inject_fault("batch_cancel")
             meta = await asyncio.to_thread(state.batches.cancel, request.path_params["batch_id"],
                                            base_url(request))
         except ApiError as error:
@@ -566,6 +586,7 @@ def create_app(state: SimulatorState) -> Starlette:
     async def batch_results(request: Request) -> Response:
         try:
             _check_headers(request, state.settings.api_key)
+            await state.inject_fault("batch_results")
             content = await asyncio.to_thread(state.batches.results, request.path_params["batch_id"])
         except ApiError as error:
             return _error_response(error)

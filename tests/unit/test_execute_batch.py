@@ -80,11 +80,14 @@ def test_the_ledger_says_submitting_before_the_create_call(cache: ResponseCache,
         assert len(records) == 1
         seen.append((records[0].state, records[0].batch_id, set(records[0].items)))
         assert set(records[0].items) == {custom_id for custom_id, _ in items}
+        # The run-unique marker is in the ledger before the call, and starts every custom_id sent.
+        assert len(records[0].nonce) == 10 and all(c.startswith(records[0].nonce + "-") for c, _ in items)
 
     provider.on_submit = inspect
     reqs = requests(3)
     _run(reqs, provider, cache, ledger)
-    keys = {custom_id_for(r, request_key(provider.endpoint, r)) for r in reqs}
+    nonce = ledger.records(provider.endpoint)[0].nonce
+    keys = {custom_id_for(r, request_key(provider.endpoint, r), nonce) for r in reqs}
     assert seen == [("submitting", None, keys)]
     [record] = ledger.records(provider.endpoint)
     assert record.state == "collected" and record.batch_id == "msgbatch_fake0001"
@@ -126,7 +129,8 @@ def test_a_create_that_never_landed_is_submitted_again(cache: ResponseCache, led
     provider.fail(Crash(), on="submit", call=1)  # died before the API created anything
     with pytest.raises(Crash):
         _run(requests(4), provider, cache, ledger)
-    results, _, report = _run(requests(4), provider, cache, ledger)
+    # The create has settled (create_settle_s after it was sent) and its batch is not in the list.
+    results, _, report = _run(requests(4), provider, cache, ledger, create_settle_s=0)
     assert provider.submissions == 2 and len(provider.batches) == 1
     assert report.reattached == [] and report.submitted_items == 8
     assert sorted(r.state for r in ledger.records(provider.endpoint)) == ["collected", "never_submitted"]

@@ -28,7 +28,8 @@ PUBLIC = {
     "RunOptions", "RoutingOptions", "GateOptions", "RunResult", "TuneResult", "GateResult", "PlanResult",
     "RunRecord", "SampleRow", "Decision", "TaskSpec", "Settings", "Router", "RoutedAnswer",
     "EvalkitError", "UsageError", "ConfigError", "SpecError", "DatasetError", "TemplateError",
-    "ProviderError", "AuthError", "CacheError", "BudgetError", "BatchPendingError",
+    "ProviderError", "AuthError", "CacheError", "BudgetError", "BatchPendingError", "MetricError",
+    "MetricSample",
 }
 
 

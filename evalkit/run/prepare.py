@@ -13,7 +13,7 @@ from evalkit.prompts.prompt_caching import CachePlan, plan_caching
 from evalkit.prompts.render import ModelRequest, PromptRenderer, build_request, output_schema
 from evalkit.providers.execute import CallResult
 from evalkit.run.reflog import LoggedAnswers, load_log
-from evalkit.scoring.metrics import check_metric_names
+from evalkit.scoring.metrics import check_metric_names, try_custom_metrics
 from evalkit.scoring.samples import ROLES
 from evalkit.sim.coverage import SimulatorFacts
 from evalkit.spec import OutputSpec, TaskSpec
@@ -69,6 +69,7 @@ def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = Non
     if refused:  # the API would answer 400 — in batch mode only after the whole batch has run
         raise SpecError(task.task_file, refused)
     samples = load_samples(task, cache_dir=settings.cache_dir, offline=offline, size=sample_size)
+    try_custom_metrics(task, samples.samples)
     findings = lint_templates(task)
     renderer = PromptRenderer(task)
     schema = output_schema(task.output) if task.output.structured else None

@@ -17,6 +17,7 @@ from evalkit._io import atomic_write_json, atomic_write_text
 from evalkit.backends import connect
 from evalkit.config import Settings, load_settings
 from evalkit.cost.estimate import Estimate
+from evalkit.cost.pricelist import DEFAULT_MAX_AGE_DAYS, PriceList, price_list
 from evalkit.errors import UsageError
 from evalkit.gate import (
     Baseline,
@@ -31,6 +32,7 @@ from evalkit.gate import (
 from evalkit.progress import NullProgress, Progress
 from evalkit.prompts.lint import Finding
 from evalkit.prompts.lint import lint_task as _lint
+from evalkit.record.export import ExportFormat, export_rows
 from evalkit.record.files import read_record, read_rows
 from evalkit.record.model import RunRecord
 from evalkit.report.html import render_html, write_run_folder
@@ -205,6 +207,20 @@ def render_report(run_dir: str | Path) -> Path:
     page = folder / "report.html"
     atomic_write_text(page, render_html(read_record(folder), read_rows(folder)))
     return page
+
+
+def export_results(run_dir: str | Path, fmt: ExportFormat = "csv") -> tuple[str, int]:
+    """A run folder's per-sample results as CSV or JSON Lines text, and how many samples (see
+    :mod:`evalkit.record.export`)."""
+    rows = read_rows(Path(run_dir))
+    return export_rows(rows, fmt), len(rows)
+
+
+def price_table(start: str | Path | None = None, *, max_age_days: int = DEFAULT_MAX_AGE_DAYS) -> PriceList:
+    """The price table a project's runs use (built-in + its evalkit.toml's [pricing]), and its age."""
+    settings = load_settings(Path(start) if start else None)
+    file = str(settings.settings_file) if settings.settings_file else None
+    return price_list(settings.pricing, file, max_age_days=max_age_days)
 
 
 def init_project(dataset: str | Path, *, folder: str | Path = ".", name: str | None = None,

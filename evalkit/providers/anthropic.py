@@ -24,6 +24,16 @@ _COUNT_TOKENS_PARAMS = frozenset({"model", "messages", "system", "thinking", "to
                                   "output_config", "cache_control", "speed"})
 
 
+def known_model_ids() -> tuple[str, ...]:
+    """The model ids this version of the SDK knows (its ``Model`` literal), for "did you mean" hints."""
+    from typing import get_args  # noqa: PLC0415
+
+    def strings(hint: Any) -> list[str]:  # Union[Literal[...], str] or a bare Literal
+        return [hint] if isinstance(hint, str) else [name for arg in get_args(hint) for name in strings(arg)]
+
+    return tuple(dict.fromkeys(strings(anthropic.types.Model)))
+
+
 class AnthropicProvider(Provider):
     supports_batch = True
 

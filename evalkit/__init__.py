@@ -13,9 +13,13 @@ Names are imported on first use, so ``import evalkit`` (and ``evalkit --help``) 
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from evalkit._version import __version__
+
+# A library logs through standard loggers and shows nothing until its user configures logging.
+logging.getLogger("evalkit").addHandler(logging.NullHandler())
 
 #: Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {

@@ -3,15 +3,18 @@ simulator. All three go through the same official SDK client (:mod:`evalkit.prov
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 from evalkit.config import Settings
 from evalkit.errors import AuthError, UsageError
+from evalkit.logs import redact_url
 from evalkit.providers.anthropic import DEFAULT_BASE_URL, AnthropicProvider, make_client
 
 #: Placeholder credential for the in-process simulator (it checks that one is sent, not its value).
 SIMULATOR_KEY = "offline-simulator-no-key"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ def connect(settings: Settings, *, offline: bool | None) -> Backend:
                              asgi_app=simulator.app)
         provider = AnthropicProvider(client, endpoint=simulator.endpoint, simulated=True)
         why = "--offline" if api_key else "no ANTHROPIC_API_KEY is set"
+        log.info("backend: the in-process simulator (%s)", why)
         return Backend(provider, "simulator", f"built-in offline simulator ({why})")
     if not api_key:
         raise AuthError(
@@ -56,4 +60,7 @@ def connect(settings: Settings, *, offline: bool | None) -> Backend:
     client = make_client(api_key=api_key, base_url=base_url, max_retries=settings.max_retries,
                          timeout_s=settings.request_timeout_s)
     endpoint = (base_url or DEFAULT_BASE_URL).rstrip("/")
-    return Backend(AnthropicProvider(client, endpoint=endpoint), "api", f"Anthropic API at {endpoint}")
+    shown = redact_url(endpoint)  # never a user:password@ part in messages
+    log.info("backend: the Anthropic API at %s (max_retries %d, timeout %g s)", shown, settings.max_retries,
+             settings.request_timeout_s)
+    return Backend(AnthropicProvider(client, endpoint=endpoint), "api", f"Anthropic API at {shown}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 import uuid
@@ -34,7 +35,7 @@ from filelock import FileLock
 from evalkit._io import atomic_write_json
 from evalkit.config import BatchSettings
 from evalkit.errors import BatchPendingError, ProviderError
-from evalkit.progress import NullProgress, Progress
+from evalkit.progress import NullProgress, Progress, duration, eta
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import BatchInfo, ModelResponse, Provider
 from evalkit.providers.execute import CallResult, ExecutionStats, execute_realtime, partition
@@ -44,6 +45,7 @@ LEDGER_SCHEMA = 1
 #: Errors worth another submission; anything else (invalid request, unknown model) fails the same way again.
 RETRYABLE_ERROR_TYPES = frozenset({"api_error", "overloaded_error", "rate_limit_error", "timeout_error"})
 Fallback = Literal["none", "realtime"]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -173,6 +175,8 @@ class _BatchRun:
             if b.id not in known_ids and b.total == len(record.items) and b.created_at is not None
             and created - timedelta(minutes=2) <= b.created_at <= created + timedelta(minutes=10)
         ]
+        log.info("ledger record %s was interrupted during create: %d matching batch(es) at the API",
+                 record.record_id, len(matches))
         if len(matches) == 1:
             record.batch_id, record.state = matches[0].id, "submitted"
             self.progress.note(f"re-attached to batch {record.batch_id}, created by an interrupted run")
@@ -201,6 +205,8 @@ class _BatchRun:
                 if (set(record.items.values()) & set(pending)
                         and record.batch_id not in self.report.reattached):
                     self.report.reattached.append(str(record.batch_id))
+                    log.info("re-attached to batch %s (%d requests, submitted %s)", record.batch_id,
+                             len(record.items), record.created_at, extra={"batch_id": record.batch_id})
             submit = [key for key in wanted if attempts.get(key, 0) < self.settings.max_attempts]
             key_of = {custom_id_for(pending[key], key): key for key in submit}
             items = [(custom_id, pending[key].params) for custom_id, key in key_of.items()]
@@ -214,6 +220,8 @@ class _BatchRun:
                 info = await self.provider.submit_batch(chunk)
                 record.batch_id, record.state = info.id, "submitted"
                 self.ledger.write(record)
+                log.info("submitted batch %s: %d requests, attempt %d (ledger record %s)", info.id,
+                         len(chunk), attempt, record.record_id, extra={"batch_id": info.id})
                 self.report.submitted_items += len(chunk)
                 self.report.resubmitted_items += sum(1 for key in keys.values() if attempts.get(key, 0) > 0)
                 new_records.append(record)
@@ -247,6 +255,11 @@ class _BatchRun:
             record.outcomes.setdefault(custom_id, "missing")
         record.state = "collected"
         self.ledger.write(record)
+        tally: dict[str, int] = {}
+        for outcome in record.outcomes.values():
+            tally[outcome] = tally.get(outcome, 0) + 1
+        log.info("collected batch %s: %s", record.batch_id, ", ".join(f"{n} {o}" for o, n in tally.items()),
+                 extra={"batch_id": record.batch_id})
 
     async def _wait(self, records: list[LedgerRecord], wanted: dict[str, ModelRequest],
                     deadline: float | None, started: float) -> None:
@@ -291,8 +304,10 @@ def _status_label(infos: list[BatchInfo], elapsed: float) -> str:
     parts = [f"{count} {name}" for name, count in totals.items() if count]
     minutes, seconds = divmod(int(elapsed), 60)
     ended = sum(info.ended for info in infos)
+    processing = totals.get("processing", 0)
+    left = eta(sum(totals.values()) - processing, sum(totals.values()), elapsed)  # at the rate so far
     return (f"batch: {ended}/{len(infos)} ended · " + (", ".join(parts) or "waiting") +
-            f" · {minutes}m{seconds:02d}s")
+            f" · {minutes}m{seconds:02d}s" + (f" · eta {duration(left)}" if left is not None else ""))
 
 
 async def preflight(provider: Provider, requests: list[ModelRequest]) -> None:
@@ -359,6 +374,9 @@ async def execute_batch(
             progress.stop()
 
     leftovers = {k: r for k, r in pending.items() if k not in run.answers}
+    if leftovers:
+        log.info("%d request(s) unanswered after %d batch submission(s)", len(leftovers),
+                 settings.max_attempts)
     if leftovers and fallback == "realtime":
         progress.note(f"{len(leftovers)} request(s) still unanswered after {settings.max_attempts} batch "
                       "submission(s); finishing them in real time (--fallback realtime)")

@@ -7,6 +7,7 @@ the next run reads what was already paid for and sends only the rest. Identical 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from evalkit.providers.response_cache import ResponseCache, request_key
 
 #: Errors that will fail every other request the same way: stop the run instead of recording each.
 FATAL_ERRORS = (AuthError, ModelNotFoundError)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ def partition(requests: list[ModelRequest], endpoint: str, cache: ResponseCache,
             stats.cache_hits += 1
         else:
             pending[key] = request
+    log.debug("%d requests: %d answered from the response cache, %d duplicates, %d to send (cache mode %s)",
+              len(requests), len(cached), len(requests) - len(cached) - len(pending), len(pending),
+              cache.mode)
     if pending and cache.mode == "read-only":
         raise CacheError(
             f"{len(pending)} of {len(cached) + len(pending)} distinct requests are not in the response "
@@ -119,6 +124,8 @@ async def execute_realtime(
             except ProviderError as error:
                 answers[key] = (None, error, False)
                 stats.errors += 1
+                log.info("no answer for %s/%s from %s: %s", request.role, request.sample_id, request.model,
+                         error.message, extra={"request_id": error.request_id})
             else:
                 cache.put(provider.endpoint, request, response)
                 answers[key] = (response, None, False)

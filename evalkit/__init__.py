@@ -13,9 +13,13 @@ Names are imported on first use, so ``import evalkit`` (and ``evalkit --help``) 
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from evalkit._version import __version__
+
+# A library logs through standard loggers and shows nothing until its user configures logging.
+logging.getLogger("evalkit").addHandler(logging.NullHandler())
 
 #: Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
@@ -47,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "Decision": "evalkit.stats.decision",
     "TaskSpec": "evalkit.spec",
     "Settings": "evalkit.config",
+    "MetricSample": "evalkit.scoring.custom",
     # live routing
     "Router": "evalkit.routing.router",
     "RoutedAnswer": "evalkit.routing.router",
@@ -62,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     "CacheError": "evalkit.errors",
     "BudgetError": "evalkit.errors",
     "BatchPendingError": "evalkit.errors",
+    "MetricError": "evalkit.errors",
 }
 
 __all__ = [
@@ -76,6 +82,8 @@ __all__ = [
     "EvalkitError",
     "GateOptions",
     "GateResult",
+    "MetricError",
+    "MetricSample",
     "PlanResult",
     "ProviderError",
     "RoutedAnswer",
@@ -145,6 +153,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         ConfigError,
         DatasetError,
         EvalkitError,
+        MetricError,
         ProviderError,
         SpecError,
         TemplateError,
@@ -159,5 +168,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from evalkit.run.options import RunOptions
     from evalkit.run.pipeline import RunResult
     from evalkit.run.plan import PlanResult
+    from evalkit.scoring.custom import MetricSample
     from evalkit.spec import TaskSpec, load_task
     from evalkit.stats.decision import Decision

@@ -17,6 +17,7 @@ from evalkit._io import atomic_write_json, atomic_write_text
 from evalkit.backends import connect
 from evalkit.config import Settings, load_settings
 from evalkit.cost.estimate import Estimate
+from evalkit.cost.pricelist import project_price_table as price_table  # noqa: F401 - `evalkit prices`
 from evalkit.errors import UsageError
 from evalkit.gate import (
     Baseline,
@@ -32,6 +33,7 @@ from evalkit.progress import NullProgress, Progress
 from evalkit.prompts.lint import Finding
 from evalkit.prompts.lint import lint_task as _lint
 from evalkit.providers.response_cache import forget_tallies
+from evalkit.record.export import export_run as export_results  # noqa: F401 - public: `evalkit export`
 from evalkit.record.files import read_record, read_rows
 from evalkit.record.model import RunRecord
 from evalkit.report.html import render_html, write_run_folder

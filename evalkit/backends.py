@@ -3,6 +3,7 @@ simulator. All three go through the same official SDK client (:mod:`evalkit.prov
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from evalkit.providers.anthropic import DEFAULT_BASE_URL, AnthropicProvider, mak
 
 #: Placeholder credential for the in-process simulator (it checks that one is sent, not its value).
 SIMULATOR_KEY = "offline-simulator-no-key"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ def connect(settings: Settings, *, offline: bool | None) -> Backend:
                                      timeout_s=settings.request_timeout_s,
                                      timeout_per_output_token_s=settings.timeout_per_output_token_s)
         why = "--offline" if api_key else "no ANTHROPIC_API_KEY is set"
+        log.info("backend: the in-process simulator (%s)", why)
         return Backend(provider, "simulator", f"built-in offline simulator ({why})")
     if not api_key:
         raise AuthError(
@@ -63,6 +66,8 @@ def connect(settings: Settings, *, offline: bool | None) -> Backend:
                          timeout_s=settings.request_timeout_s)
     # The endpoint names the API in cache keys, records and messages: never with the URL's credentials.
     endpoint = redact_url((base_url or DEFAULT_BASE_URL).rstrip("/"))
+    log.info("backend: the Anthropic API at %s (max_retries %d, timeout %g s)", endpoint,
+             settings.max_retries, settings.request_timeout_s)
     provider = AnthropicProvider(client, endpoint=endpoint, timeout_s=settings.request_timeout_s,
                                  timeout_per_output_token_s=settings.timeout_per_output_token_s)
     return Backend(provider, "api", f"Anthropic API at {endpoint}")

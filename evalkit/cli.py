@@ -1,21 +1,37 @@
 """The ``evalkit`` command. Thin: it parses arguments, calls :mod:`evalkit.api`, prints the outcome.
 
 Heavy imports (SDK, scikit-learn, datasets) happen inside commands so ``evalkit --help`` stays fast.
+Every command (and the ``evalkit`` group itself) takes the logging options ``-v``/``-q``/``--log-file``/
+``--log-format``, before or after the command's name; exit codes are listed in :mod:`evalkit.errors`.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import click
 
 from evalkit._version import __version__
-from evalkit.errors import EvalkitError, UsageError
+from evalkit.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID_RUN,
+    EXIT_REGRESSION,
+    EvalkitError,
+    UsageError,
+)
+from evalkit.logs import configure, console, shutdown
 
-EXIT_INVALID_RUN = 7  # the evidence cannot support a verdict (see docs/ci.md)
 TASK = click.argument("task_file", type=click.Path(dir_okay=False, path_type=Path), metavar="TASK.yaml")
+_LOGGING = "evalkit.logging"  # click's root-context meta key for the logging options seen so far
+log = logging.getLogger(__name__)
 
 
 def _fail(error: EvalkitError) -> None:
@@ -25,8 +41,97 @@ def _fail(error: EvalkitError) -> None:
     sys.exit(error.exit_code)
 
 
+def _log_state(ctx: click.Context) -> dict[str, Any]:
+    return ctx.find_root().meta.setdefault(
+        _LOGGING, {"verbose": 0, "quiet": False, "log_file": None, "log_format": None, "active": False})
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Logging options may come before the command (``evalkit -v run``) or after it (``run -v``): -v
+    counts add up, -q sticks, the last --log-file / --log-format wins."""
+    state = _log_state(ctx)
+    if param.name == "verbose":
+        state["verbose"] += value
+    elif param.name == "quiet":
+        state["quiet"] = state["quiet"] or value
+    elif value is not None:
+        state[str(param.name)] = value
+
+
+def _logging_options() -> list[click.Parameter]:
+    return [
+        click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_remember,
+                     help="More log lines on stderr: -v info, -vv debug (request ids, batch ids, cache "
+                          "decisions), -vvv also the SDK's and HTTP client's own debug lines."),
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_remember,
+                     help="Only errors and the result: no progress bar, notes or warnings on stderr."),
+        click.Option(["--log-file"], type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     expose_value=False, callback=_remember, metavar="PATH",
+                     help="Also append the log to PATH: info and up, debug with -vv. API keys and "
+                          "credentials are redacted."),
+        click.Option(["--log-format"], type=click.Choice(["text", "json"]), default=None, expose_value=False,
+                     callback=_remember,
+                     help="text (default) or json: one JSON object per line (ts, level, logger, message, "
+                          "request_id, batch_id, …), on stderr and in --log-file."),
+    ]
+
+
+@contextmanager
+def _logging(ctx: click.Context) -> Iterator[None]:
+    """Logging for one command, from the options given anywhere on the command line."""
+    state = _log_state(ctx)
+    if state["active"]:
+        yield
+        return
+    try:
+        configure(verbosity=state["verbose"], quiet=state["quiet"], log_file=state["log_file"],
+                  log_format=state["log_format"] or "text")
+    except OSError as exc:
+        raise UsageError(f"cannot write the log file {state['log_file']}: {exc.strerror}",
+                         hint="give --log-file a path in a folder you can write to") from None
+    state["active"] = True
+    log.debug("evalkit %s: %s", __version__, ctx.command_path)
+    try:
+        yield
+    except EvalkitError as error:  # shown by _fail; logged for the log file
+        log.error("%s (exit %d)", error.message, error.exit_code, extra={"echoed": True})
+        raise
+    except SystemExit as done:
+        log.info("exit %s", done.code)
+        raise
+    except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt,
+            BrokenPipeError):
+        raise
+    except Exception:
+        log.exception("internal error (exit %d)", EXIT_INTERNAL, extra={"echoed": True})
+        raise
+    finally:
+        state["active"] = False
+        shutdown()
+
+
+class _Command(click.Command):
+    """A command with the logging options, and logging set up while it runs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_logging_options())
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _logging(ctx):
+            return super().invoke(ctx)
+
+
 class _Group(click.Group):
-    """Turns every EvalkitError into a message and its exit code (no traceback)."""
+    """Turns every EvalkitError into a message and its exit code (no traceback), a bug into a traceback
+    and exit 70; its commands and sub-groups get the logging options."""
+
+    command_class = _Command
+    group_class = type  # sub-groups are _Groups too
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_logging_options())
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -36,7 +141,17 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.secho("interrupted: every answer received so far is in the response cache; "
                         "run the same command again to continue.", fg="yellow", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except BrokenPipeError:  # `evalkit … | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
+        except Exception:
+            traceback.print_exc()
+            click.secho(f"internal error: this is a bug in evalkit {__version__}; please report it with the "
+                        f"traceback above (exit {EXIT_INTERNAL})", fg="red", err=True)
+            sys.exit(EXIT_INTERNAL)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -54,7 +169,8 @@ def main() -> None:
       evalkit lint tasks/triage.yaml         find what would stop prompt caching from paying
       evalkit run tasks/triage.yaml          evaluate; offline on the simulator without ANTHROPIC_API_KEY
 
-    Every answer is kept in a response cache, so re-running costs nothing.
+    Every answer is kept in a response cache, so re-running costs nothing. Logging options (-v, -q,
+    --log-file, --log-format) go before or after the command's name.
     """
 
 
@@ -91,11 +207,10 @@ def main() -> None:
 @click.option("--run-id", default=None, help="Name of the report folder (default: timestamp + hash).")
 @click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where report folders go (default: evalkit.toml's reports_dir).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def run(task_file: Path, offline: bool | None, mode: Literal["batch", "realtime"], max_wait: float | None,
         fallback: Literal["none", "realtime"], max_cost: float | None, gate_baseline: Path | None,
         sequential: bool, sample_size: int | None, cache_mode: Literal["use", "read-only", "refresh", "off"],
-        concurrency: int | None, run_id: str | None, reports_dir: Path | None, quiet: bool) -> None:
+        concurrency: int | None, run_id: str | None, reports_dir: Path | None) -> None:
     """Evaluate TASK.yaml and write reports/<task>/<run-id>/ (report.html, summary.json, results.jsonl).
 
     \b
@@ -114,7 +229,7 @@ def run(task_file: Path, offline: bool | None, mode: Literal["batch", "realtime"
     if gate_baseline is not None and not gate_baseline.exists():
         raise UsageError(f"baseline {gate_baseline} does not exist",
                          hint="create it with `evalkit baseline save TASK.yaml --out <path>` and commit it")
-    result = api.run_task(task_file, options, progress=_progress(quiet))
+    result = api.run_task(task_file, options, progress=_progress())
     _print_result(result.record, result.folder, result.cache_dir)
     if result.failure is not None:
         raise result.failure  # exit 4, documented in docs/ci.md
@@ -124,10 +239,11 @@ def run(task_file: Path, offline: bool | None, mode: Literal["batch", "realtime"
         sys.exit(EXIT_INVALID_RUN)
 
 
-def _progress(quiet: bool) -> Any:
-    from evalkit.progress import NullProgress, RichProgress  # noqa: PLC0415 - rich only when needed
+def _progress() -> Any:
+    """A progress bar on stderr sharing the log's console; with -q, notes go to the log file only."""
+    from evalkit.progress import LogProgress, RichProgress  # noqa: PLC0415 - rich only when needed
 
-    return NullProgress() if quiet else RichProgress()
+    return LogProgress() if _log_state(click.get_current_context())["quiet"] else RichProgress(console())
 
 
 def _print_result(record: Any, folder: Path, cache_dir: Path | None = None) -> None:
@@ -369,7 +485,7 @@ def plan(task_file: Path, expected_gap: float, discordance: float, power: float,
     margin = 100 * result.margin
     if result.n is None:
         click.echo(f"no sample size decides it: {result.why or 'the gap is too close to the margin'}")
-        sys.exit(1)
+        sys.exit(EXIT_REGRESSION)
     design = (f"a sequential design (N_max, {result.inflation:.3f}× the fixed sample)" if result.inflation
               else "the fixed design")
     click.echo(f"{task.name}: with an expected loss of {100 * expected_gap:g} points against a "
@@ -407,7 +523,7 @@ def lint(task_file: Path, mode: str) -> None:
     serious = [f for f in findings if f.severity in ("error", "warning")]
     if not serious:
         click.echo(f"{task_file}: no cache-busting problems found")
-    sys.exit(1 if serious else 0)
+    sys.exit(EXIT_REGRESSION if serious else 0)
 
 
 @main.group()
@@ -422,9 +538,9 @@ STATE_PATH = click.argument("path", required=False, type=click.Path(path_type=Pa
 @cache.command("verify")
 @STATE_PATH
 def cache_verify(path: Path | None) -> None:
-    """Read every cached answer (checking its checksum) and every batch-ledger record; list what is
-    damaged. Exit code 0 when everything is intact, 2 when something is damaged (see `evalkit cache
-    repair`)."""
+    """Read every cached answer (checking its checksum) and every batch-ledger record of the project
+    holding TASK.yaml|DIR (default: the working folder); list what is damaged. Exit code 0 when
+    everything is intact, 2 when something is damaged (see `evalkit cache repair`)."""
     from evalkit import api  # noqa: PLC0415
 
     check = api.verify_state(path)
@@ -449,9 +565,9 @@ def cache_verify(path: Path | None) -> None:
 @cache.command("repair")
 @STATE_PATH
 def cache_repair(path: Path | None) -> None:
-    """Repair what `evalkit cache verify` finds: restore ledger records from the ledger's journal, rebuild
-    a damaged cache.db from what can be read, drop damaged answers and read batch answers back from their
-    batches. Says what a re-run would pay for again; never deletes a ledger record it cannot restore."""
+    """Repair what `evalkit cache verify` finds in the project holding TASK.yaml|DIR: restore ledger
+    records from the ledger's journal, rebuild a damaged cache.db from what can be read, drop damaged
+    answers and read batch answers back from their batches. Says what a re-run would pay for again; never deletes a ledger record it cannot restore."""
     from evalkit import api  # noqa: PLC0415
 
     done = api.repair_state(path)
@@ -467,7 +583,7 @@ def _finish_gate(gate: Any) -> None:
     for check in gate.checks:
         click.secho(f"  gate {check.name}: {check.status} — {check.message}", fg=colours[check.status])
     code = gate.exit_code
-    label = {0: "PASS", 1: "FAIL (regression or NO-GO)", 3: "INCONCLUSIVE",
+    label = {0: "PASS", EXIT_REGRESSION: "FAIL (regression or NO-GO)", 3: "INCONCLUSIVE",
              EXIT_INVALID_RUN: "INVALID RUN (the evidence cannot support a verdict)"}.get(code, str(code))
     click.secho(f"gate: {label} (exit {code}); JUnit {gate.junit}, summary {gate.markdown}",
                 fg="green" if code == 0 else "red" if code == 1 else "yellow", bold=True)
@@ -487,15 +603,20 @@ def _finish_gate(gate: Any) -> None:
               help="What an INCONCLUSIVE decision does to the build.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write JUnit XML (default: the run folder's junit.xml).")
-@click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True)
-@click.option("--offline/--online", default=None)
-@click.option("--sample-size", "-n", type=int, default=None)
-@click.option("--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD")
-@click.option("--quiet", "-q", is_flag=True)
+@click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True,
+              help="As for run: batch (Message Batches, 50% cheaper) or realtime (immediate, full price).")
+@click.option("--offline/--online", default=None,
+              help="As for run: --offline uses the simulator, --online the API; default: online when "
+                   "ANTHROPIC_API_KEY is set.")
+@click.option("--sample-size", "-n", type=int, default=None,
+              help="Samples to evaluate (default: the task's sample.size; use the baseline's for a paired "
+                   "comparison).")
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD",
+              help="Budget guard, as for run: refuse to start above USD, stop real-time runs when reached.")
 def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance: float,
          inconclusive: Literal["exit3", "pass", "fail"], junit: Path | None,
          mode: Literal["batch", "realtime"], offline: bool | None, sample_size: int | None,
-         max_cost: float | None, quiet: bool) -> None:
+         max_cost: float | None) -> None:
     """CI regression gate: run TASK.yaml and compare it with a committed baseline.
 
     Fails on a NO-GO, on a quality drop beyond --tolerance (paired test, not raw noise), on the
@@ -505,8 +626,9 @@ def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance:
     \b
     Exit codes: 0 pass · 1 regression or NO-GO · 2 usage/config error · 3 inconclusive
                 (--inconclusive pass|fail to map it) · 4 API failure · 5 batch still running
-                (re-run to resume) · 6 budget guard stopped the run · 7 INVALID-RUN
-                (8: `evalkit sim serve` found its port in use)
+                (re-run to resume) · 6 budget guard stopped the run · 7 INVALID-RUN ·
+                8 credentials · 9 cache miss · 10 custom metric failed · 11 sim serve port in use
+                (all: docs/ci.md)
     """
     from evalkit import api  # noqa: PLC0415
 
@@ -514,7 +636,7 @@ def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance:
     gate_options = api.GateOptions(tolerance=tolerance, cost_tolerance=cost_tolerance,
                                    inconclusive=inconclusive)
     result = api.gate_task(task_file, baseline_path, gate=gate_options, options=options, junit=junit,
-                           progress=_progress(quiet))
+                           progress=_progress())
     _print_result(result.run.record, result.run.folder)
     if result.run.failure is not None:
         raise result.run.failure
@@ -534,7 +656,7 @@ def baseline() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write it (default: baselines/<task>.json in the project).")
 def baseline_save(task_file: Path, run_id: str | None, routing_path: Path | None, out: Path | None) -> None:
-    """Save a finished run as the baseline the gate compares against (commit the file)."""
+    """Save a finished run of TASK.yaml as the baseline the gate compares against (commit the file)."""
     from evalkit import api  # noqa: PLC0415
 
     saved = api.save_baseline(task_file, run_id=run_id, routing_path=routing_path, out=out)
@@ -546,12 +668,16 @@ def baseline_save(task_file: Path, run_id: str | None, routing_path: Path | None
 
 @main.command()
 @TASK
-@click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True)
-@click.option("--offline/--online", default=None)
-@click.option("--sample-size", "-n", type=int, default=None)
+@click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True,
+              help="Price the run as batch (50% off every token category) or realtime requests.")
+@click.option("--offline/--online", default=None,
+              help="Estimate for the simulator (--offline) or the API (--online); default as for run. Only "
+                   "answers missing from that endpoint's response cache are priced.")
+@click.option("--sample-size", "-n", type=int, default=None,
+              help="Samples the run would evaluate (default: the task's sample.size).")
 def estimate(task_file: Path, mode: Literal["batch", "realtime"], offline: bool | None,
              sample_size: int | None) -> None:
-    """Print what `evalkit run` would cost, without sending any request."""
+    """Print what `evalkit run TASK.yaml` would cost, without sending any request."""
     from evalkit import api  # noqa: PLC0415
 
     result = api.estimate_task(task_file, mode=mode, offline=offline, sample_size=sample_size)
@@ -572,9 +698,10 @@ def _share(name: str, what: str) -> Any:
 
 
 @sim.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on (0.0.0.0 for every interface).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
-              help="Port to listen on (a busy port exits with code 8).")
+              help="TCP port to listen on (a busy port exits with code 11).")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the billing ledger and batches go (default: .evalkit/simulator-server under the "
                    "project).")
@@ -615,7 +742,7 @@ def sim_serve(host: str, port: int, state_dir: Path | None, seed: int | None, la
     \b
       evalkit sim serve --rate-limit-rate 0.05 --overloaded-rate 0.02 --latency-ms 200 --seed 7
 
-    Exit codes: 0 stopped · 2 bad settings · 8 the port is in use.
+    Exit codes: 0 stopped · 2 bad settings · 11 the port is in use.
     """
     from evalkit import api  # noqa: PLC0415
 
@@ -689,8 +816,7 @@ def init(dataset: Path, name: str | None, folder: Path, force: bool) -> None:
 @click.option("--sample-size", "-n", type=int, default=None, help="Samples to evaluate (default 300).")
 @click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True,
               help="batch: the Message Batches path, as in production. realtime: one request at a time.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def demo(folder: Path, sample_size: int | None, mode: str, quiet: bool) -> None:
+def demo(folder: Path, sample_size: int | None, mode: str) -> None:
     """Set up the demo project (a support-ticket triage task, its data, settings) and run it offline.
 
     Everything comes from the installed package: it works in any folder, with no API key. The answers
@@ -700,5 +826,117 @@ def demo(folder: Path, sample_size: int | None, mode: str, quiet: bool) -> None:
 
     options = api.RunOptions(sample_size=sample_size, mode=mode)  # type: ignore[arg-type]
     click.echo(f"demo project: {folder.resolve()}")
-    result = api.run_demo(folder, options, progress=_progress(quiet))
+    result = api.run_demo(folder, options, progress=_progress())
     _print_result(result.record, result.folder, result.cache_dir)
+
+
+RUN_FILES = ("summary.json", "results.jsonl", "report.html", "junit.xml", "summary.md", "gate.json")
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), metavar="RUN_DIR")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True,
+              help="csv: a header and one line per sample (nested values as JSON text). jsonl: one flat JSON "
+                   "object per sample.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), default=None,
+              metavar="PATH", help="Where to write it; '-' for stdout (default: RUN_DIR/samples.<format>).")
+def export(run_dir: Path, fmt: Literal["csv", "jsonl"], out: Path | None) -> None:
+    """Export RUN_DIR's per-sample results as a flat table: id, gold, segments, each model's answer,
+    confidence, validity, tokens, cost, batch and request ids, and the scores.
+
+    \b
+    Examples:
+      evalkit export reports/triage/20261201-101500-ab12cd                 # → …/samples.csv
+      evalkit export reports/triage/20261201-101500-ab12cd --format jsonl -o - | jq .
+    """
+    from evalkit import api  # noqa: PLC0415
+
+    target = out or run_dir / f"samples.{fmt}"
+    if str(target) != "-" and target.resolve() in {(run_dir / name).resolve() for name in RUN_FILES}:
+        raise UsageError(f"{target} is one of the run's own files; evalkit export does not overwrite it",
+                         hint="give --out another path, or leave it out (RUN_DIR/samples.<format>)")
+    text, count = api.export_results(run_dir, fmt)
+    with click.open_file(str(target), "w", encoding="utf-8", atomic=str(target) != "-") as handle:
+        handle.write(text)
+    if str(target) != "-":
+        click.echo(f"{count} samples written to {target}")
+
+
+PROJECT = click.option("--project", "path", type=click.Path(exists=True, path_type=Path), default=None,
+                       metavar="TASK.yaml|DIR",
+                       help="Whose evalkit.toml applies: a task file or a folder (default: the current "
+                            "folder; the nearest evalkit.toml upward is used).")
+
+
+@main.group(invoke_without_command=True)
+@PROJECT
+@click.option("--toml", "as_toml", is_flag=True,
+              help="Print the table as an evalkit.toml [pricing] section to edit and paste (the refresh "
+                   "path).")
+@click.pass_context
+def prices(ctx: click.Context, path: Path | None, as_toml: bool) -> None:
+    """The price table runs use: the built-in prices with their as-of date and source, and the project's
+    evalkit.toml [pricing] overrides (marked).
+
+    \b
+    Refresh it: check the source, then override in evalkit.toml (see docs/pricing.md):
+      evalkit prices --toml >> evalkit.toml     # then edit the numbers and as_of
+      evalkit prices check --max-age 90         # exit 1 when older than 90 days
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from evalkit import api  # noqa: PLC0415
+
+    with _logging(ctx):
+        listing = api.price_table(_settings_start(path))
+        if as_toml:
+            click.echo(listing.as_toml())
+            return
+        _print_prices(listing)
+
+
+def _settings_start(path: Path | None) -> Path | None:
+    return path.parent if path is not None and path.is_file() else path
+
+
+def _print_prices(listing: Any) -> None:
+    table, age = listing.table, listing.age
+    days = f"{age.days} days ago" if age.days is not None else "not a date"
+    click.echo(f"prices as of {table.as_of} ({days}) · source: {table.source}")
+    click.echo(f"USD per million tokens, real time; batch requests pay {100 * table.batch_discount:g}%"
+               + (f" · overrides from {listing.settings_file}" if listing.table.overridden else ""))
+    click.echo(f"{'model':<28} {'input':>8} {'output':>8} {'write 5m':>9} {'write 1h':>9} {'read':>8}")
+    for row in listing.rows:
+        p = row.prices
+        marks = (["evalkit.toml"] if row.overridden else []) + [f"alias {a}" for a in row.aliases]
+        if row.long_context is not None:
+            marks.append(f"over {row.long_context.threshold_tokens:,} tokens: {row.long_context.input:g}/"
+                         f"{row.long_context.output:g}")
+        if p.note:
+            marks.append(p.note)
+        click.echo(f"{row.model:<28} {p.input:>8g} {p.output:>8g} {p.cache_write_5m:>9g} "
+                   f"{p.cache_write_1h:>9g} {p.cache_read:>8g}" + (f"  ({'; '.join(marks)})" if marks else
+                                                                    ""))
+
+
+@prices.command("check")
+@PROJECT
+@click.option("--max-age", "max_age", type=click.IntRange(min=0), default=90, show_default=True,
+              metavar="DAYS", help="Warn (exit 1) when the table's as_of date is older than DAYS.")
+def prices_check(path: Path | None, max_age: int) -> None:
+    """Check that the price table is recent: exit 0 when its as_of date is within --max-age days, 1 (with
+    how to refresh it) when older. For CI: prices change."""
+    from evalkit import api  # noqa: PLC0415
+
+    listing = api.price_table(_settings_start(path), max_age_days=max_age)
+    age = listing.age
+    if not age.stale:
+        click.echo(f"prices as of {listing.table.as_of}: {age.days} days old (limit {max_age}): OK")
+        return
+    what = f"{age.days} days old" if age.days is not None else "not dated (as_of is not YYYY-MM-DD)"
+    click.secho(f"warning: the price table is {what}, over the {max_age}-day limit "
+                f"(as of {listing.table.as_of}; source: {listing.table.source})", fg="yellow", err=True)
+    click.echo("  refresh: check the current prices, then override them in evalkit.toml [pricing] with "
+               "as_of set to the day you checked (`evalkit prices --toml` prints the section to edit); "
+               "see docs/pricing.md", err=True)
+    sys.exit(EXIT_REGRESSION)

@@ -58,6 +58,8 @@ class PricingTable(_Strict):
     batch_discount: float = Field(default=0.5, gt=0, le=1)
     aliases: dict[str, str] = Field(default_factory=dict)
     models: dict[str, ModelPrice] = Field(default_factory=dict)
+    #: Models whose prices come from evalkit.toml's [pricing] section rather than the built-in table.
+    overridden: list[str] = Field(default_factory=list)
 
     def canonical_id(self, model: str) -> str:
         return self.aliases.get(model, model)
@@ -347,6 +349,7 @@ def load_settings(start: Path | None = None, *, settings_file: Path | None = Non
         batch_discount=overrides.batch_discount or pricing.batch_discount,
         aliases={**pricing.aliases, **overrides.aliases},
         models={**pricing.models, **overrides.models},
+        overridden=sorted(overrides.models),
     )
 
     def absolute(path: str) -> Path:

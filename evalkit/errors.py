@@ -1,4 +1,4 @@
-"""The evalkit error tree.
+"""The evalkit error tree, and every exit code the ``evalkit`` command uses (:data:`EXIT_CODES`).
 
 Every error a user can act on is an :class:`EvalkitError`; the CLI prints its message (no traceback)
 and exits with its ``exit_code``.
@@ -10,14 +10,15 @@ and exits with its ``exit_code``.
     ├── SpecError             task YAML invalid: file, line, key path, fix (exit 2)
     ├── DatasetError          dataset missing, empty, bad columns/labels   (exit 2)
     ├── TemplateError         prompt template does not compile or render   (exit 2)
-    ├── CacheError            response cache unusable / entry missing      (exit 2)
+    ├── MetricError           a custom metric function failed on a sample  (exit 10)
+    ├── CacheError            response cache cannot serve (read-only miss) (exit 9)
     │   └── StateError        damaged local state (cache entry, cache.db, batch ledger), or a disk
     │                         that is full or read-only: names the file and the fix (exit 2)
     ├── BatchPendingError     batches still processing at --max-wait; re-run to resume (exit 5)
-    ├── BudgetError           the budget guard refused to start or stopped the run     (exit 6)
-    ├── PortInUseError        `evalkit sim serve`: the port is taken by another process (exit 8)
+    ├── BudgetError           the budget guard refused to start or stopped the run      (exit 6)
+    ├── PortInUseError        `evalkit sim serve`: the port is taken by another process (exit 11)
     └── ProviderError         the model API failed at run time             (exit 4)
-        ├── AuthError         missing or rejected API key
+        ├── AuthError         missing or rejected API key                  (exit 8)
         └── ModelNotFoundError  the API does not know the model id (404)
 
 Messages say what was expected, what was found, and how to fix it. They never contain secrets.
@@ -28,11 +29,54 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# -- exit codes: one per failure class, the one table (docs/ci.md shows the same; a test keeps them equal) --
+EXIT_OK = 0
+EXIT_REGRESSION = 1
+EXIT_USAGE = 2
+EXIT_INCONCLUSIVE = 3
+EXIT_API = 4
+EXIT_BATCH_PENDING = 5
+EXIT_BUDGET = 6
+EXIT_INVALID_RUN = 7
+EXIT_AUTH = 8
+EXIT_CACHE = 9
+EXIT_METRIC = 10
+EXIT_PORT_IN_USE = 11
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+#: Exit code -> what it means, for every code ``evalkit`` can exit with.
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success; the gate passed",
+    EXIT_REGRESSION: "regression or NO-GO (gate, `run --gate`); `lint` found problems; `plan` found no "
+                     "sample size; `prices check` found the price table older than --max-age",
+    EXIT_USAGE: "usage or configuration error: bad option, task file, dataset, template, evalkit.toml, a "
+                "model without a price, a missing baseline; damaged local state (cache.db, a cache entry, a "
+                "batch-ledger record) or a full disk, with the file and `evalkit cache verify|repair`",
+    EXIT_INCONCLUSIVE: "INCONCLUSIVE decision (gate; `--inconclusive pass` maps it to 0, `--inconclusive "
+                       "fail` to 1)",
+    EXIT_API: "the model API failed (server errors after retries, timeouts, an unknown model id, …)",
+    EXIT_BATCH_PENDING: "a batch is still processing at `--max-wait`; re-run to resume, nothing is "
+                        "resubmitted",
+    EXIT_BUDGET: "the budget guard (`--max-cost`, `max_cost_usd`) refused to start or stopped the run; "
+                 "re-run resumes",
+    EXIT_INVALID_RUN: "INVALID-RUN: the evidence cannot support any verdict (`run`, `validate`, `gate`); the "
+                      "report lists the reasons and fixes",
+    EXIT_AUTH: "credentials missing or rejected (ANTHROPIC_API_KEY unset with --online, 401, 403)",
+    EXIT_CACHE: "the response cache cannot be opened, or cannot serve what was asked: a `--cache read-only` "
+                "run or `tune` would have had to call the API",
+    EXIT_METRIC: "a custom metric function raised or returned something other than a bool or a number "
+                 "in [0, 1]",
+    EXIT_PORT_IN_USE: "`evalkit sim serve`: the port is already in use by another process",
+    EXIT_INTERNAL: "internal error: a bug in evalkit (the traceback is printed; please report it)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); every answer received so far is cached",
+}
+
 
 class EvalkitError(Exception):
     """Base class: an error the user can fix or must know about."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -102,7 +146,7 @@ class TemplateError(EvalkitError):
 class BatchPendingError(EvalkitError):
     """Batches are still processing when the run had to stop waiting (``--max-wait``). Resumable."""
 
-    exit_code = 5
+    exit_code = EXIT_BATCH_PENDING
 
     def __init__(self, message: str, *, batch_ids: list[str], hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
@@ -112,22 +156,34 @@ class BatchPendingError(EvalkitError):
 class BudgetError(EvalkitError):
     """The run would cost (or has cost) more than --max-cost / max_cost_usd. Nothing beyond it was spent."""
 
-    exit_code = 6
+    exit_code = EXIT_BUDGET
 
 
 class PortInUseError(EvalkitError):
     """``evalkit sim serve`` cannot listen: another process holds the port."""
 
-    exit_code = 8
+    exit_code = EXIT_PORT_IN_USE
 
 
 class CacheError(EvalkitError):
     """The response cache cannot serve what was asked (e.g. a read-only session misses)."""
 
+    exit_code = EXIT_CACHE
+
+
+class MetricError(EvalkitError):
+    """A custom metric function (``metrics: [{name, function}]`` in the task) raised, or returned something
+    that is neither a bool nor a number in [0, 1]. Names the task file and line, the function and the
+    sample id."""
+
+    exit_code = EXIT_METRIC
+
 
 class StateError(CacheError):
     """evalkit's own state on disk is damaged or cannot be written. Never answered by paying again: the run
     stops and says which file, and how to fix it (usually ``evalkit cache verify`` / ``repair``)."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, message: str, *, path: Path | str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
@@ -142,7 +198,7 @@ class ProviderError(EvalkitError):
     pay twice. ``retry_after_s``: how long the server asked to wait before retrying.
     """
 
-    exit_code = 4
+    exit_code = EXIT_API
 
     def __init__(
         self,
@@ -169,6 +225,8 @@ class ProviderError(EvalkitError):
 
 class AuthError(ProviderError):
     """No usable credentials, or the API rejected them."""
+
+    exit_code = EXIT_AUTH
 
 
 class ModelNotFoundError(ProviderError):

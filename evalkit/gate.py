@@ -28,7 +28,7 @@ from scipy import stats as scipy_stats
 
 from evalkit._io import atomic_write_json, atomic_write_text
 from evalkit._typed import Typed
-from evalkit.errors import ConfigError
+from evalkit.errors import EXIT_INCONCLUSIVE, EXIT_INVALID_RUN, EXIT_OK, EXIT_REGRESSION, ConfigError
 from evalkit.record.model import RunRecord
 from evalkit.record.rows import SampleRow
 from evalkit.routing.router import RoutingFile
@@ -36,8 +36,7 @@ from evalkit.routing.rule import should_escalate
 from evalkit.stats.decision import tango_interval, tango_statistic
 
 BASELINE_SCHEMA: Final = 2
-EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
-EXIT_INVALID_RUN = 7  # the run's evidence cannot support a verdict: neither a pass nor a regression
+EXIT_PASS = EXIT_OK
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -405,6 +406,23 @@ DEFAULT_METRICS = {
 }
 
 
+class MetricSpec(_Strict):
+    """One entry of ``metrics:``: a metric name (built in, or registered under the ``evalkit.metrics`` entry
+    point group), or your own per-sample scorer with ``function`` (docs/custom-metrics.md)."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                      description="The metric's name: a built-in one, an entry point's, or yours (then give "
+                                  "function). decision.metric can name it.")
+    function: str | None = Field(
+        default=None, pattern=r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$",
+        description="Your scorer: 'file.py:func' (a path relative to the task file) or "
+                    "'package.module:func'. Called as func(sample, answer, truth); returns a bool or a "
+                    "number in [0, 1].")
+    threshold: float | None = Field(
+        default=None, ge=0, le=1, description="When this metric decides: a sample counts as right when its "
+        "score is at least this (custom metrics default to 0.5; decision.threshold overrides it).")
+
+
 class SimulatorTrainSpec(_Strict):
     """Rows of the task's own dataset the offline simulator learns this domain from (never evaluated)."""
 
@@ -424,8 +442,9 @@ class TaskSpec(_Strict):
     prompt: PromptSpec
     output: OutputSpec
     models: ModelsSpec
-    metrics: list[str] | None = Field(default=None,
-                                      description="Metric names; default depends on output.kind.")
+    metrics: list[MetricSpec] | None = Field(
+        default=None, description="Metric names, or {name, function, threshold} entries for your own "
+                                  "scorers; default depends on output.kind.")
     decision: DecisionSpec = Field(default_factory=DecisionSpec)
     production: ProductionSpec = Field(default_factory=ProductionSpec)
     max_cost_usd: float | None = Field(default=None, gt=0, description="Budget guard for one run, in USD.")
@@ -472,9 +491,33 @@ class TaskSpec(_Strict):
             system_key=f"{key}.system" if variant.system is not None else "prompt.system",
             user_key=f"{key}.user" if variant.user is not None else "prompt.user")
 
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metric_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_serializer("metrics")
+    def _metrics_as_written(self, value: list[MetricSpec] | None) -> list[str | dict[str, Any]] | None:
+        # A bare name stays a bare name, so tasks that name only built-ins keep their spec hash.
+        if value is None:
+            return None
+        return [m.name if m.model_fields_set == {"name"} else m.model_dump(exclude_defaults=True)
+                for m in value]
+
     @property
     def metric_names(self) -> list[str]:
-        return list(self.metrics) if self.metrics is not None else list(DEFAULT_METRICS[self.output.kind])
+        if self.metrics is None:
+            return list(DEFAULT_METRICS[self.output.kind])
+        return [metric.name for metric in self.metrics]
+
+    def metric_entry(self, name: str) -> tuple[int, MetricSpec] | None:
+        """(index in ``metrics:``, entry) of the metric called ``name``, if the task lists it."""
+        for index, metric in enumerate(self.metrics or []):
+            if metric.name == name:
+                return index, metric
+        return None
 
     @property
     def source(self) -> TaskSource | None:
@@ -595,10 +638,18 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     for part in loc:
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return None
+        if isinstance(part, int):  # an entry of a list: same model
+            continue
         info = model.model_fields.get(str(part))
         if info is None:
             return None
         annotation = info.annotation
+        # list[Model] | None, Model | None: the model inside, for the keys of its entries
+        inner = [arg for arg in (*get_args(annotation), *[a for arg in get_args(annotation)
+                                                          for a in get_args(arg)])
+                 if isinstance(arg, type) and issubclass(arg, BaseModel)]
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)) and inner:
+            annotation = inner[0]
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 

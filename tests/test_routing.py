@@ -67,7 +67,7 @@ def test_tune_sends_no_request_and_writes_routing_json(project: Path) -> None:
 @pytest.mark.e2e
 def test_tune_refuses_without_cached_answers(project: Path) -> None:
     result = CliRunner().invoke(main, ["tune", str(project / "tasks" / "triage.yaml"), "-n", "30"])
-    assert result.exit_code == 2 and "not in the response cache" in result.output
+    assert result.exit_code == 9 and "not in the response cache" in result.output  # EXIT_CACHE
     assert billed(project) == []
 
 

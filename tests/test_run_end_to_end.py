@@ -83,14 +83,14 @@ def test_read_only_cache_refuses_to_spend(project: Path) -> None:
     assert _run(project, "-n", "10", "--run-id", "warm").exit_code == 0
     result = CliRunner().invoke(main, ["run", str(project / "tasks" / "triage.yaml"), "-q", "-n", "20",
                                        "--cache", "read-only"])
-    assert result.exit_code == 2
+    assert result.exit_code == 9  # EXIT_CACHE
     assert "not in the response cache" in result.output
     assert len(_ledger(project)) == 20
 
 
 def test_online_without_a_key_is_a_clear_error(project: Path) -> None:
     result = CliRunner().invoke(main, ["run", str(project / "tasks" / "triage.yaml"), "-q", "--online"])
-    assert result.exit_code == 4
+    assert result.exit_code == 8  # EXIT_AUTH
     assert "ANTHROPIC_API_KEY is not set" in result.output
 
 

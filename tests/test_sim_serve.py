@@ -19,7 +19,7 @@ from evalkit.config import load_settings
 from evalkit.errors import EvalkitError, PortInUseError
 from tests.conftest import REPO, serve_simulator
 
-PORT_IN_USE_EXIT = 8
+PORT_IN_USE_EXIT = 11
 
 
 def test_a_busy_port_is_a_clear_error_with_its_own_exit_code(project: Path,
@@ -35,7 +35,7 @@ def test_a_busy_port_is_a_clear_error_with_its_own_exit_code(project: Path,
     codes = {cls.exit_code for cls in EvalkitError.__subclasses__() if cls is not PortInUseError}
     assert PORT_IN_USE_EXIT not in codes | {0, 1, 3, 7}  # not INCONCLUSIVE's 3 any more, nor anyone else's
     ci = (REPO / "docs" / "ci.md").read_text()
-    assert "| 8 | `evalkit sim serve`" in ci
+    assert "| 11 | `evalkit sim serve`" in ci
 
 
 def test_every_option_has_help_and_every_setting_flag_maps_to_a_simulator_setting() -> None:

@@ -17,6 +17,8 @@ Everything else (token counts, batch status, lists and results) is free and idem
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,6 +34,17 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 #: Messages parameters that count_tokens accepts (it has no max_tokens, metadata, stop_sequences…).
 _COUNT_TOKENS_PARAMS = frozenset({"model", "messages", "system", "thinking", "tools", "tool_choice",
                                   "output_config", "cache_control", "speed"})
+log = logging.getLogger(__name__)
+
+
+def known_model_ids() -> tuple[str, ...]:
+    """The model ids this version of the SDK knows (its ``Model`` literal), for "did you mean" hints."""
+    from typing import get_args  # noqa: PLC0415
+
+    def strings(hint: Any) -> list[str]:  # Union[Literal[...], str] or a bare Literal
+        return [hint] if isinstance(hint, str) else [name for arg in get_args(hint) for name in strings(arg)]
+
+    return tuple(dict.fromkeys(strings(anthropic.types.Model)))
 
 
 #: The SDK's own default timeout (``httpx2.Timeout(600, connect=5.0)``) and how it sizes a non-streaming
@@ -70,16 +83,24 @@ class AnthropicProvider(Provider):
     async def generate(self, request: ModelRequest) -> ModelResponse:
         """One attempt, no SDK retry (see the module docstring), with a timeout sized to the request."""
         seconds = self.timeout_for(request)
+        started = time.perf_counter()
         try:
             raw = await self._once.messages.with_raw_response.create(
                 **request.params, timeout=httpx2.Timeout(seconds, connect=min(10.0, seconds)))
             await raw.parse()  # validate the body against the SDK's own types
             body: dict[str, Any] = raw.http_response.json()
         except anthropic.APIError as exc:
-            raise map_sdk_error(exc, model=request.model, timeout_s=seconds) from None
+            error = map_sdk_error(exc, model=request.model, timeout_s=seconds)
+            log.debug("messages.create %s for %s/%s failed: %s", request.model, request.role,
+                      request.sample_id, error.message,
+                      extra={"request_id": error.request_id, "status": error.status})
+            raise error from None
         simulated = self.simulated or SIMULATOR_HEADER in raw.headers
         if simulated:
             self.simulated = True
+        log.debug("messages.create %s for %s/%s: %s in %.0f ms (%d retries)", request.model, request.role,
+                  request.sample_id, body.get("stop_reason"), 1000 * (time.perf_counter() - started),
+                  raw.retries_taken, extra={"request_id": raw.request_id})
         return ModelResponse(message=body, request_id=raw.request_id, simulated=simulated,
                              extra={"retries": raw.retries_taken})
 
@@ -89,6 +110,8 @@ class AnthropicProvider(Provider):
             counted = await self._client.messages.count_tokens(**params)
         except anthropic.APIError as exc:
             raise map_sdk_error(exc, model=request.model) from None
+        log.debug("count_tokens %s: %d input tokens", request.model, counted.input_tokens,
+                  extra={"request_id": counted._request_id})
         return int(counted.input_tokens)
 
     # -- Message Batches (client.messages.batches) -------------------------------------------------
@@ -105,19 +128,26 @@ class AnthropicProvider(Provider):
             raise map_sdk_error(exc, model=_models_of(items)) from None
         if SIMULATOR_HEADER in raw.headers:
             self.simulated = True
+        log.debug("messages.batches.create: batch %s with %d requests (%s)", batch.id, len(items),
+                  _models_of(items), extra={"request_id": raw.request_id, "batch_id": batch.id})
         return _batch_info(batch)
 
     async def get_batch(self, batch_id: str) -> BatchInfo:
         try:
-            return _batch_info(await self._client.messages.batches.retrieve(batch_id))
+            batch = await self._client.messages.batches.retrieve(batch_id)
         except anthropic.APIError as exc:
             raise map_sdk_error(exc, model="(batch)", batch_id=batch_id) from None
+        info = _batch_info(batch)
+        log.debug("messages.batches.retrieve: batch %s %s %s", batch_id, info.status, info.counts,
+                  extra={"request_id": batch._request_id, "batch_id": batch_id})
+        return info
 
     async def list_batches(self, limit: int = 100) -> list[BatchInfo]:
         try:
             page = await self._client.messages.batches.list(limit=limit)
         except anthropic.APIError as exc:
             raise map_sdk_error(exc, model="(batch)") from None
+        log.debug("messages.batches.list: %d batches", len(page.data))
         return [_batch_info(batch) for batch in page.data]
 
     async def cancel_batch(self, batch_id: str) -> BatchInfo:
@@ -127,6 +157,7 @@ class AnthropicProvider(Provider):
             raise map_sdk_error(exc, model="(batch)", batch_id=batch_id) from None
 
     async def batch_results(self, batch_id: str) -> AsyncIterator[BatchItemResult]:
+        log.debug("messages.batches.results: reading batch %s", batch_id, extra={"batch_id": batch_id})
         try:
             decoder = await self._client.messages.batches.results(batch_id)
             async for line in decoder:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import time
@@ -58,7 +59,7 @@ from evalkit._hashing import digest
 from evalkit._io import atomic_write_json, private_dir
 from evalkit.config import BatchSettings
 from evalkit.errors import AuthError, BatchPendingError, ModelNotFoundError, ProviderError, StateError
-from evalkit.progress import NullProgress, Progress
+from evalkit.progress import NullProgress, Progress, duration, eta
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import BatchInfo, ModelResponse, Provider
 from evalkit.providers.execute import (
@@ -83,6 +84,7 @@ LEDGER_FIX = ("run `evalkit cache repair` (it restores the record from the ledge
               "cannot, sets it aside and tells you what to check); never delete a record by hand: its "
               "batch would be paid for again")
 Fallback = Literal["none", "realtime"]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -422,6 +424,8 @@ class _BatchRun:
             return True  # verifying: its batch is looked for (and proved) while the run waits
         record.batch_id, record.state = info.id, "submitted"
         self.ledger.write(record)
+        log.info("submitted batch %s: %d requests (ledger record %s)", info.id, len(record.items),
+                 record.record_id, extra={"batch_id": info.id})
         return True
 
     async def _submit(self, pending: dict[str, ModelRequest], endpoint: str, *,
@@ -441,6 +445,8 @@ class _BatchRun:
                 if (set(record.items.values()) & set(pending) and record.state == "submitted"
                         and record.batch_id not in self.report.reattached):
                     self.report.reattached.append(str(record.batch_id))
+                    log.info("re-attached to batch %s (%d requests, submitted %s)", record.batch_id,
+                             len(record.items), record.created_at, extra={"batch_id": record.batch_id})
             submit = [key for key in wanted if attempts.get(key, 0) < self.settings.max_attempts]
             nonce = uuid.uuid4().hex[:10]
             key_of = {custom_id_for(pending[key], key, nonce): key for key in submit}
@@ -507,6 +513,11 @@ class _BatchRun:
             record.outcomes.setdefault(custom_id, "missing")
         record.batch_id, record.state, record.candidates = batch_id, "collected", []
         self.ledger.write(record)
+        tally: dict[str, int] = {}
+        for outcome in record.outcomes.values():
+            tally[outcome] = tally.get(outcome, 0) + 1
+        log.info("collected batch %s: %s", record.batch_id, ", ".join(f"{n} {o}" for o, n in tally.items()),
+                 extra={"batch_id": record.batch_id})
         return True
 
     async def _cancel_duplicates(self, adopted: LedgerRecord, waiting: dict[str, LedgerRecord]) -> None:
@@ -651,8 +662,10 @@ def _status_label(infos: list[BatchInfo], elapsed: float) -> str:
     parts = [f"{count} {name}" for name, count in totals.items() if count]
     minutes, seconds = divmod(int(elapsed), 60)
     ended = sum(info.ended for info in infos)
+    processing = totals.get("processing", 0)
+    left = eta(sum(totals.values()) - processing, sum(totals.values()), elapsed)  # at the rate so far
     return (f"batch: {ended}/{len(infos)} ended · " + (", ".join(parts) or "waiting") +
-            f" · {minutes}m{seconds:02d}s")
+            f" · {minutes}m{seconds:02d}s" + (f" · eta {duration(left)}" if left is not None else ""))
 
 
 async def preflight(provider: Provider, requests: list[ModelRequest]) -> None:
@@ -743,6 +756,9 @@ async def execute_batch(
             progress.stop()
 
     leftovers = {k: r for k, r in pending.items() if k not in run.answers}
+    if leftovers:
+        log.info("%d request(s) unanswered after %d batch submission(s)", len(leftovers),
+                 settings.max_attempts)
     if leftovers and fallback == "realtime":
         progress.note(f"{len(leftovers)} request(s) still unanswered after {settings.max_attempts} batch "
                       "submission(s); finishing them in real time (--fallback realtime)")

@@ -26,6 +26,7 @@ Nothing is paid twice without a word:
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,7 @@ from evalkit.providers.response_cache import Claim, ResponseCache, request_key
 #: Errors that will fail every other request the same way: stop the run instead of recording each.
 FATAL_ERRORS = (AuthError, ModelNotFoundError)
 Sleep = Callable[[float], Awaitable[None]]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,9 @@ def partition(requests: list[ModelRequest], endpoint: str, cache: ResponseCache,
             stats.cache_hits += 1
         else:
             pending[key] = request
+    log.debug("%d requests: %d answered from the response cache, %d duplicates, %d to send (cache mode %s)",
+              len(requests), len(cached), len(requests) - len(cached) - len(pending), len(pending),
+              cache.mode)
     if pending and cache.mode == "read-only":
         raise CacheError(
             f"{len(pending)} of {len(cached) + len(pending)} distinct requests are not in the response "
@@ -243,6 +248,8 @@ async def execute_realtime(
                         stats.possibly_billed_twice += 1
                     continue
                 stats.errors += 1
+                log.info("no answer for %s/%s from %s: %s", request.role, request.sample_id, request.model,
+                         error.message, extra={"request_id": error.request_id})
                 finish(key, CallResult(request, None, error, False, maybe_billed))
                 return
             except BaseException:

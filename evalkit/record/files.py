@@ -22,6 +22,8 @@ def _invalid(path: Path, exc: ValidationError, line: int | None = None) -> Usage
 
 
 def read_record(folder: Path) -> RunRecord:
+    """A run folder's ``summary.json`` as a typed :class:`RunRecord` (a :class:`UsageError` when it is
+    missing, damaged or of another schema version)."""
     path = folder / "summary.json"
     try:
         text = path.read_text(encoding="utf-8")
@@ -42,6 +44,7 @@ def read_record(folder: Path) -> RunRecord:
 
 
 def read_rows(folder: Path) -> list[SampleRow]:
+    """A run folder's ``results.jsonl``: one typed :class:`SampleRow` per sample, in sample order."""
     path = folder / "results.jsonl"
     rows = []
     try:

@@ -89,7 +89,7 @@ def sample_row(result: SampleResult, pricing: PricingTable) -> SampleRow:
     scored = result.scored
     scores = Scores(agree=scored.agree, candidate_correct=scored.correct("candidate"),
                     reference_correct=scored.correct("reference"))
-    if scored.kind != "classification":
+    if not scored.by_label:
         scores = scores.model_copy(update={"metric_values": scored.primary, "threshold": scored.threshold,
                                            "judge": scored.judge})
     sample = result.sample

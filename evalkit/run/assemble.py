@@ -40,7 +40,14 @@ from evalkit.run.prepare import Prepared
 from evalkit.run.session import Session
 from evalkit.scoring.answers import parse_answer
 from evalkit.scoring.metrics import compute_metrics, outcome_counts
-from evalkit.scoring.samples import ROLES, SampleResult, ScoredSample, score_calls, scoring_mode
+from evalkit.scoring.samples import (
+    ROLES,
+    SampleResult,
+    ScoredSample,
+    decision_measure,
+    score_calls,
+    scoring_mode,
+)
 from evalkit.sim.coverage import SimulatorFacts
 from evalkit.stats.decision import decide, invalid_run, wilson_interval
 from evalkit.stats.groups import GroupDecision, decide_families, split
@@ -217,7 +224,7 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
     scored = [result.scored for result in results]
     relative = task.decision.margin_type == "relative"
     fixed = decide(scored, margin=task.decision.margin, alpha=task.decision.alpha, relative=relative,
-                   rows_available=prepared.samples.rows_available)
+                   rows_available=prepared.samples.rows_available, measure=decision_measure(task))
     decision = session.decision or fixed
     # SIMULATED means some answer came from the simulator: recorded answers never are, whatever the backend.
     called = [c for c in session.calls if c.response is not None and c.response.mode != "log"]

@@ -17,6 +17,16 @@ RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,80}")
 
 @dataclass(frozen=True)
 class RunOptions:
+    """How a run runs; each field is the `evalkit run` option of the same name.
+
+    ``offline``: True the in-process simulator, False the API, None the API when ``ANTHROPIC_API_KEY`` is
+    set. ``mode``: Message Batches or real time. ``max_wait_s``: stop waiting on batches (resumably).
+    ``fallback``: finish items that keep failing in batches in real time. ``sequential``: stop early at the
+    group-sequential looks. ``routing``: the router threshold's objective. ``write_report``: write the run
+    folder. ``max_cost``: the budget guard in USD. ``sample_size``, ``cache_mode``, ``concurrency``,
+    ``run_id``, ``reports_dir``: as on the command line.
+    """
+
     offline: bool | None = None  # None: simulator unless ANTHROPIC_API_KEY is set
     mode: Literal["batch", "realtime"] = "batch"
     max_wait_s: float | None = None  # batch mode: stop waiting (resumably) after this long

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +35,8 @@ from evalkit.run.session import Executor, Session, run_session
 from evalkit.scoring.samples import SampleResult
 from evalkit.sim.coverage import SimulatorFacts
 from evalkit.spec import TaskSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -161,6 +164,9 @@ def run_evaluation(task: TaskSpec, settings: Settings, options: RunOptions, *, p
     _announce(prepared, backend, progress)
     run_id = options.run_id or _run_id(prepared, started)
     concurrency = options.concurrency or settings.concurrency
+    log.info("run %s of task %s: %d samples, %d requests, mode %s, cache %s, concurrency %d", run_id,
+             task.name, len(prepared.samples.samples), len(prepared.requests), options.mode,
+             options.cache_mode, concurrency)
     max_cost = options.max_cost if options.max_cost is not None else task.max_cost_usd
     spend = SpendTracker(settings.pricing, max_cost) if max_cost is not None else None
     with ResponseCache(settings.cache_dir, options.cache_mode) as cache:
@@ -176,12 +182,15 @@ def run_evaluation(task: TaskSpec, settings: Settings, options: RunOptions, *, p
         execute_seconds = time.perf_counter() - execute_started
         if cache.mode != "off":
             _adopt_orphans(session, cache, settings, progress)
+    log.info("model calls done in %.1f s: %d sent, %d from the cache, %d failed", execute_seconds,
+             session.stats.requests_sent, session.stats.cache_hits, session.stats.errors)
     if spend is not None:
         spend.check()
     assembled = assemble(prepared, session, backend=backend, options=options, run_id=run_id, started=started,
                          execute_seconds=execute_seconds, concurrency=concurrency, estimate=estimate,
                          max_cost=max_cost)
     folder = (options.reports_dir or settings.reports_dir) / task.name / run_id
+    log.info("decision %s: %s", assembled.record.decision.verdict, assembled.record.decision.reason)
     return RunResult(folder=folder, record=assembled.record, cache_dir=settings.cache_dir,
                      rows=assembled.rows, results=assembled.results)
 

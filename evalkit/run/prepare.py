@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from evalkit.config import Settings, SimCorpus
+from evalkit.config import PricingTable, Settings, SimCorpus
+from evalkit.cost.pricelist import is_priced, price_age, sdk_model_ids, suggest_model
 from evalkit.datasets import SampleSet, load_samples
 from evalkit.errors import SpecError, UsageError
 from evalkit.prompts.lint import Finding, lint_templates, schema_issues
@@ -13,11 +15,13 @@ from evalkit.prompts.prompt_caching import CachePlan, plan_caching
 from evalkit.prompts.render import ModelRequest, PromptRenderer, build_request, output_schema
 from evalkit.providers.execute import CallResult
 from evalkit.run.reflog import LoggedAnswers, load_log
-from evalkit.scoring.metrics import check_metric_names
+from evalkit.scoring.metrics import check_metric_names, try_custom_metrics
 from evalkit.scoring.samples import ROLES
 from evalkit.sim.coverage import SimulatorFacts
 from evalkit.spec import OutputSpec, TaskSpec
 from evalkit.stats.validity import Problem, simulator_problems
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,10 +69,8 @@ def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = Non
     loaded, e.g. shared by the candidate configurations of one run)."""
     check_metric_names(task)
     called = [role for role in ROLES if task.models.log(role) is None]
-    for role in called:
-        settings.pricing.price_for(task.models.role(role).model)  # no price, no run: never a silent $0
-    if task.models.reference_log is not None and wants_judge(task):
-        settings.pricing.price_for(task.models.reference.model)  # the reference still judges
+    judging = task.models.reference_log is not None and wants_judge(task)  # the reference still judges
+    check_model_ids(task, settings.pricing, [*called, *(["reference"] if judging else [])])
     if sample_size is not None and sample_size < 1:
         raise UsageError(f"--sample-size must be at least 1, got {sample_size}")
     refused = schema_issues(task)
@@ -76,6 +78,7 @@ def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = Non
         raise SpecError(task.task_file, refused)
     if samples is None:
         samples = load_samples(task, cache_dir=settings.cache_dir, offline=offline, size=sample_size)
+    try_custom_metrics(task, samples.samples)
     findings = lint_templates(task)
     reference = PromptRenderer(task, "reference", settings.include_dirs)
     candidate = (reference if task.models.candidate.prompt is None
@@ -98,6 +101,26 @@ def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = Non
             requests.append(build_request(task, role, sample, own, cache_ttl=plans[role].ttl))
     return Prepared(task=task, settings=settings, samples=samples, renderers=renderers, requests=requests,
                     cache_plans=plans, findings=findings, logs=logs)
+
+
+def check_model_ids(task: TaskSpec, pricing: PricingTable, roles: list[str]) -> None:
+    """Every model the run calls has a price — no price, no run: never a silent $0. A mistyped id is a
+    located task error with "did you mean", not a pricing error."""
+    age = price_age(pricing)
+    log.info("prices as of %s (%s days old; source: %s)", pricing.as_of, age.days, pricing.source)
+    for role in dict.fromkeys(roles):
+        model = task.models.role(role).model
+        if is_priced(model, pricing):
+            continue
+        close = [name for name in suggest_model(model, pricing) if name != model]
+        if close and model not in sdk_model_ids():
+            also = f" (or {', '.join(repr(name) for name in close[1:])})" if close[1:] else ""
+            raise task.error(f"models.{role}.model",
+                             f"unknown model id '{model}': no price for model '{model}'",
+                             hint=f"did you mean '{close[0]}'{also}? `evalkit prices` lists the models "
+                                  "with a price; a model newer than this evalkit needs one in evalkit.toml "
+                                  f'[pricing.models."{model}"]')
+        pricing.price_for(model)  # raises PricingError: how to add the price
 
 
 def wants_judge(task: TaskSpec) -> bool:

@@ -17,7 +17,7 @@ from evalkit.providers.response_cache import ResponseCache
 from evalkit.run.options import RunOptions
 from evalkit.run.prepare import Prepared, wants_judge
 from evalkit.scoring.judge import judge_params, parse_judge
-from evalkit.scoring.samples import SampleResult, score_calls
+from evalkit.scoring.samples import SampleResult, decision_measure, score_calls
 from evalkit.stats.decision import Decision, decide_sequential_look
 from evalkit.stats.sequential import group_sequential_bounds, looks_every
 
@@ -148,7 +148,8 @@ async def _sequential(session: Session, prepared: Prepared, execute: Executor) -
                                                 session.calls + prepared.logged, outputs=prepared.outputs)]
         look = decide_sequential_look(scored, margin=task.decision.margin, alpha=task.decision.alpha,
                                       boundary=c_k, look=index + 1, looks=len(looks), n_max=n_max,
-                                      relative=task.decision.margin_type == "relative")
+                                      relative=task.decision.margin_type == "relative",
+                                      measure=decision_measure(task))
         history.append((n_k, c_k, look.verdict, look.details.statistic))
         execute.progress.note(f"look {index + 1}/{len(looks)} at n={n_k}: {look.verdict}")
         if look.verdict in ("GO", "NO-GO") or index == len(looks) - 1:

@@ -4,6 +4,10 @@ Label metrics (agreement, accuracy, macro-F1, kappa, confusion matrix, per label
 extraction and free text (exact match, token F1, ROUGE-L, field F1, per-field accuracy, the judge).
 Continuous metrics keep their values, with a paired bootstrap interval for the gap to the reference;
 the decision itself uses the binarised per-sample outcomes (:mod:`evalkit.scoring.samples`).
+
+:func:`metric_def` is the one lookup: the built-in :data:`METRICS`, then the task's own functions and the
+``evalkit.metrics`` entry points (:mod:`evalkit.scoring.custom`), which are value metrics of any kind and
+can decide.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -18,8 +23,10 @@ from scipy import stats
 from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score
 
 from evalkit._typed import Typed
+from evalkit.datasets import Sample
 from evalkit.scoring.answers import Answer
-from evalkit.scoring.samples import PRIMARY_METRICS, ROLES, ScoredSample, answer_value, pair_score
+from evalkit.scoring.custom import custom_metric, entry_point_names
+from evalkit.scoring.samples import PRIMARY_METRICS, ROLES, ScoredSample, Scorer, answer_value, pair_scorer
 from evalkit.scoring.textmetrics import micro_field_prf, per_field_accuracy
 from evalkit.spec import TaskSpec
 
@@ -113,6 +120,8 @@ class Metrics(Typed):
     field_f1: ValueMetric | None = None
     per_field_accuracy: PerFieldAccuracy | None = None
     judge: JudgeMetric | None = None
+    #: The task's own metrics (``metrics: [{name, function}]`` or entry points), by name.
+    custom: dict[str, ValueMetric] | None = None
 
 
 class OutcomeCounts(Typed):
@@ -242,18 +251,19 @@ def _mean(values: list[float]) -> float | None:
 def _value_metric(metric: str) -> Callable[[list[ScoredSample], TaskSpec], ValueMetric]:
     def compute(rows: list[ScoredSample], task: TaskSpec) -> ValueMetric:
         kind = task.output.kind
+        score: Scorer = pair_scorer(metric, task)
         cand_ref, cand_gold, ref_gold = [], [], []
         for row in rows:
             if row.candidate.outcome == "error" or row.reference.outcome == "error":
                 continue
             cand = answer_value(row.candidate, kind) if row.candidate.ok else None
             ref = answer_value(row.reference, kind) if row.reference.ok else None
+            sample = row.sample
             if ref is not None:
-                cand_ref.append(pair_score(metric, cand, ref, kind) if cand is not None else 0.0)
-            if row.sample.label is not None:
-                cand_gold.append(pair_score(metric, cand, row.sample.label, kind)
-                                 if cand is not None else 0.0)
-                ref_gold.append(pair_score(metric, ref, row.sample.label, kind) if ref is not None else 0.0)
+                cand_ref.append(score(cand, ref, sample, "reference") if cand is not None else 0.0)
+            if sample.label is not None:
+                cand_gold.append(score(cand, sample.label, sample, "gold") if cand is not None else 0.0)
+                ref_gold.append(score(ref, sample.label, sample, "gold") if ref is not None else 0.0)
         if not cand_gold:
             return ValueMetric(candidate_vs_reference=_mean(cand_ref), n=len(cand_ref))
         return ValueMetric(candidate_vs_reference=_mean(cand_ref), n=len(cand_ref),
@@ -309,6 +319,7 @@ def metric_judge(rows: list[ScoredSample], task: TaskSpec) -> JudgeMetric:
 class MetricDef:
     kinds: tuple[str, ...]
     compute: Callable[[list[ScoredSample], TaskSpec], BaseModel | dict[str, LabelMetrics] | None]
+    custom: bool = False  # the task's own function or an entry point, not one of METRICS
 
 
 _ALL = ("classification", "extraction", "text")
@@ -329,28 +340,79 @@ METRICS: dict[str, MetricDef] = {
 }
 
 
+def metric_def(name: str, task: TaskSpec) -> MetricDef | None:
+    """The metric ``name`` as ``task`` would compute it: built in, or the task's custom one (a function
+    named in ``metrics:`` or an ``evalkit.metrics`` entry point); None when there is no such metric."""
+    entry = task.metric_entry(name)
+    if name in METRICS and (entry is None or entry[1].function is None):
+        return METRICS[name]
+    if custom_metric(task, name, set(METRICS)) is None:
+        return None
+    return MetricDef(_ALL, _value_metric(name), custom=True)
+
+
 def check_metric_names(task: TaskSpec) -> None:
-    """Every metric the task names exists for its output kind, and the decision metric can decide it."""
+    """Every metric the task names exists for its output kind (custom ones load), and the decision metric
+    can decide it."""
     kind = task.output.kind
     available = [name for name, metric in METRICS.items() if kind in metric.kinds]
+    for index, entry in enumerate(task.metrics or []):
+        if entry.function and entry.name in METRICS:
+            raise task.error(f"metrics[{index}].name", f"'{entry.name}' is a built-in metric",
+                             hint="give your function another name")
+        if task.metric_names.index(entry.name) != index:
+            raise task.error(f"metrics[{index}]", f"metric '{entry.name}' is listed twice",
+                             hint="keep one entry per metric")
     for index, name in enumerate(task.metric_names):
-        if name not in available:
-            close = difflib.get_close_matches(name, available, n=1)
+        metric = metric_def(name, task)
+        if metric is None or kind not in metric.kinds:
+            close = difflib.get_close_matches(name, available + entry_point_names(), n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
+            mine = "" if metric is not None else (" or your own: {name: " + name
+                                                  + ", function: 'file.py:func'}")
             raise task.error(f"metrics[{index}]", f"metric '{name}' is not available for {kind} tasks",
-                             hint=f"{hint}available: {', '.join(available)}")
-    metric = task.decision.metric
-    if metric is not None and (metric not in PRIMARY_METRICS or kind not in PRIMARY_METRICS[metric]):
-        usable = [name for name, kinds in PRIMARY_METRICS.items() if kind in kinds]
-        raise task.error("decision.metric", f"'{metric}' cannot decide a {kind} task",
-                         hint=f"use one of {', '.join(usable)}")
+                             hint=f"{hint}available: {', '.join(available)}{mine}")
+    decider = task.decision.metric
+    if decider is None:
+        return
+    if decider in PRIMARY_METRICS and kind in PRIMARY_METRICS[decider]:
+        return
+    metric = metric_def(decider, task) if decider not in PRIMARY_METRICS else None
+    if metric is not None and metric.custom:
+        return
+    usable = [name for name, kinds in PRIMARY_METRICS.items() if kind in kinds]
+    custom = [name for name in task.metric_names if (m := metric_def(name, task)) is not None and m.custom]
+    raise task.error("decision.metric", f"'{decider}' cannot decide a {kind} task",
+                     hint=f"use one of {', '.join(usable + custom)}" if usable or custom else
+                     "list your own under metrics: as {name, function} and name it here "
+                     "(docs/custom-metrics.md)")
+
+
+def try_custom_metrics(task: TaskSpec, samples: list[Sample], *, tries: int = 3) -> None:
+    """Call each custom metric on a few samples' gold label scored against itself, before anything is paid
+    for: a function that fails there would fail on the answers too (:class:`MetricError`, exit 10)."""
+    decider = [task.decision.metric] if task.decision.metric else []
+    names = list(dict.fromkeys([*task.metric_names, *decider]))
+    gold = [sample for sample in samples if sample.label is not None][:tries]
+    for name in names:
+        metric = custom_metric(task, name, set(METRICS))
+        if metric is not None:
+            for sample in gold:
+                metric.score(sample.label, sample.label, sample, "gold")
 
 
 def compute_metrics(rows: list[ScoredSample], task: TaskSpec) -> Metrics:
     """The task's metrics, plus agreement (always) and per-label results (classification)."""
     extra = ["per_label"] if task.output.kind == "classification" else []
     names = list(dict.fromkeys([*task.metric_names, "agreement", *extra]))
-    return Metrics.model_validate({name: METRICS[name].compute(rows, task) for name in names})
+    values: dict[str, Any] = {}
+    custom: dict[str, Any] = {}
+    for name in names:
+        metric = metric_def(name, task)
+        if metric is None:
+            raise task.error("metrics", f"no metric '{name}'")
+        (custom if metric.custom else values)[name] = metric.compute(rows, task)
+    return Metrics.model_validate({**values, "custom": custom or None})
 
 
 def outcome_counts(rows: list[ScoredSample]) -> dict[str, OutcomeCounts]:

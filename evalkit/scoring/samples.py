@@ -12,7 +12,7 @@ equivalent. Every decision and routing method then works on the same binary outc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ from evalkit.datasets import Sample
 from evalkit.providers.base import Usage
 from evalkit.providers.execute import CallResult
 from evalkit.scoring.answers import Answer, parse_answer
+from evalkit.scoring.custom import DEFAULT_CUSTOM_THRESHOLD, Against, custom_metric
 from evalkit.scoring.textmetrics import exact_match, field_prf, rouge_l, token_f1
 from evalkit.spec import OutputSpec, TaskSpec
 
@@ -36,15 +37,17 @@ PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_PRIMARY = {"extraction": "field_f1", "text": "token_f1"}
 DEFAULT_THRESHOLD = {"exact_match": 1.0, "token_f1": 0.5, "rouge_l": 0.4, "field_f1": 0.8, "judge": 1.0}
+#: A per-sample score: (answer value, truth value, the sample, what the truth is) -> [0, 1].
+Scorer = Callable[[Any, Any, Sample, Against], float]
 
 
 @dataclass(frozen=True)
 class ScoredSample:
     """One sample's two answers, compared.
 
-    Classification compares labels. Extraction and text tasks compare with a per-sample metric
-    (``primary``: candidate vs reference, each vs gold) and count a sample as right when the metric
-    reaches ``threshold``.
+    Classification compares labels, unless the decision uses a custom metric. Extraction and text tasks
+    (and classification with a custom decision metric) compare with a per-sample metric (``primary``:
+    candidate vs reference, each vs gold) and count a sample as right when it reaches ``threshold``.
     """
 
     sample: Sample
@@ -54,6 +57,13 @@ class ScoredSample:
     primary: dict[str, float | None] = field(default_factory=dict)
     threshold: float = 1.0
     judge: bool | None = None  # the reference-as-judge verdict, when asked
+    #: The per-sample metric behind ``primary`` (None: label match for classification, else the default).
+    metric: str | None = None
+
+    @property
+    def by_label(self) -> bool:
+        """Compared by label equality (classification with no per-sample decision metric)."""
+        return self.metric == "label" or (self.metric is None and self.kind == "classification")
 
     @property
     def agree(self) -> bool | None:
@@ -62,7 +72,7 @@ class ScoredSample:
             return None
         if not self.candidate.ok:
             return False
-        if self.kind == "classification":
+        if self.by_label:
             return self.candidate.label == self.reference.label
         value = self.primary.get("cand_vs_ref")
         return None if value is None else value >= self.threshold
@@ -77,14 +87,14 @@ class ScoredSample:
             return None
         if not answer.ok:
             return False
-        if self.kind == "classification":
+        if self.by_label:
             return answer.label == self.sample.label
         value = self.primary.get("cand_vs_gold" if role == "candidate" else "ref_vs_gold")
         return None if value is None else value >= self.threshold
 
     @property
     def gold_capable(self) -> bool:
-        return self.sample.label is not None and (self.kind == "classification"
+        return self.sample.label is not None and (self.by_label
                                                   or self.primary.get("ref_vs_gold") is not None)
 
 
@@ -93,6 +103,9 @@ def scoring_mode(rows: list[ScoredSample]) -> Mode:
 
 
 def answer_value(answer: Answer, kind: str) -> Any:
+    """What a per-sample metric compares: the label (classification), the object (extraction), the text."""
+    if kind == "classification":
+        return answer.label
     return answer.fields.get("text", "") if kind == "text" else answer.fields
 
 
@@ -113,34 +126,60 @@ def pair_score(metric: str, pred: Any, ref: Any, kind: str) -> float:
     raise ValueError(f"{metric} does not apply to text")
 
 
+def is_custom(metric: str) -> bool:
+    """Not a built-in per-sample metric (nor label match): a function named in the task or an entry point."""
+    return metric != "label" and metric not in PRIMARY_METRICS
+
+
 def primary_metric(task: TaskSpec) -> tuple[str, float]:
+    """The decision's per-sample metric and the score at which a sample counts as right."""
     metric = task.decision.metric or DEFAULT_PRIMARY.get(task.output.kind, "label")
-    threshold = (task.decision.threshold if task.decision.threshold is not None
-                 else DEFAULT_THRESHOLD.get(metric, 1.0))
+    entry = task.metric_entry(metric)
+    own = entry[1].threshold if entry else None
+    default = DEFAULT_CUSTOM_THRESHOLD if is_custom(metric) else DEFAULT_THRESHOLD.get(metric, 1.0)
+    threshold = next(value for value in (task.decision.threshold, own, default) if value is not None)
     return metric, threshold
 
 
-def score_sample(sample: Sample, candidate: Answer, reference: Answer, task: TaskSpec,
-                 judge: bool | None = None) -> ScoredSample:
-    """The per-sample comparison the decision and routing use."""
-    kind = task.output.kind
-    if kind == "classification":
-        return ScoredSample(sample=sample, candidate=candidate, reference=reference)
+def decision_measure(task: TaskSpec) -> str | None:
+    """How a decision on a custom metric says what a right sample is (None for the built-in metrics)."""
     metric, threshold = primary_metric(task)
+    return f"{metric} ≥ {threshold:g}" if is_custom(metric) else None
+
+
+def pair_scorer(metric: str, task: TaskSpec) -> Scorer:
+    """The per-sample scorer of ``metric`` for ``task``: a built-in one, or the task's custom function."""
+    kind = task.output.kind
+    if is_custom(metric):
+        custom = custom_metric(task, metric, set(PRIMARY_METRICS))
+        if custom is None:
+            raise task.error("decision.metric", f"no metric '{metric}'")
+        return custom.score
+    return lambda pred, truth, sample, against: pair_score(metric, pred, truth, kind)
+
+
+def score_sample(sample: Sample, candidate: Answer, reference: Answer, task: TaskSpec,
+                 judge: bool | None = None, scorer: Scorer | None = None) -> ScoredSample:
+    """The per-sample comparison the decision and routing use (``scorer``: the decision metric's, when the
+    caller has resolved it already)."""
+    kind = task.output.kind
+    metric, threshold = primary_metric(task)
+    if metric == "label":
+        return ScoredSample(sample=sample, candidate=candidate, reference=reference)
     primary: dict[str, float | None] = {}
     if metric == "judge":
         primary["cand_vs_ref"] = None if judge is None else float(judge)
     else:
+        score = scorer or pair_scorer(metric, task)
         cand = answer_value(candidate, kind) if candidate.ok else None
         ref = answer_value(reference, kind) if reference.ok else None
         if cand is not None and ref is not None:
-            primary["cand_vs_ref"] = pair_score(metric, cand, ref, kind)
+            primary["cand_vs_ref"] = score(cand, ref, sample, "reference")
         if sample.label is not None:
-            primary["cand_vs_gold"] = (pair_score(metric, cand, sample.label, kind)
-                                       if cand is not None else 0.0)
-            primary["ref_vs_gold"] = pair_score(metric, ref, sample.label, kind) if ref is not None else 0.0
+            primary["cand_vs_gold"] = score(cand, sample.label, sample, "gold") if cand is not None else 0.0
+            primary["ref_vs_gold"] = score(ref, sample.label, sample, "gold") if ref is not None else 0.0
     return ScoredSample(sample=sample, candidate=candidate, reference=reference, kind=kind, primary=primary,
-                        threshold=threshold, judge=judge)
+                        threshold=threshold, judge=judge, metric=metric)
 
 
 @dataclass(frozen=True)
@@ -168,11 +207,13 @@ def score_calls(task: TaskSpec, samples: list[Sample], calls: list[CallResult],
         if call.request.replicate == 0 and call.request.role in ROLES:
             by_sample.setdefault(call.request.sample_id, {})[call.request.role] = call
     results = []
+    metric, _ = primary_metric(task)
+    scorer = pair_scorer(metric, task) if metric not in ("label", "judge") else None
     for sample in samples:
         sample_calls = by_sample[sample.id]
         answers = {role: parse_answer(sample_calls[role].response, sample_calls[role].error,
                                       (outputs or {}).get(role, task.output)) for role in ROLES}
         scored = score_sample(sample, answers["candidate"], answers["reference"], task,
-                              judge=(judged or {}).get(sample.id))
+                              judge=(judged or {}).get(sample.id), scorer=scorer)
         results.append(SampleResult(sample=sample, calls=sample_calls, answers=answers, scored=scored))
     return results

@@ -265,12 +265,14 @@ def agreement_counts(rows: Iterable[ScoredSample]) -> tuple[int, int]:
 
 def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05, relative: bool = False,
            plan_power: bool = True, plan_more: bool = True, mode: str | None = None,
-           rows_available: int | None = None) -> Decision:
+           rows_available: int | None = None, measure: str | None = None) -> Decision:
     """The three-way decision at ``margin`` with one-sided error ``alpha``.
 
     ``relative``: the margin is a fraction of the reference's observed accuracy (gold mode; a plug-in).
     ``plan_power``: also compute the N for 80% power (exact, slower); per-label decisions skip it.
     ``plan_more``: when undecided, say how many samples would decide it (capped by ``rows_available``).
+    ``measure``: what a "right" sample means when it is not the label (e.g. ``team_routing ≥ 0.5``), for the
+    reason.
     """
     mode = mode or scoring_mode(rows)
     level = 1 - 2 * alpha
@@ -288,7 +290,7 @@ def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05, rela
             "agreements": x, "n": n, "p_go": p_go, "p_nogo": p_nogo,
             "wilson_interval": [1 - b for b in reversed(wilson_interval(x, n, confidence=level))],
         }
-        subject = f"agreement with the reference is {_pct(x / n)}%"
+        subject = _agreement_subject(x / n, measure)
         if verdict == "INCONCLUSIVE" and plan_more:
             details["n_to_decide"] = n_to_decide_single(x, n, margin=margin, alpha=alpha)
             if plan_power:
@@ -311,7 +313,7 @@ def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05, rela
         details = dict(cells, n=n, tango_t=t, reference_accuracy=acc_ref, candidate_accuracy=acc_cand,
                        newcombe_interval=list(newcombe_paired_interval(a, b, c, d, confidence=level)),
                        mcnemar=mcnemar_diagnostic(a, b, c, d))
-        subject = f"accuracy {_pct(acc_cand)}% vs {_pct(acc_ref)}% for the reference"
+        subject = _accuracy_subject(acc_cand, acc_ref, measure)
         if verdict == "INCONCLUSIVE" and plan_more:
             details["n_to_decide"] = n_to_decide_paired(b, c, n, margin=margin, alpha=alpha)
             if plan_power:
@@ -327,6 +329,16 @@ def decide(rows: list[ScoredSample], *, margin: float, alpha: float = 0.05, rela
     return Decision(verdict=verdict, mode=mode, rule=rule, margin=margin, alpha=alpha, n=n, loss=loss,
                     loss_interval=interval, point_verdict=point, reason=reason,
                     details=DecisionDetails.model_validate(details))
+
+
+def _agreement_subject(agreement: float, measure: str | None) -> str:
+    by = f" ({measure})" if measure else ""
+    return f"agreement with the reference{by} is {_pct(agreement)}%"
+
+
+def _accuracy_subject(candidate: float, reference: float, measure: str | None) -> str:
+    what = f"{measure} on" if measure else "accuracy"
+    return f"{what} {_pct(candidate)}% vs {_pct(reference)}% for the reference"
 
 
 def _reason(verdict: str, subject: str, bound: str, margin: float, *, within: str, beyond: str,
@@ -382,7 +394,8 @@ def plan_sample_size(*, mode: str, expected_gap: float, margin: float, alpha: fl
 
 
 def decide_sequential_look(rows: list[ScoredSample], *, margin: float, alpha: float, boundary: float,
-                           look: int, looks: int, n_max: int, relative: bool = False) -> Decision:
+                           look: int, looks: int, n_max: int, relative: bool = False,
+                           measure: str | None = None) -> Decision:
     """One look of the group-sequential test (Lan–DeMets O'Brien–Fleming, stats-spec §4.1).
 
     GO when the statistic crosses −c_k, NO-GO when it crosses +c_k, else continue (INCONCLUSIVE at the
@@ -404,7 +417,7 @@ def decide_sequential_look(rows: list[ScoredSample], *, margin: float, alpha: fl
         loss, interval = 1 - x / n, (1 - high, 1 - low)
         details: dict[str, Any] = {"agreements": x, "n": n, "p_go": p_go, "p_nogo": p_nogo,
                                    "statistic": p_go if loss < margin else p_nogo, "nominal_alpha": nominal}
-        subject = f"agreement with the reference is {_pct(x / n)}%"
+        subject = _agreement_subject(x / n, measure)
     else:
         cells = paired_cells(rows)
         n = sum(cells.values())
@@ -418,7 +431,7 @@ def decide_sequential_look(rows: list[ScoredSample], *, margin: float, alpha: fl
         interval = tango_interval(b, c, n, confidence=level)
         loss = (b - c) / n
         details = dict(cells, n=n, tango_t=t, statistic=t, nominal_alpha=nominal)
-        subject = f"accuracy {_pct((cells['a'] + c) / n)}% vs {_pct((cells['a'] + b) / n)}% for the reference"
+        subject = _accuracy_subject((cells["a"] + c) / n, (cells["a"] + b) / n, measure)
     stopped_early = verdict in ("GO", "NO-GO") and look < looks
     bound = (f"quality loss {_pct(loss)} points, repeated {100 * level:.1f}% interval "
              f"[{_pct(interval[0])}, {_pct(interval[1])}]")

@@ -42,7 +42,7 @@ def test_keys_never_reach_artifacts_or_error_messages(project: Path, tmp_path: P
         bad = subprocess.run([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-n", "5",
                               "--mode", "realtime"], cwd=project, env={**base, "ANTHROPIC_API_KEY": wrong},
                              capture_output=True, text=True, timeout=300)
-        assert bad.returncode == 4
+        assert bad.returncode == 8  # EXIT_AUTH: the credentials, not the API, failed
         assert "rejected the credentials" in bad.stderr and wrong not in bad.stderr + bad.stdout
         right = "sk-ant-right-key-0001"
         good = subprocess.run([sys.executable, "-m", "evalkit", "run", "tasks/triage.yaml", "-n", "10",

@@ -567,7 +567,8 @@ def cache_verify(path: Path | None) -> None:
 def cache_repair(path: Path | None) -> None:
     """Repair what `evalkit cache verify` finds in the project holding TASK.yaml|DIR: restore ledger
     records from the ledger's journal, rebuild a damaged cache.db from what can be read, drop damaged
-    answers and read batch answers back from their batches. Says what a re-run would pay for again; never deletes a ledger record it cannot restore."""
+    answers and read batch answers back from their batches. Says what a re-run would pay for again;
+    never deletes a ledger record it cannot restore."""
     from evalkit import api  # noqa: PLC0415
 
     done = api.repair_state(path)

@@ -44,6 +44,7 @@ from evalkit.run.pipeline import RunResult, estimate_run, run_evaluation
 from evalkit.run.plan import PlanResult, plan
 from evalkit.run.prepare import Prepared, prepare, simulator_preflight, with_task_corpus
 from evalkit.run.state import repair_project_state, verify_project_state
+from evalkit.run.status import batch_status  # noqa: F401 - public: `evalkit status`
 from evalkit.scaffold import Initialised, init_task, setup_demo
 from evalkit.spec import TaskSpec, load_task
 from evalkit.stats.validity import Problem
@@ -246,5 +247,4 @@ def simulator_ledger(state_dir: Path | None = None) -> Path:
     return (state_dir or load_settings().cache_dir.parent / "simulator-server") / "billing.jsonl"
 
 
-verify_state = verify_project_state  # `evalkit cache verify`: every cached answer and ledger record
-repair_state = repair_project_state  # `evalkit cache repair`
+verify_state, repair_state = verify_project_state, repair_project_state  # `evalkit cache verify|repair`

@@ -24,6 +24,7 @@ from evalkit.errors import (
     EXIT_INTERRUPTED,
     EXIT_INVALID_RUN,
     EXIT_REGRESSION,
+    BatchPendingError,
     EvalkitError,
     UsageError,
 )
@@ -185,6 +186,9 @@ def main() -> None:
 @click.option("--max-wait", "max_wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Batch mode: stop waiting after this long; re-run the same command to resume (nothing is "
                    "resubmitted). Default: wait until done.")
+@click.option("--detach", is_flag=True,
+              help="Batch mode: submit the batches and return (after a prompt-cache warm-up batch, if any); "
+                   "`evalkit status` shows how far they are, the same `evalkit run` command collects them.")
 @click.option("--fallback", type=click.Choice(["none", "realtime"]), default="none", show_default=True,
               help="Batch mode: what to do with items still errored/expired after every resubmission.")
 @click.option("--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD",
@@ -208,9 +212,10 @@ def main() -> None:
 @click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where report folders go (default: evalkit.toml's reports_dir).")
 def run(task_file: Path, offline: bool | None, mode: Literal["batch", "realtime"], max_wait: float | None,
-        fallback: Literal["none", "realtime"], max_cost: float | None, gate_baseline: Path | None,
-        sequential: bool, sample_size: int | None, cache_mode: Literal["use", "read-only", "refresh", "off"],
-        concurrency: int | None, run_id: str | None, reports_dir: Path | None) -> None:
+        detach: bool, fallback: Literal["none", "realtime"], max_cost: float | None,
+        gate_baseline: Path | None, sequential: bool, sample_size: int | None,
+        cache_mode: Literal["use", "read-only", "refresh", "off"], concurrency: int | None,
+        run_id: str | None, reports_dir: Path | None) -> None:
     """Evaluate TASK.yaml and write reports/<task>/<run-id>/ (report.html, summary.json, results.jsonl).
 
     \b
@@ -218,6 +223,7 @@ def run(task_file: Path, offline: bool | None, mode: Literal["batch", "realtime"
       evalkit run tasks/triage.yaml
       evalkit run tasks/triage.yaml -n 100 --offline --mode realtime
       evalkit run tasks/triage.yaml --max-wait 600         # come back later; it resumes the batch
+      evalkit run tasks/triage.yaml --detach               # submit, check `evalkit status`, run again
       evalkit run tasks/triage.yaml --cache read-only     # prove it costs nothing
     """
     from evalkit import api  # noqa: PLC0415
@@ -225,11 +231,22 @@ def run(task_file: Path, offline: bool | None, mode: Literal["batch", "realtime"
     options = api.RunOptions(offline=offline, mode=mode, max_wait_s=max_wait, fallback=fallback,
                              sequential=sequential, max_cost=max_cost,
                              sample_size=sample_size, cache_mode=cache_mode,
-                             concurrency=concurrency, run_id=run_id, reports_dir=reports_dir).validate()
+                             concurrency=concurrency, run_id=run_id, reports_dir=reports_dir,
+                             detach=detach).validate()
     if gate_baseline is not None and not gate_baseline.exists():
         raise UsageError(f"baseline {gate_baseline} does not exist",
                          hint="create it with `evalkit baseline save TASK.yaml --out <path>` and commit it")
-    result = api.run_task(task_file, options, progress=_progress())
+    try:
+        result = api.run_task(task_file, options, progress=_progress())
+    except BatchPendingError as pending:
+        if not detach:
+            raise
+        batches = ", ".join(pending.batch_ids) or "(create pending)"
+        click.echo(f"submitted: batch(es) {batches} for {task_file}")
+        click.echo("  see how far they are: evalkit status")
+        click.echo("  collect the answers and decide: the same command without --detach (nothing is "
+                   "resubmitted)")
+        return
     _print_result(result.record, result.folder, result.cache_dir)
     if result.failure is not None:
         raise result.failure  # exit 4, documented in docs/ci.md
@@ -524,6 +541,46 @@ def lint(task_file: Path, mode: str) -> None:
     if not serious:
         click.echo(f"{task_file}: no cache-busting problems found")
     sys.exit(EXIT_REGRESSION if serious else 0)
+
+
+@main.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path), metavar="[TASK.yaml|DIR]")
+@click.option("--no-api", "no_api", is_flag=True,
+              help="Only what the batch ledger knows (task, models, requests, age); do not ask the API.")
+@click.option("--offline/--online", default=None,
+              help="Ask the built-in simulator (--offline) or the Anthropic API (--online) about progress. "
+                   "Default: the API when ANTHROPIC_API_KEY is set, else the simulator.")
+def status(path: Path | None, no_api: bool, offline: bool | None) -> None:
+    """The batches in flight in the project holding TASK.yaml|DIR (default: the working folder): task,
+    batch, models, requests done, age and ETA, from the batch ledger and the API.
+
+    \b
+    Examples:
+      evalkit run tasks/triage.yaml --detach && evalkit status
+      evalkit status --no-api              # the ledger only, no network
+    """
+    from evalkit import api  # noqa: PLC0415
+
+    flights = api.batch_status(path, ask_api=not no_api, offline=offline)
+    if not flights:
+        click.echo("no batches in flight")
+        return
+    click.echo(f"{'task':<18} {'batch':<34} {'models':<34} {'done':>11} {'age':>7} {'eta':>7}  status")
+    for item in flights:
+        models = ", ".join(f"{model} ×{n}" for model, n in item.models.items()) or "?"
+        kind = " (warm-up)" if item.warmup else ""
+        eta = "?" if item.eta_s is None else _duration(item.eta_s)
+        click.echo(f"{item.task or '?':<18} {item.batch_id or '(creating)':<34} {models:<34} "
+                   f"{item.progress:>11} {_duration(item.age_s):>7} {eta:>7}  "
+                   f"{item.status or item.state}{kind}")
+        if item.note:
+            click.echo(f"  {item.note}")
+
+
+def _duration(seconds: float) -> str:
+    from evalkit.progress import duration  # noqa: PLC0415
+
+    return duration(seconds)
 
 
 @main.group()

@@ -204,7 +204,14 @@ def test_a_main_batch_that_starts_after_the_1h_warm_up_entry_expired_misses(proj
 FAMILIES = ("requests", "tokens", "input-tokens", "output-tokens")
 
 
-def test_every_rate_limit_header_family_is_sent_and_counts_down(project: Path, tmp_path: Path) -> None:
+def test_every_rate_limit_header_family_is_sent_and_counts_down(project: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalkit.sim.clock import SimClock
+
+    # The buckets refill on the simulator's clock: hold it still, or a slow machine refills the one
+    # request taken between the two calls (4,000 a minute is one every 15 ms).
+    frozen = time.time()
+    monkeypatch.setattr(SimClock, "time", lambda self: frozen)
     state = make_state(project, tmp_path)
     _, first = create(state, **classification("the app crashes"))
     _, second = create(state, **classification("the app crashes again"))

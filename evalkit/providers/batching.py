@@ -47,6 +47,7 @@ import os
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
@@ -104,6 +105,8 @@ class LedgerRecord:
     warmup: bool = False  # the prompt-cache warm-up batch
     candidates: list[str] = field(default_factory=list)  # batches that may be this record's (verifying)
     error: str | None = None  # why the create call failed, if it did
+    task: str = ""  # the task whose run submitted it (for `evalkit status`)
+    models: dict[str, int] = field(default_factory=dict)  # model -> requests in the batch
 
     @property
     def open(self) -> bool:
@@ -341,8 +344,9 @@ def _definitely_not_created(error: ProviderError) -> bool:
 
 class _BatchRun:
     def __init__(self, provider: Provider, cache: ResponseCache, ledger: BatchLedger, settings: BatchSettings,
-                 progress: Progress, sleep: Callable[[float], Awaitable[None]]) -> None:
+                 progress: Progress, sleep: Callable[[float], Awaitable[None]], label: str = "") -> None:
         self.provider, self.cache, self.ledger, self.settings = provider, cache, ledger, settings
+        self.label = label
         self.progress, self.sleep = progress, sleep
         self.report = BatchReport()
         self.answers: dict[str, tuple[ModelResponse | None, ProviderError | None]] = {}
@@ -455,9 +459,10 @@ class _BatchRun:
             for chunk in chunk_items(items, self.settings):
                 keys = {custom_id: key_of[custom_id] for custom_id, _ in chunk}
                 attempt = 1 + max(attempts.get(key, 0) for key in keys.values())
+                models = Counter(pending[key].model for key in keys.values())
                 record = LedgerRecord(record_id=uuid.uuid4().hex, endpoint=endpoint, state="submitting",
                                       created_at=_stamp(datetime.now(UTC)), attempt=attempt, items=keys,
-                                      nonce=nonce, warmup=warmup)
+                                      nonce=nonce, warmup=warmup, task=self.label, models=dict(models))
                 self.ledger.write(record)  # before the create call: a crash here is resolvable
                 self.created_here.add(record.record_id)
                 if not await self._create(record, chunk, owned):
@@ -704,8 +709,14 @@ async def execute_batch(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     warmup: bool = False,
     max_retries: int = 0,
+    label: str = "",
+    detach: bool = False,
 ) -> tuple[list[CallResult], ExecutionStats, BatchReport]:
-    """Answer every request from the cache or through Message Batches (see the module docstring)."""
+    """Answer every request from the cache or through Message Batches (see the module docstring).
+
+    ``label`` names the task in the ledger (``evalkit status``). ``detach``: return (BatchPendingError)
+    as soon as the main batch is submitted; a later run collects it. A warm-up batch is waited for
+    first, so the main batch can still read the cache it writes."""
     progress = progress or NullProgress()
     if not provider.supports_batch:
         raise ProviderError(f"{provider.endpoint} does not support Message Batches",
@@ -715,7 +726,7 @@ async def execute_batch(
 
     if pending:
         await preflight(provider, list(pending.values()))
-    run = _BatchRun(provider, cache, ledger, settings, progress, sleep)
+    run = _BatchRun(provider, cache, ledger, settings, progress, sleep, label)
     started = time.monotonic()
     deadline = started + max_wait_s if max_wait_s is not None else None
     if pending:
@@ -733,8 +744,10 @@ async def execute_batch(
                         records = await run._submit(warm, provider.endpoint, warmup=True)
                         if records or not run.create_retry_left:
                             break
-                    await run._wait(records, warm, deadline, started)
+                    await run._wait(records, warm, None if detach else deadline, started)
                     run.report.warmup_items = len(warm)
+            if detach:  # give up waiting at the first look after the main submission
+                deadline = time.monotonic()
             while True:
                 unanswered = {k: r for k, r in pending.items() if k not in run.answers}
                 if not unanswered:

@@ -24,7 +24,7 @@ class RunOptions:
     ``fallback``: finish items that keep failing in batches in real time. ``sequential``: stop early at the
     group-sequential looks. ``routing``: the router threshold's objective. ``write_report``: write the run
     folder. ``max_cost``: the budget guard in USD. ``sample_size``, ``cache_mode``, ``concurrency``,
-    ``run_id``, ``reports_dir``: as on the command line.
+    ``run_id``, ``reports_dir``: as on the command line. ``detach``: submit the batches and return.
     """
 
     offline: bool | None = None  # None: simulator unless ANTHROPIC_API_KEY is set
@@ -40,6 +40,7 @@ class RunOptions:
     concurrency: int | None = None
     run_id: str | None = None
     reports_dir: Path | None = None
+    detach: bool = False  # batch mode: submit and return; a later run collects (see `evalkit status`)
 
     def validate(self) -> RunOptions:
         """Raise :class:`UsageError` for any option that would fail later — before the first request."""
@@ -55,6 +56,8 @@ class RunOptions:
             raise UsageError(f"--concurrency must be between 1 and 256, got {self.concurrency}")
         if self.max_wait_s is not None and self.max_wait_s < 0:
             raise UsageError(f"--max-wait must be at least 0 seconds, got {self.max_wait_s}")
+        if self.detach and self.mode != "batch":
+            raise UsageError("--detach needs --mode batch: a real-time run has nothing to come back for")
         if self.max_cost is not None and self.max_cost < 0:
             raise UsageError(f"--max-cost must be at least 0, got {self.max_cost}")
         if self.run_id is not None and not RUN_ID.fullmatch(self.run_id):

@@ -89,7 +89,8 @@ class Executor:
                                    settings.batch, max_wait_s=self.options.max_wait_s,
                                    fallback=self.options.fallback, concurrency=self.concurrency,
                                    progress=self.progress, warmup=warmup and settings.batch.warmup,
-                                   max_retries=settings.max_retries)
+                                   max_retries=settings.max_retries, label=self.prepared.task.name,
+                                   detach=self.options.detach)
 
 
 def _wants_judge(prepared: Prepared) -> bool:

@@ -120,15 +120,15 @@ def _recover_batch_answers(settings: Settings) -> list[str]:
 
 def verify_project_state(path: str | Path | None = None) -> StateCheck:
     """Check every response-cache entry and batch-ledger record of the project holding ``path``."""
-    return verify_state(load_settings(_project_root(path)))
+    return verify_state(load_settings(project_root(path)))
 
 
 def repair_project_state(path: str | Path | None = None) -> list[str]:
     """Repair what :func:`verify_project_state` finds (``evalkit cache repair``); returns what was done."""
-    return repair_state(load_settings(_project_root(path)))
+    return repair_state(load_settings(project_root(path)))
 
 
-def _project_root(path: str | Path | None) -> Path:
+def project_root(path: str | Path | None) -> Path:
     """A task file's folder or the folder given (default: the working folder); the task itself is not
     loaded, as it may be what is broken."""
     start = Path(path) if path is not None else Path.cwd()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from evalkit import history as history  # `evalkit runs` / `evalkit compare`
 from evalkit._io import atomic_write_json, atomic_write_text
 from evalkit.backends import connect
 from evalkit.config import Settings, load_settings
@@ -37,11 +38,11 @@ from evalkit.record.model import RunRecord
 from evalkit.report.html import render_html, write_run_folder
 from evalkit.routing.analysis import RoutingAnalysis, RoutingOptions
 from evalkit.routing.router import RoutingEvidence, RoutingFile, load_routing_file, routing_file
+from evalkit.run import state as state  # `evalkit cache verify|repair`, `evalkit store migrate|verify`
 from evalkit.run.options import RunOptions
 from evalkit.run.pipeline import RunResult, estimate_run, run_evaluation
 from evalkit.run.plan import PlanResult, plan
 from evalkit.run.prepare import Prepared, prepare, simulator_preflight, with_task_corpus
-from evalkit.run.state import repair_project_state, verify_project_state
 from evalkit.scaffold import Initialised, init_task, setup_demo
 from evalkit.spec import TaskSpec, load_task
 from evalkit.stats.validity import Problem
@@ -63,6 +64,7 @@ def run_task(task_path: str | Path | TaskSpec, options: RunOptions | None = None
         for configuration in result.configurations:  # each candidate configuration's full evidence
             write_run_folder(result.folder / "configs" / configuration.name, configuration.record,
                              configuration.rows)
+        history.publish_run(settings, result.folder, result.record)  # the shared store's run history, if any
     forget_tallies(settings.cache_dir)  # the record counts what may have been billed twice now
     return result
 
@@ -243,6 +245,4 @@ def simulator_ledger(state_dir: Path | None = None) -> Path:
     """Where ``evalkit sim serve`` appends what it billed."""
     return (state_dir or load_settings().cache_dir.parent / "simulator-server") / "billing.jsonl"
 
-
-verify_state = verify_project_state  # `evalkit cache verify`: every cached answer and ledger record
-repair_state = repair_project_state  # `evalkit cache repair`
+verify_state, repair_state = state.verify_project_state, state.repair_project_state  # `evalkit cache …`

@@ -177,7 +177,9 @@ def gate_task(task_path: str | Path, baseline_path: Path, *, gate: GateOptions |
         raise UsageError(f"baseline {baseline_path} does not exist",
                          hint="create it with `evalkit baseline save TASK.yaml --out <path>` and commit it")
     load_baseline(baseline_path)  # a broken baseline fails before anything is paid for
-    return check_gate(run_task(task_path, options, progress=progress), baseline_path, gate, junit)
+    task = load_task(task_path)  # its `gate:` section says which deployment is checked
+    gate = (gate or GateOptions()).for_task(task)
+    return check_gate(run_task(task, options, progress=progress), baseline_path, gate, junit)
 
 
 @dataclass(frozen=True)

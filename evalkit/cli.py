@@ -619,6 +619,18 @@ def _finish_gate(gate: Any) -> None:
               help="What an INCONCLUSIVE decision does to the build.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write JUnit XML (default: the run folder's junit.xml).")
+@click.option("--deployment", type=click.Choice(["replacement", "routed"]), default=None,
+              help="replacement: the candidate replaces the reference (NO-GO fails). routed: the deployment "
+                   "routing.json describes; NO-GO is expected, the routed quality and escalation rate at the "
+                   "shipped threshold are checked instead. Default: the task's gate.deployment, else "
+                   "replacement.")
+@click.option("--routing", "routing_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, metavar="ROUTING.json",
+              help="Routed: the routing.json (from `evalkit tune`) with the shipped threshold. Default: the "
+                   "threshold the baseline was saved with.")
+@click.option("--escalation-tolerance", type=click.FloatRange(0, 1), default=None,
+              help="Routed: allowed rise of the escalation rate over the baseline's (fraction). Default: "
+                   "the task's gate.escalation_tolerance (0.05).")
 @click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True)
 @click.option("--max-wait", "max_wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Batch mode: stop waiting after this long (exit 5); a later run with the same cache or "
@@ -631,14 +643,18 @@ def _finish_gate(gate: Any) -> None:
 @click.option("--quiet", "-q", is_flag=True)
 def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance: float,
          inconclusive: Literal["exit3", "pass", "fail"], junit: Path | None,
-         mode: Literal["batch", "realtime"], max_wait: float | None,
+         deployment: Literal["replacement", "routed"] | None, routing_path: Path | None,
+         escalation_tolerance: float | None, mode: Literal["batch", "realtime"], max_wait: float | None,
          fallback: Literal["none", "realtime"], offline: bool | None, sample_size: int | None,
          max_cost: float | None, quiet: bool) -> None:
     """CI regression gate: run TASK.yaml and compare it with a committed baseline.
 
     Fails on a NO-GO, on a quality drop beyond --tolerance (paired test, not raw noise), on the
     baseline's routing threshold no longer meeting its target (drift), or on cost per request rising
-    beyond --cost-tolerance. Writes JUnit XML and a Markdown summary (also to $GITHUB_STEP_SUMMARY).
+    beyond --cost-tolerance. With --deployment routed (a task `tune` routes): on the routed quality
+    dropping beyond --tolerance or the escalation rate rising beyond --escalation-tolerance at the
+    shipped threshold instead of on a NO-GO. Writes JUnit XML and a Markdown summary (also to
+    $GITHUB_STEP_SUMMARY).
 
     \b
     Exit codes: 0 pass · 1 regression or NO-GO · 2 usage/config error · 3 inconclusive
@@ -651,7 +667,8 @@ def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance:
     options = api.RunOptions(offline=offline, mode=mode, sample_size=sample_size, max_cost=max_cost,
                              max_wait_s=max_wait, fallback=fallback).validate()
     gate_options = api.GateOptions(tolerance=tolerance, cost_tolerance=cost_tolerance,
-                                   inconclusive=inconclusive)
+                                   inconclusive=inconclusive, deployment=deployment,
+                                   escalation_tolerance=escalation_tolerance, routing=routing_path)
     result = api.gate_task(task_file, baseline_path, gate=gate_options, options=options, junit=junit,
                            progress=_progress(quiet))
     _print_result(result.run.record, result.run.folder)

@@ -67,14 +67,72 @@ def _settings(project: Path | None) -> Settings:
 
 
 def publish_run(settings: Settings, folder: Path, record: RunRecord) -> bool:
-    """Put a written run folder into the shared store (no-op when embedded). True when published."""
+    """Put a written run folder into the shared store (no-op when embedded), then write the task's
+    history page beside its run folders (``reports/<task>/history.html``, linked from every report).
+    True when published to the store."""
     store = open_store(settings)
-    if store is None:
-        return False
-    summary = (folder / "summary.json").read_text(encoding="utf-8")
-    results = (folder / "results.jsonl").read_text(encoding="utf-8")
-    store.put_run(record.task_name, record.run_id, record.provenance.finished_at, summary, results)
-    return True
+    if store is not None:
+        summary = (folder / "summary.json").read_text(encoding="utf-8")
+        results = (folder / "results.jsonl").read_text(encoding="utf-8")
+        store.put_run(record.task_name, record.run_id, record.provenance.finished_at, summary, results)
+    entries = list_runs(record.task_name, project=settings.root)
+    atomic_write_text(folder.parent / "history.html", history_html(record.task_name, entries))
+    return store is not None
+
+
+def trend_svg(entries: list[RunEntry], *, width: int = 640, height: int = 180) -> str:
+    """The decision over time: each run's quality loss with its interval, against the margin."""
+    points = [e for e in entries if e.loss is not None]
+    if not points:
+        return "<p>no run with a quality loss yet</p>"
+    lows = [e.loss_interval[0] if e.loss_interval else e.loss or 0.0 for e in points]
+    highs = [e.loss_interval[1] if e.loss_interval else e.loss or 0.0 for e in points]
+    top = max(*highs, points[-1].margin, 0.01) * 1.15
+    bottom = min(*lows, 0.0)
+    pad = 36
+
+    def x(i: int) -> float:
+        return pad + (width - 2 * pad) * (i + 0.5) / len(points)
+
+    def y(v: float) -> float:
+        return height - pad / 2 - (height - pad) * (v - bottom) / (top - bottom or 1)
+
+    colour = {"GO": "#2a7", "NO-GO": "#c33", "INCONCLUSIVE": "#c90"}
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' "
+             f"aria-label='quality loss per run'>",
+             f"<line x1='{pad}' x2='{width - pad}' y1='{y(points[-1].margin):.1f}' "
+             f"y2='{y(points[-1].margin):.1f}' stroke='#888' stroke-dasharray='4'/>",
+             f"<text x='{width - pad}' y='{y(points[-1].margin) - 4:.1f}' font-size='10' text-anchor='end'>"
+             f"margin {100 * points[-1].margin:.1f}%</text>",
+             f"<line x1='{pad}' x2='{width - pad}' y1='{y(0):.1f}' y2='{y(0):.1f}' stroke='#ccc'/>"]
+    for i, (entry, low, high) in enumerate(zip(points, lows, highs, strict=True)):
+        fill = colour.get(entry.verdict, "#666")
+        parts.append(f"<line x1='{x(i):.1f}' x2='{x(i):.1f}' y1='{y(low):.1f}' y2='{y(high):.1f}' "
+                     f"stroke='{fill}' stroke-width='2'/>")
+        parts.append(f"<circle cx='{x(i):.1f}' cy='{y(entry.loss or 0.0):.1f}' r='4' fill='{fill}'>"
+                     f"<title>{escape(entry.run_id)}: {escape(entry.verdict)}, loss "
+                     f"{100 * (entry.loss or 0.0):.1f}%</title></circle>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def history_html(task: str, entries: list[RunEntry]) -> str:
+    e = escape
+    rows = "".join(
+        f"<tr><td>{e(x.finished_at[:19])}</td><td><a href='{e(x.run_id)}/report.html'>{e(x.run_id)}</a></td>"
+        f"<td>{e(x.verdict)}{' (simulated)' if x.simulated else ''}</td><td>{_pct(x.loss)} "
+        f"{_interval(x.loss_interval)}</td><td>${x.cost_usd:.4f}</td><td>{e(x.candidate)} vs "
+        f"{e(x.reference)}</td><td class=mono>{e(x.dataset_hash[:8])} / {e(x.system_hash[:8])}</td></tr>"
+        for x in reversed(entries))
+    return ("<!doctype html><html><head><meta charset=utf-8><title>evalkit history: "
+            f"{e(task)}</title><style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}"
+            "td,th{border:1px solid #ccc;padding:.2em .5em}.mono{font-family:monospace}</style></head><body>"
+            f"<h1>History of {e(task)}</h1><p>{len(entries)} run(s); the quality loss of each with its "
+            f"interval, oldest first (green GO, red NO-GO, amber INCONCLUSIVE).</p>{trend_svg(entries)}"
+            "<table><tr><th>finished</th><th>run</th><th>verdict</th><th>loss [interval]</th><th>cost</th>"
+            f"<th>models</th><th>dataset / prompt</th></tr>{rows}</table>"
+            f"<p>Compare two runs: <code>evalkit compare {e(task)}/RUN_A {e(task)}/RUN_B</code></p>"
+            "</body></html>\n")
 
 
 def _folder_runs(settings: Settings, task: str | None) -> list[tuple[RunRecord, str]]:

@@ -61,6 +61,10 @@ def test_runs_and_compare_show_the_known_changed_sample(project: Path, monkeypat
     was_correct = rows[0]["scores"]["candidate_correct"]
     _flip_gold(project, changed)
     _cli("run", task, "-q", "-n", "40", "--mode", "realtime", "--offline", "--run-id", "after")
+    history = (project / "reports" / "triage" / "history.html").read_text()
+    assert "<svg" in history and history.count("<circle") == 2 and "before/report.html" in history
+    report = (project / "reports" / "triage" / "after" / "report.html").read_text()
+    assert 'href="../history.html"' in report
     if backend == "postgres":  # the history is the store's: the folders are not needed any more
         shutil.rmtree(project / "reports")
 

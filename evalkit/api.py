@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from evalkit import history as history  # `evalkit runs` / `evalkit compare`
 from evalkit._io import atomic_write_json, atomic_write_text
 from evalkit.backends import connect
 from evalkit.config import Settings, load_settings
@@ -34,16 +35,16 @@ from evalkit.prompts.lint import Finding
 from evalkit.prompts.lint import lint_task as _lint
 from evalkit.providers.response_cache import forget_tallies
 from evalkit.record.export import export_run as export_results  # noqa: F401 - public: `evalkit export`
-from evalkit.record.files import read_record, read_rows
+from evalkit.record.files import read_record, read_rows, run_folder
 from evalkit.record.model import RunRecord
 from evalkit.report.html import render_html, write_run_folder
 from evalkit.routing.analysis import RoutingAnalysis, RoutingOptions
 from evalkit.routing.router import RoutingEvidence, RoutingFile, load_routing_file, routing_file
+from evalkit.run import state as state  # `evalkit cache verify|repair`, `evalkit store migrate|verify`
 from evalkit.run.options import RunOptions
 from evalkit.run.pipeline import RunResult, estimate_run, run_evaluation
 from evalkit.run.plan import PlanResult, plan
 from evalkit.run.prepare import Prepared, prepare, simulator_preflight, with_task_corpus
-from evalkit.run.state import repair_project_state, verify_project_state
 from evalkit.run.status import batch_status  # noqa: F401 - public: `evalkit status`
 from evalkit.scaffold import Initialised, init_task, setup_demo
 from evalkit.spec import TaskSpec, load_task
@@ -66,6 +67,7 @@ def run_task(task_path: str | Path | TaskSpec, options: RunOptions | None = None
         for configuration in result.configurations:  # each candidate configuration's full evidence
             write_run_folder(result.folder / "configs" / configuration.name, configuration.record,
                              configuration.rows)
+        history.publish_run(settings, result.folder, result.record)  # the shared store's run history, if any
     forget_tallies(settings.cache_dir)  # the record counts what may have been billed twice now
     return result
 
@@ -178,7 +180,9 @@ def gate_task(task_path: str | Path, baseline_path: Path, *, gate: GateOptions |
         raise UsageError(f"baseline {baseline_path} does not exist",
                          hint="create it with `evalkit baseline save TASK.yaml --out <path>` and commit it")
     load_baseline(baseline_path)  # a broken baseline fails before anything is paid for
-    return check_gate(run_task(task_path, options, progress=progress), baseline_path, gate, junit)
+    task = load_task(task_path)  # its `gate:` section says which deployment is checked
+    gate = (gate or GateOptions()).for_task(task)
+    return check_gate(run_task(task, options, progress=progress), baseline_path, gate, junit)
 
 
 @dataclass(frozen=True)
@@ -192,16 +196,7 @@ def save_baseline(task_path: str | Path, *, run_id: str | None = None, routing_p
     """Save a finished run (the latest by default) as the baseline the gate compares against."""
     task, settings = _load(task_path)
     runs_dir = settings.reports_dir / task.name
-    if run_id is None:
-        runs = sorted(runs_dir.glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
-        if not runs:
-            raise UsageError(f"no finished run of '{task.name}' under {runs_dir}",
-                             hint=f"run `evalkit run {task.task_file}` first")
-        folder = runs[-1].parent
-    else:
-        folder = runs_dir / run_id
-        if not (folder / "summary.json").exists():
-            raise UsageError(f"no run '{run_id}' under {runs_dir}")
+    folder = run_folder(runs_dir, run_id, task_file=task.task_file)
     routing_path = routing_path or (runs_dir / "routing.json")
     routing = load_routing_file(routing_path) if routing_path.exists() else None
     baseline = make_baseline(read_record(folder), read_rows(folder), routing)
@@ -246,5 +241,4 @@ def simulator_ledger(state_dir: Path | None = None) -> Path:
     """Where ``evalkit sim serve`` appends what it billed."""
     return (state_dir or load_settings().cache_dir.parent / "simulator-server") / "billing.jsonl"
 
-
-verify_state, repair_state = verify_project_state, repair_project_state  # `evalkit cache verify|repair`
+verify_state, repair_state = state.verify_project_state, state.repair_project_state  # `evalkit cache …`

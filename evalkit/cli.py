@@ -600,7 +600,7 @@ def cache_verify(path: Path | None) -> None:
     everything is intact, 2 when something is damaged (see `evalkit cache repair`)."""
     from evalkit import api  # noqa: PLC0415
 
-    check = api.verify_state(path)
+    check = api.state.verify_project_state(path)
     report = check.cache
     if report.unreadable:
         click.secho(f"{report.database}: cannot be read: {report.unreadable}", fg="red")
@@ -628,11 +628,145 @@ def cache_repair(path: Path | None) -> None:
     never deletes a ledger record it cannot restore."""
     from evalkit import api  # noqa: PLC0415
 
-    done = api.repair_state(path)
+    done = api.state.repair_project_state(path)
     for line in done:
         click.echo(line)
     if not done:
         click.secho("nothing to repair: everything is intact", fg="green")
+
+
+@main.group()
+def store() -> None:
+    """The shared store (store = "postgresql://…" in evalkit.toml or EVALKIT_STORE; docs/store.md)."""
+
+
+@store.command("migrate")
+@STATE_PATH
+def store_migrate(path: Path | None) -> None:
+    """Create or upgrade the schema of the shared store the project holding TASK.yaml|DIR uses
+    (idempotent; runs also do it on first use)."""
+    from evalkit import api  # noqa: PLC0415
+
+    where, before, now = api.state.migrate_store(path)
+    if before == now:
+        click.echo(f"{where}: schema version {now}, nothing to do")
+    else:
+        click.echo(f"{where}: schema {'created' if before is None else f'upgraded from {before}'} at "
+                   f"version {now}")
+
+
+@store.command("verify")
+@STATE_PATH
+def store_verify(path: Path | None) -> None:
+    """Connect to the shared store of the project holding TASK.yaml|DIR, check its schema, every stored
+    answer's checksum and every batch ledger record. Exit code 0 when everything is intact, 2 otherwise."""
+    from evalkit import api  # noqa: PLC0415
+
+    check, answers = api.state.verify_store(path)
+    click.echo(f"{check.store}: schema version {check.schema_version}")
+    for table, count in check.counts.items():
+        click.echo(f"  {table}: {count} rows")
+    if check.expired_claims:
+        click.echo(f"  {check.expired_claims} expired claim(s) (runners that stopped; taken over on use)")
+    if answers is not None:
+        click.echo(f"  answers: {answers.entries} ({answers.checksummed} checksummed), "
+                   f"{len(answers.damaged)} damaged")
+    for problem in check.problems:
+        click.secho(f"  {problem}", fg="red")
+    if not check.ok:
+        sys.exit(2)
+    click.secho("everything is intact", fg="green")
+
+
+def _money(value: float) -> str:
+    return f"${value:.4f}"
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@click.argument("words", nargs=-1, metavar="[TASK | show RUN]")
+@click.option("--task", "task_name", default=None, help="The task, when a run id is in several tasks.")
+def runs(words: tuple[str, ...], task_name: str | None) -> None:
+    """List finished runs (of TASK), oldest first, or show one: `evalkit runs [TASK | show RUN]`.
+
+    Runs come from reports/ (embedded) or from the shared store when one is configured. RUN is a run id,
+    TASK/RUN_ID or a run folder.
+
+    \b
+    Examples:
+      evalkit runs
+      evalkit runs triage
+      evalkit runs show triage/20261201-101500-ab12cd
+    """
+    from evalkit import api  # noqa: PLC0415
+
+    if words and words[0] == "show":
+        if len(words) != 2:
+            raise UsageError("`evalkit runs show` takes one RUN", hint="evalkit runs show TASK/RUN_ID")
+        _show_run(api.history.load_run(words[1], task=task_name))
+        return
+    if len(words) > 1:
+        raise UsageError(f"unexpected arguments: {' '.join(words[1:])}",
+                         hint="evalkit runs [TASK], or evalkit runs show RUN")
+    entries = api.history.list_runs(words[0] if words else task_name)
+    if not entries:
+        click.echo("no finished runs" + (f" of {words[0]}" if words else ""))
+        return
+    click.echo(f"{'finished':<20} {'task/run':<40} {'verdict':<12} {'loss [interval]':<22} {'cost':>9} "
+               f"{'models':<40} dataset/sample/prompt")
+    for e in entries:
+        interval = (f"[{100 * e.loss_interval[0]:.1f}, {100 * e.loss_interval[1]:.1f}]"
+                    if e.loss_interval else "")
+        loss = f"{100 * e.loss:.1f}% {interval}" if e.loss is not None else "—"
+        click.echo(f"{e.finished_at[:19]:<20} {e.task + '/' + e.run_id:<40} "
+                   f"{e.verdict + ('*' if e.simulated else ''):<12} {loss:<22} {_money(e.cost_usd):>9} "
+                   f"{e.candidate + ' vs ' + e.reference:<40} "
+                   f"{e.dataset_hash[:8]}/{e.sample_hash[:8]}/{e.system_hash[:8]}")
+    if any(e.simulated for e in entries):
+        click.echo("* simulated answers (evalkit's offline simulator)")
+
+
+def _show_run(run: Any) -> None:
+    record = run.record
+    p, d = record.provenance, record.decision
+    interval = f" [{100 * d.loss_interval[0]:.1f}, {100 * d.loss_interval[1]:.1f}]" if d.loss_interval else ""
+    lines = [f"run {p.task.name}/{p.run_id} ({run.where})" + ("  SIMULATED" if p.simulated else ""),
+             f"  decision: {d.verdict} — {d.reason}",
+             f"  quality loss: {'—' if d.loss is None else f'{100 * d.loss:.1f}%'}{interval} "
+             f"(margin {100 * d.margin:.1f}%, n={d.n})",
+             f"  models: {p.models.candidate} vs {p.models.reference} ({p.models.reference_source})",
+             f"  mode: {p.mode}; finished {p.finished_at}; evalkit {p.evalkit_version}",
+             f"  dataset {record.dataset.hash[:12]} (sample {record.dataset.sample_hash[:12]}, "
+             f"{record.dataset.sample_size} samples); system prompt {p.prompt.system_hash[:12]}; "
+             f"task file {p.task.spec_hash[:12]}",
+             f"  cost: answers {_money(record.cost_usd.answers)}, paid by this run "
+             f"{_money(record.cost_usd.this_run)} ({record.execution.requests_sent} requests sent, "
+             f"{record.execution.cache_hits} from cache)"]
+    click.echo("\n".join(lines))
+
+
+@main.command("compare")
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@click.option("--task", "task_name", default=None, help="The task, when a run id is in several tasks.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the HTML page (default: reports/<task>/compare-<A>-vs-<B>.html).")
+@click.option("--limit", type=click.IntRange(min=0), default=30, show_default=True,
+              help="Changed samples to print (the HTML page has them all).")
+def compare_command(run_a: str, run_b: str, task_name: str | None, html_path: Path | None,
+                    limit: int) -> None:
+    """Paired comparison of two runs, RUN_A (before) and RUN_B (after), over the same samples: what
+    changed per sample and per label, the drift of the decision and of the cost. Each is a run id,
+    TASK/RUN_ID or a run folder.
+
+    \b
+    Example:
+      evalkit compare triage/before triage/after
+    """
+    from evalkit import api  # noqa: PLC0415
+
+    comparison = api.history.compare_runs(run_a, run_b, task=task_name)
+    click.echo("\n".join(api.history.comparison_text(comparison, limit=limit)))
+    click.echo(f"html: {api.history.write_comparison(comparison, html_path)}")
 
 
 def _finish_gate(gate: Any) -> None:
@@ -661,8 +795,25 @@ def _finish_gate(gate: Any) -> None:
               help="What an INCONCLUSIVE decision does to the build.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write JUnit XML (default: the run folder's junit.xml).")
+@click.option("--deployment", type=click.Choice(["replacement", "routed"]), default=None,
+              help="replacement: the candidate replaces the reference (NO-GO fails). routed: the deployment "
+                   "routing.json describes; NO-GO is expected, the routed quality and escalation rate at the "
+                   "shipped threshold are checked instead. Default: the task's gate.deployment, else "
+                   "replacement.")
+@click.option("--routing", "routing_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, metavar="ROUTING.json",
+              help="Routed: the routing.json (from `evalkit tune`) with the shipped threshold. Default: the "
+                   "threshold the baseline was saved with.")
+@click.option("--escalation-tolerance", type=click.FloatRange(0, 1), default=None,
+              help="Routed: allowed rise of the escalation rate over the baseline's (fraction). Default: "
+                   "the task's gate.escalation_tolerance (0.05).")
 @click.option("--mode", type=click.Choice(["batch", "realtime"]), default="batch", show_default=True,
               help="As for run: batch (Message Batches, 50% cheaper) or realtime (immediate, full price).")
+@click.option("--max-wait", "max_wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Batch mode: stop waiting after this long (exit 5); a later run with the same cache or "
+                   "store picks the batch up, nothing is resubmitted.")
+@click.option("--fallback", type=click.Choice(["none", "realtime"]), default="none", show_default=True,
+              help="Batch mode: what to do with items still errored/expired after every resubmission.")
 @click.option("--offline/--online", default=None,
               help="As for run: --offline uses the simulator, --online the API; default: online when "
                    "ANTHROPIC_API_KEY is set.")
@@ -673,13 +824,18 @@ def _finish_gate(gate: Any) -> None:
               help="Budget guard, as for run: refuse to start above USD, stop real-time runs when reached.")
 def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance: float,
          inconclusive: Literal["exit3", "pass", "fail"], junit: Path | None,
-         mode: Literal["batch", "realtime"], offline: bool | None, sample_size: int | None,
+         deployment: Literal["replacement", "routed"] | None, routing_path: Path | None,
+         escalation_tolerance: float | None, mode: Literal["batch", "realtime"], max_wait: float | None,
+         fallback: Literal["none", "realtime"], offline: bool | None, sample_size: int | None,
          max_cost: float | None) -> None:
     """CI regression gate: run TASK.yaml and compare it with a committed baseline.
 
     Fails on a NO-GO, on a quality drop beyond --tolerance (paired test, not raw noise), on the
     baseline's routing threshold no longer meeting its target (drift), or on cost per request rising
-    beyond --cost-tolerance. Writes JUnit XML and a Markdown summary (also to $GITHUB_STEP_SUMMARY).
+    beyond --cost-tolerance. With --deployment routed (a task `tune` routes): on the routed quality
+    dropping beyond --tolerance or the escalation rate rising beyond --escalation-tolerance at the
+    shipped threshold instead of on a NO-GO. Writes JUnit XML and a Markdown summary (also to
+    $GITHUB_STEP_SUMMARY).
 
     \b
     Exit codes: 0 pass · 1 regression or NO-GO · 2 usage/config error · 3 inconclusive
@@ -690,9 +846,11 @@ def gate(task_file: Path, baseline_path: Path, tolerance: float, cost_tolerance:
     """
     from evalkit import api  # noqa: PLC0415
 
-    options = api.RunOptions(offline=offline, mode=mode, sample_size=sample_size, max_cost=max_cost)
+    options = api.RunOptions(offline=offline, mode=mode, sample_size=sample_size, max_cost=max_cost,
+                             max_wait_s=max_wait, fallback=fallback).validate()
     gate_options = api.GateOptions(tolerance=tolerance, cost_tolerance=cost_tolerance,
-                                   inconclusive=inconclusive)
+                                   inconclusive=inconclusive, deployment=deployment,
+                                   escalation_tolerance=escalation_tolerance, routing=routing_path)
     result = api.gate_task(task_file, baseline_path, gate=gate_options, options=options, junit=junit,
                            progress=_progress())
     _print_result(result.run.record, result.run.folder)

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from evalkit.errors import ConfigError, PricingError
 
@@ -236,6 +236,9 @@ class Settings(_Strict):
     settings_file: Path | None = None
     cache_dir: Path
     reports_dir: Path
+    #: The shared store (``postgresql://…``) for paid answers, batch claims and run history; None: the
+    #: embedded default (diskcache and files under .evalkit/ and reports/). A secret: never printed.
+    store: SecretStr | None = None
     concurrency: int = Field(default=8, ge=1, le=256)
     max_retries: int = Field(default=4, ge=0, le=20)
     #: Seconds to wait for one answer, at least; a request that may write more output waits longer
@@ -262,6 +265,7 @@ class Settings(_Strict):
 class _EvalkitSection(_Strict):
     cache_dir: str = ".evalkit/cache"
     reports_dir: str = "reports"
+    store: str | None = None
     concurrency: int = 8
     max_retries: int = 4
     request_timeout_s: float = 600.0
@@ -314,6 +318,7 @@ def _env_overrides() -> dict[str, Any]:
     mapping = {
         "EVALKIT_CACHE_DIR": "cache_dir",
         "EVALKIT_REPORTS_DIR": "reports_dir",
+        "EVALKIT_STORE": "store",
         "EVALKIT_CONCURRENCY": "concurrency",
         "EVALKIT_MAX_RETRIES": "max_retries",
     }
@@ -362,6 +367,7 @@ def load_settings(start: Path | None = None, *, settings_file: Path | None = Non
             settings_file=file,
             cache_dir=absolute(section["cache_dir"]),
             reports_dir=absolute(section["reports_dir"]),
+            store=SecretStr(section["store"]) if section["store"] else None,
             concurrency=section["concurrency"],
             max_retries=section["max_retries"],
             request_timeout_s=section["request_timeout_s"],

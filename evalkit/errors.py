@@ -14,6 +14,8 @@ and exits with its ``exit_code``.
     ├── CacheError            response cache cannot serve (read-only miss) (exit 9)
     │   └── StateError        damaged local state (cache entry, cache.db, batch ledger), or a disk
     │                         that is full or read-only: names the file and the fix (exit 2)
+    │   └── StoreError        the shared store (PostgreSQL) cannot be reached, read or written, or its
+    │                         schema is not this evalkit's: names the store (never its password) (exit 2)
     ├── BatchPendingError     batches still processing at --max-wait; re-run to resume (exit 5)
     ├── BudgetError           the budget guard refused to start or stopped the run      (exit 6)
     ├── PortInUseError        `evalkit sim serve`: the port is taken by another process (exit 11)
@@ -188,6 +190,11 @@ class StateError(CacheError):
     def __init__(self, message: str, *, path: Path | str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.path = path
+
+
+class StoreError(StateError):
+    """The shared store (``store = "postgresql://…"``) cannot be used. The message names the store by its
+    redacted URL: a password never appears in it."""
 
 
 class ProviderError(EvalkitError):

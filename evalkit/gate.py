@@ -10,6 +10,20 @@ Checks, each a JUnit test case:
   answers (Learn-then-Test p-value at the stored threshold ≤ δ).
 * **cost** — mean cost per request (real-time rates) may not rise more than the cost tolerance.
 
+A **routed deployment** (``--deployment routed`` or ``gate: {deployment: routed}`` in the task: the
+candidate answers and escalates to the reference below the threshold ``evalkit tune`` wrote to
+routing.json) is expected to be NO-GO on replacement, so the decision is not gated (INVALID-RUN still
+is). In its place:
+
+* **routed quality** — what the deployment answers (the reference's answer where it escalates, the
+  candidate's elsewhere) at the shipped threshold, paired by sample id with the baseline's routed
+  outcomes: fails on a drop beyond the tolerance by Tango's test, like the quality check;
+* **escalation** — the share of requests escalated at the shipped threshold may not rise more than the
+  escalation tolerance (default 5 points) over the baseline's: escalations are what the routed
+  deployment pays the reference for.
+
+The shipped threshold is routing.json's (``--routing``), by default the one the baseline was saved with.
+
 Exit codes: 0 pass, 1 regression or NO-GO, 2 usage/config error, 3 inconclusive (configurable).
 """
 
@@ -18,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -31,12 +45,16 @@ from evalkit._typed import Typed
 from evalkit.errors import EXIT_INCONCLUSIVE, EXIT_INVALID_RUN, EXIT_OK, EXIT_REGRESSION, ConfigError
 from evalkit.record.model import RunRecord
 from evalkit.record.rows import SampleRow
-from evalkit.routing.router import RoutingFile
+from evalkit.routing.router import RoutingFile, load_routing_file
 from evalkit.routing.rule import should_escalate
+from evalkit.spec import TaskSpec
 from evalkit.stats.decision import tango_interval, tango_statistic
 
 BASELINE_SCHEMA: Final = 2
 EXIT_PASS = EXIT_OK
+
+
+Deployment = Literal["replacement", "routed"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,17 @@ class GateOptions:
     cost_tolerance: float = 0.10  # allowed relative rise in cost per request
     inconclusive: Literal["exit3", "pass", "fail"] = "exit3"
     alpha: float = 0.05
+    deployment: Deployment | None = None  # None: the task's gate.deployment (replacement without a task)
+    escalation_tolerance: float | None = None  # routed: allowed rise of the escalation rate (None: task's)
+    routing: Path | None = None  # routing.json holding the shipped threshold (None: the baseline's)
+
+    def for_task(self, task: TaskSpec) -> GateOptions:
+        """These options with what they leave open taken from the task's ``gate:`` section."""
+        tolerance = self.escalation_tolerance
+        if tolerance is None:
+            tolerance = task.gate.escalation_tolerance
+        return replace(self, deployment=self.deployment or task.gate.deployment,
+                       escalation_tolerance=tolerance)
 
 
 @dataclass
@@ -68,6 +97,15 @@ class BaselineRouting(Typed):
     honour_escalate_flag: bool
 
 
+class BaselineRouted(Typed):
+    """The routed deployment at the baseline: what it answered per sample at its threshold."""
+
+    threshold: float
+    quality: float
+    escalation_rate: float
+    outcomes: dict[str, bool]  # sample id -> the deployment's answer was right (gold) / agreed
+
+
 class Baseline(Typed):
     """A committed reference point for the gate: one run's per-sample outcomes, quality, cost and routing."""
 
@@ -85,6 +123,37 @@ class Baseline(Typed):
     outcomes: dict[str, bool]
     cost_per_request_usd: float | None
     routing: BaselineRouting | None
+    routed: BaselineRouted | None = None
+
+
+def routed_outcomes(rows: list[SampleRow], mode: str, threshold: float, *,
+                    honour_flag: bool) -> tuple[dict[str, bool], int]:
+    """(sample id -> the routed deployment's answer is right, escalations) at ``threshold``: the
+    reference answers where the candidate escalates (in reference mode it is the yardstick: right)."""
+    outcomes: dict[str, bool] = {}
+    escalated = 0
+    for row in rows:
+        if mode == "gold":
+            c, r = row.scores.candidate_correct, row.scores.reference_correct
+        else:
+            c, r = row.scores.agree, True
+        if c is None or r is None:
+            continue
+        up, _ = should_escalate(row.candidate.answer, threshold, honour_flag=honour_flag)
+        escalated += int(up)
+        outcomes[row.id] = bool(r if up else c)
+    return outcomes, escalated
+
+
+def _routed(rows: list[SampleRow], mode: str, routing: BaselineRouting | None) -> BaselineRouted | None:
+    if routing is None:
+        return None
+    outcomes, escalated = routed_outcomes(rows, mode, routing.threshold,
+                                          honour_flag=routing.honour_escalate_flag)
+    if not outcomes:
+        return None
+    return BaselineRouted(threshold=routing.threshold, quality=sum(outcomes.values()) / len(outcomes),
+                          escalation_rate=escalated / len(outcomes), outcomes=outcomes)
 
 
 def _outcomes(rows: list[SampleRow], mode: str) -> dict[str, bool]:
@@ -103,6 +172,9 @@ def _cost_per_request(record: RunRecord) -> float | None:
 def make_baseline(record: RunRecord, rows: list[SampleRow], routing: RoutingFile | None) -> Baseline:
     mode = record.scoring_mode
     provenance = record.provenance
+    stored = (BaselineRouting(threshold=routing.threshold, target_loss=routing.target_loss,
+                              delta=routing.delta, honour_escalate_flag=routing.honour_escalate_flag)
+              if routing is not None and routing.threshold is not None else None)
     return Baseline(
         task=provenance.task.name,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -117,9 +189,8 @@ def make_baseline(record: RunRecord, rows: list[SampleRow], routing: RoutingFile
         quality=_quality(record),
         outcomes=_outcomes(rows, mode),
         cost_per_request_usd=_cost_per_request(record),
-        routing=(BaselineRouting(threshold=routing.threshold, target_loss=routing.target_loss,
-                                 delta=routing.delta, honour_escalate_flag=routing.honour_escalate_flag)
-                 if routing is not None and routing.threshold is not None else None),
+        routing=stored,
+        routed=_routed(rows, mode, stored),
     )
 
 
@@ -156,6 +227,8 @@ def compare(record: RunRecord, rows: list[SampleRow], baseline: Baseline,
     if baseline.task != record.task_name:
         raise ConfigError(f"baseline is for task '{baseline.task}', this run is '{record.task_name}'")
     verdict = record.decision.verdict
+    if options.deployment == "routed":
+        return _routed_checks(record, rows, baseline, options)
     status: dict[str, Literal["pass", "fail", "invalid"]] = {"GO": "pass", "NO-GO": "fail",
                                                              "INVALID-RUN": "invalid"}
     checks.append(Check("decision", status.get(verdict, "inconclusive"),
@@ -163,9 +236,78 @@ def compare(record: RunRecord, rows: list[SampleRow], baseline: Baseline,
     if verdict == "INVALID-RUN":  # the other checks would compare broken evidence with the baseline
         return checks
     checks.append(_quality_check(record, rows, baseline, options))
-    checks.append(_routing_check(record, rows, baseline))
+    checks.append(_routing_check(record, rows, baseline.routing))
     checks.append(_cost_check(record, baseline, options))
     return checks
+
+
+ROUTED_HINT = ("run `evalkit tune TASK.yaml` (it writes routing.json with the threshold to ship), then "
+               "`evalkit baseline save TASK.yaml` (it stores the routed outcomes at that threshold), and "
+               "commit the baseline")
+
+
+def _shipped(baseline: Baseline, options: GateOptions) -> BaselineRouting:
+    if options.routing is not None:
+        shipped = load_routing_file(options.routing)
+        if shipped.threshold is None:
+            raise ConfigError(f"{options.routing} has no threshold: its tuning could not certify one",
+                              hint=ROUTED_HINT)
+        return BaselineRouting(threshold=shipped.threshold, target_loss=shipped.target_loss,
+                               delta=shipped.delta, honour_escalate_flag=shipped.honour_escalate_flag)
+    if baseline.routing is None:
+        raise ConfigError("the gate checks a routed deployment, but the baseline has no routing threshold "
+                          "and no --routing routing.json was given", hint=ROUTED_HINT)
+    return baseline.routing
+
+
+def _routed_checks(record: RunRecord, rows: list[SampleRow], baseline: Baseline,
+                   options: GateOptions) -> list[Check]:
+    verdict = record.decision.verdict
+    if verdict == "INVALID-RUN":
+        return [Check("decision", "invalid", f"{verdict}: {record.decision.reason}")]
+    checks = [Check("decision", "skipped", f"{verdict} on replacing the reference: not gated for a routed "
+                    "deployment (the candidate escalates to the reference below its threshold)")]
+    shipped = _shipped(baseline, options)
+    if baseline.routed is None:
+        raise ConfigError("the baseline has no routed outcomes (saved without routing.json, or by an older "
+                          "evalkit)", hint=ROUTED_HINT)
+    mode = record.scoring_mode
+    if mode != baseline.scoring_mode:
+        return [*checks, Check("routed quality", "fail",
+                               f"scoring mode changed from {baseline.scoring_mode} to {mode}")]
+    now, escalated = routed_outcomes(rows, mode, shipped.threshold, honour_flag=shipped.honour_escalate_flag)
+    what = "routed accuracy" if mode == "gold" else "routed agreement"
+    checks.append(_paired_check("routed quality", what, now, baseline.routed.outcomes, options,
+                                f" at threshold {shipped.threshold:.2f}"))
+    checks.append(_escalation_check(escalated, len(now), baseline.routed, shipped, options))
+    checks.append(_routing_check(record, rows, shipped))
+    checks.append(_cost_check(record, baseline, options))
+    return checks
+
+
+def _escalation_check(escalated: int, n: int, before: BaselineRouted, shipped: BaselineRouting,
+                      options: GateOptions) -> Check:
+    if n == 0:
+        return Check("escalation", "skipped", "no answered samples")
+    tolerance = options.escalation_tolerance if options.escalation_tolerance is not None else 0.05
+    rate = escalated / n
+    rise = rate - before.escalation_rate
+    low, high = _wilson(escalated, n)
+    details = {"escalated": escalated, "n": n, "rate": rate, "baseline_rate": before.escalation_rate,
+               "rise": rise, "interval_95": [low, high], "threshold": shipped.threshold}
+    text = (f"escalation rate at threshold {shipped.threshold:.2f}: {100 * rate:.1f}% ({escalated} of {n}; "
+            f"95% interval [{100 * low:.1f}, {100 * high:.1f}]) vs {100 * before.escalation_rate:.1f}% at "
+            f"baseline ({100 * rise:+.1f} points)")
+    if rise > tolerance:
+        return Check("escalation", "fail", f"{text}: over the {100 * tolerance:g}-point tolerance", details)
+    return Check("escalation", "pass", f"{text}; within {100 * tolerance:g} points", details)
+
+
+def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _quality_check(record: RunRecord, rows: list[SampleRow], baseline: Baseline,
@@ -173,10 +315,16 @@ def _quality_check(record: RunRecord, rows: list[SampleRow], baseline: Baseline,
     mode = record.scoring_mode
     if mode != baseline.scoring_mode:
         return Check("quality", "fail", f"scoring mode changed from {baseline.scoring_mode} to {mode}")
-    now, before = _outcomes(rows, mode), baseline.outcomes
+    what = "accuracy" if mode == "gold" else "agreement"
+    return _paired_check("quality", what, _outcomes(rows, mode), baseline.outcomes, options)
+
+
+def _paired_check(name: str, what: str, now: dict[str, bool], before: dict[str, bool],
+                  options: GateOptions, where: str = "") -> Check:
+    """Tango's paired test of a drop beyond the tolerance, samples paired by id."""
     common = sorted(set(now) & set(before))
     if len(common) < 20:
-        return Check("quality", "skipped", f"only {len(common)} samples in common with the baseline; need 20")
+        return Check(name, "skipped", f"only {len(common)} samples in common with the baseline; need 20")
     b = sum(1 for i in common if before[i] and not now[i])  # got worse
     c = sum(1 for i in common if not before[i] and now[i])  # got better
     n = len(common)
@@ -184,19 +332,17 @@ def _quality_check(record: RunRecord, rows: list[SampleRow], baseline: Baseline,
     t = tango_statistic(b, c, n, options.tolerance)
     z = scipy_stats.norm.ppf(1 - options.alpha)
     low, high = tango_interval(b, c, n, confidence=1 - 2 * options.alpha)
-    what = "accuracy" if mode == "gold" else "agreement"
     details = {"n": n, "worse": b, "better": c, "drop": drop, "interval_90": [low, high], "tango_t": t}
-    text = (f"{what} change on {n} shared samples: {100 * -drop + 0.0:+.1f} points ({b} worse, {c} better; "
-            f"90% interval of the drop [{100 * low:.1f}, {100 * high:.1f}])")
+    text = (f"{what}{where} change on {n} shared samples: {100 * -drop + 0.0:+.1f} points ({b} worse, {c} "
+            f"better; 90% interval of the drop [{100 * low:.1f}, {100 * high:.1f}])")
     if t >= z:
-        return Check("quality", "fail", f"regression: {text} is beyond the {100 * options.tolerance:g}-point "
+        return Check(name, "fail", f"regression: {text} is beyond the {100 * options.tolerance:g}-point "
                      "tolerance", details)
-    return Check("quality", "pass", f"{text}; no drop beyond {100 * options.tolerance:g} points shown",
+    return Check(name, "pass", f"{text}; no drop beyond {100 * options.tolerance:g} points shown",
                  details)
 
 
-def _routing_check(record: RunRecord, rows: list[SampleRow], baseline: Baseline) -> Check:
-    stored = baseline.routing
+def _routing_check(record: RunRecord, rows: list[SampleRow], stored: BaselineRouting | None) -> Check:
     if stored is None:
         return Check("routing", "skipped", "the baseline has no routing threshold")
     threshold, target, delta = stored.threshold, stored.target_loss, stored.delta

@@ -399,6 +399,20 @@ class ProductionSpec(_Strict):
         return value
 
 
+class GateSpec(_Strict):
+    """What `evalkit gate` checks for this task (docs/ci.md): the deployment it guards."""
+
+    deployment: Literal["replacement", "routed"] = Field(
+        default="replacement",
+        description="replacement: the candidate replaces the reference (a NO-GO fails). routed: the "
+                    "candidate answers and escalates to the reference below routing.json's threshold (NO-GO "
+                    "on replacement is expected); the routed quality and the escalation rate at the shipped "
+                    "threshold are checked against the baseline's instead.")
+    escalation_tolerance: float = Field(
+        default=0.05, ge=0, le=1,
+        description="Routed: allowed rise of the escalation rate over the baseline's (fraction of requests).")
+
+
 DEFAULT_METRICS = {
     "classification": ["agreement", "accuracy", "macro_f1", "kappa", "confusion_matrix"],
     "extraction": ["agreement", "accuracy", "field_f1", "per_field_accuracy", "exact_match"],
@@ -448,6 +462,7 @@ class TaskSpec(_Strict):
     decision: DecisionSpec = Field(default_factory=DecisionSpec)
     production: ProductionSpec = Field(default_factory=ProductionSpec)
     max_cost_usd: float | None = Field(default=None, gt=0, description="Budget guard for one run, in USD.")
+    gate: GateSpec = Field(default_factory=GateSpec, description="What `evalkit gate` checks (docs/ci.md).")
     simulator: SimulatorTaskSpec = Field(default_factory=SimulatorTaskSpec,
                                          description="What the offline simulator learns this task's domain "
                                                      "from.")

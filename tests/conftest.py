@@ -22,7 +22,7 @@ RECORDED = REPO / "tests" / "fixtures" / "recorded"
 def _no_real_api(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never reach a real API: no key, no base URL, unless a test sets them."""
     for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "EVALKIT_CACHE_DIR",
-                "EVALKIT_REPORTS_DIR", "EVALKIT_CONCURRENCY", "EVALKIT_MAX_RETRIES"):
+                "EVALKIT_REPORTS_DIR", "EVALKIT_CONCURRENCY", "EVALKIT_MAX_RETRIES", "EVALKIT_STORE"):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -105,3 +105,21 @@ def serve_simulator(project: Path, state: Path, log: Path, *, attempts: int = 3,
                     pytest.fail(f"simulator server did not start within 60 s; see {log}")
                 time.sleep(0.2)
     pytest.fail(f"simulator server exited without listening, {attempts} times; see {log}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL server for this test session (tests/postgres_server.py), stopped at the end."""
+    from tests.postgres_server import start_server
+
+    server = start_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def store_url(postgres_server: Any) -> str:
+    """A fresh database on the session's PostgreSQL server: its URL (password included)."""
+    return str(postgres_server.new_database())

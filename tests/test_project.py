@@ -71,9 +71,12 @@ def test_api_is_wiring_only() -> None:
 
 
 def _declared() -> set[str]:
+    """Dependencies, and the optional extras a user installs for a feature (``postgres``), not ``test``."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = [spec for name, specs in project.get("optional-dependencies", {}).items() if name != "test"
+              for spec in specs]
     return {re.split(r"[<>=!~\[ ;]", spec, maxsplit=1)[0].lower().replace("_", "-")
-            for spec in project["dependencies"]}
+            for spec in [*project["dependencies"], *extras]}
 
 
 def test_every_directly_imported_package_is_declared() -> None:

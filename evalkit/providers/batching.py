@@ -33,9 +33,14 @@ Results are written to the response cache line by line as they are read, then th
 ``batch.max_attempts`` submissions, then finished in real time (``--fallback realtime``) or reported.
 
 Submission happens under a file lock, so two evalkit processes sharing a cache never submit the same
-request twice: the second one finds the first one's batch and waits for it. A damaged or foreign-looking
-record file stops the run with the file and the fix; it is never skipped (skipping it would pay for its
-batch again).
+request twice: the second one finds the first one's batch and waits for it. With the shared store
+(``store = "postgresql://…"``) the records and the journal are rows of the store, and submission also
+holds the store's ``batch-submit`` claim: runners on different machines (or with different cache folders)
+that start the same task at the same moment submit its batch once; the others find the record and wait
+for that batch. A runner that dies holding the claim stops renewing it, and it expires.
+
+A damaged or foreign-looking record file stops the run with the file and the fix; it is never skipped
+(skipping it would pay for its batch again).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,6 +78,7 @@ from evalkit.providers.execute import (
     partition,
 )
 from evalkit.providers.response_cache import ResponseCache, disk_full
+from evalkit.store import PostgresStore
 
 LEDGER_SCHEMA = 1
 STATES = ("submitting", "submitted", "verifying", "collected", "never_submitted", "failed", "unresolved")
@@ -149,24 +156,59 @@ def _check_record(data: Any) -> str | None:
     return None
 
 
+class _SharedSubmitLock:
+    """The local submit lock, then the store's ``batch-submit`` claim (every machine's runners)."""
+
+    NAME = "batch-submit"
+
+    def __init__(self, local: FileLock, store: PostgresStore) -> None:
+        self.local, self.store = local, store
+
+    def __enter__(self) -> _SharedSubmitLock:
+        self.local.acquire()
+        try:
+            self.store.claim(self.NAME)
+        except BaseException:
+            self.local.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.store.release(self.NAME)
+        finally:
+            self.local.release()
+
+
 class BatchLedger:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, store: PostgresStore | None = None) -> None:
         self.directory = directory
+        self.store = store
+        #: Where the records are, for messages: the folder, or the shared store (redacted URL).
+        self.location: Path | str = store.redacted if store is not None else directory
         try:
             private_dir(self.directory)
         except OSError as exc:
             raise StateError(f"cannot create the batch ledger folder {directory}: {exc.strerror or exc}",
                              path=directory, hint="make the folder writable, or move cache_dir") from None
 
-    def lock(self) -> FileLock:
-        return FileLock(str(self.directory / ".submit.lock"))
+    def lock(self) -> AbstractContextManager[object]:
+        local = FileLock(str(self.directory / ".submit.lock"))
+        return local if self.store is None else _SharedSubmitLock(local, self.store)
 
     def path(self, record_id: str) -> Path:
         return self.directory / f"{record_id}.json"
 
+    def _where(self, record_id: str) -> str:
+        return f"{self.location} batch ledger record {record_id}"
+
     def write(self, record: LedgerRecord) -> None:
         """Journal first, then the record file: whatever happens, one of them holds the latest state."""
         data = asdict(record)
+        if self.store is not None:  # one transaction holds both
+            self.store.write_batch_record(record.record_id, record.endpoint, record.state,
+                                          json.dumps(data, sort_keys=True), digest(data))
+            return
         line = json.dumps({"sha256": digest(data), "record": data}, sort_keys=True) + "\n"
         try:
             fd = os.open(self.directory / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -194,6 +236,9 @@ class BatchLedger:
         except OSError as exc:
             raise StateError(f"cannot read the batch ledger record {path}: {exc.strerror}", path=path,
                              hint=LEDGER_FIX) from None
+        return self._parse(path, text)
+
+    def _parse(self, path: Path | str, text: str) -> LedgerRecord:
         try:
             data = json.loads(text)
         except ValueError as exc:
@@ -209,17 +254,41 @@ class BatchLedger:
     def record_files(self) -> list[Path]:
         return sorted(p for p in self.directory.glob("*.json") if RECORD_FILE.match(p.name))
 
+    def record_ids(self) -> list[str]:
+        if self.store is not None:
+            return [record_id for record_id, _ in self.store.batch_records()]
+        return [p.stem for p in self.record_files()]
+
     def records(self, endpoint: str) -> list[LedgerRecord]:
         """Every record for ``endpoint``; any damaged record file (whatever its endpoint) is an error."""
-        return [r for r in map(self._load, self.record_files()) if r.endpoint == endpoint]
+        if self.store is not None:
+            loaded = [self._parse(self._where(rid), text) for rid, text in self.store.batch_records()]
+        else:
+            loaded = list(map(self._load, self.record_files()))
+        return [r for r in loaded if r.endpoint == endpoint]
 
     def read(self, record_id: str) -> LedgerRecord:
+        if self.store is not None:
+            text = self.store.batch_record(record_id)
+            if text is None:
+                raise StateError(f"{self._where(record_id)} is not in the store", path=self.location,
+                                 hint=LEDGER_FIX)
+            return self._parse(self._where(record_id), text)
         return self._load(self.path(record_id))
 
     # -- verify / repair -----------------------------------------------------------------------------
     def journal(self) -> dict[str, dict[str, Any]]:
         """The latest intact version of every record in the journal."""
         latest: dict[str, dict[str, Any]] = {}
+        if self.store is not None:
+            for record_id, sha256, text in self.store.batch_journal():
+                try:
+                    record = json.loads(text)
+                except ValueError:
+                    continue
+                if digest(record) == sha256 and _check_record(record) is None:
+                    latest[record_id] = record
+            return latest
         path = self.directory / JOURNAL
         if not path.exists():
             return latest
@@ -234,9 +303,16 @@ class BatchLedger:
             latest[record["record_id"]] = record
         return latest
 
-    def verify(self) -> list[tuple[Path, str]]:
+    def verify(self) -> list[tuple[Path | str, str]]:
         """(file, problem) for each damaged record file."""
-        problems = []
+        problems: list[tuple[Path | str, str]] = []
+        if self.store is not None:
+            for record_id, text in self.store.batch_records():
+                try:
+                    self._parse(self._where(record_id), text)
+                except StateError as error:
+                    problems.append((record_id, error.message))
+            return problems
         for path in self.record_files():
             try:
                 self._load(path)
@@ -249,7 +325,21 @@ class BatchLedger:
         Returns what was done, one line per record."""
         done = []
         journal = self.journal()
-        for path, _problem in self.verify():
+        if self.store is not None:
+            for record_id, _problem in self.verify():
+                found = journal.get(str(record_id))
+                if found is None:
+                    done.append(f"{self._where(str(record_id))} is damaged and the journal has no intact "
+                                "copy; it is left in place (a re-run stops on it): check its batch in the "
+                                "Console (Message Batches)")
+                    continue
+                self.store.restore_batch_record(str(record_id), found["endpoint"], found["state"],
+                                                json.dumps(found, sort_keys=True))
+                done.append(f"restored {self._where(str(record_id))} from the journal "
+                            f"(state {found['state']})")
+            return done
+        for file, _problem in self.verify():
+            path = Path(file)
             record = journal.get(path.stem)
             if record is not None:
                 atomic_write_json(path, record)

@@ -14,6 +14,12 @@ Beside the store, ``claims/`` holds one lock per request being fetched (:class:`
 that share the cache share the work, and in-flight marks of attempts whose outcome is not known yet.
 
 The cache folder is owner-only (0700), like everything evalkit keeps (see docs/reliability.md).
+
+**The shared store.** With ``store = "postgresql://…"`` (:mod:`evalkit.store`) the values live in the
+store's ``evalkit_responses`` table instead of ``cache.db`` — same keys, same checksummed values — so one
+machine's paid answer is every machine's cache hit. A request is then fetched under two claims: the local
+file lock (processes of this machine) and a claim row in the store (every machine), which expires when its
+runner dies. The in-flight marks and tallies stay in the local ``claims/`` folder.
 """
 
 from __future__ import annotations
@@ -34,9 +40,11 @@ from filelock import FileLock, Timeout
 
 from evalkit._hashing import digest
 from evalkit._io import atomic_write_text, private_dir, private_file
+from evalkit.config import Settings
 from evalkit.errors import CacheError, StateError
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import ModelResponse
+from evalkit.store import PostgresStore, open_store
 from evalkit.tokens import count_tokens
 
 #: Part of every key. Bump only when keys must change; the value format has its own version below.
@@ -206,6 +214,56 @@ class Claim:
             self._mark.unlink(missing_ok=True)
 
 
+class StoreClaim(Claim):
+    """A :class:`Claim` that also holds the request's claim row in the shared store: no two machines fetch
+    the same request at once. The local lock is taken first (cheap, and keeps this machine's processes off
+    the store), then the store's; a runner that dies leaves a claim row that expires."""
+
+    def __init__(self, folder: Path, key: str, store: PostgresStore) -> None:
+        super().__init__(folder, key)
+        self._store = store
+        self._name = f"answer:{key}"
+
+    def try_acquire(self) -> bool:
+        if not super().try_acquire():
+            return False
+        if self._store.try_claim(self._name):
+            return True
+        super().release()
+        return False
+
+    def release(self) -> None:
+        if self._store.holds(self._name):
+            self._store.release(self._name)
+        super().release()
+
+
+class _StoreValues:
+    """The store's ``evalkit_responses`` table behind the part of diskcache's interface the cache uses."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+
+    def get(self, key: str) -> Any:
+        text = self.store.get_response(key)
+        return None if text is None else json.loads(text)
+
+    def set(self, key: str, value: Any) -> None:
+        self.store.put_response(key, json.dumps(value, separators=(",", ":")))
+
+    def delete(self, key: str) -> None:
+        self.store.delete_response(key)
+
+    def iterkeys(self) -> list[str]:
+        return self.store.response_keys()
+
+    def __len__(self) -> int:
+        return self.store.count_responses()
+
+    def close(self) -> None:
+        pass  # the store's connection is shared by the process
+
+
 def _write_error(path: Path, exc: BaseException) -> StateError:
     if disk_full(exc):
         return StateError(f"the disk holding {path} is full: evalkit cannot store what it was paid for",
@@ -222,7 +280,7 @@ def _write_error(path: Path, exc: BaseException) -> StateError:
 class VerifyReport:
     """What ``evalkit cache verify`` found in the response cache."""
 
-    database: Path
+    database: Path | str  # cache.db, or the shared store (its redacted URL)
     entries: int = 0
     checksummed: int = 0
     legacy: int = 0  # format 1: no checksum to check
@@ -237,13 +295,25 @@ class VerifyReport:
 class ResponseCache:
     """Stores :class:`ModelResponse` values by request key. Errors are never cached."""
 
-    def __init__(self, directory: Path, mode: CacheMode = "use") -> None:
+    def __init__(self, directory: Path, mode: CacheMode = "use", *,
+                 store: PostgresStore | None = None) -> None:
         if mode not in CACHE_MODES:
             raise CacheError(f"unknown cache mode '{mode}'", hint=f"use one of {', '.join(CACHE_MODES)}")
         self.directory = directory
         self.mode: CacheMode = mode
-        self.database = directory / "responses" / "cache.db"
+        self.shared = store
+        self.database: Path | str = directory / "responses" / "cache.db"
         self.claims_dir = directory / "claims"
+        self._store: Any
+        if store is not None:
+            self.database = store.redacted
+            try:
+                private_dir(directory)
+                private_dir(self.claims_dir)
+            except OSError as exc:
+                raise _write_error(directory, exc) from None
+            self._store = _StoreValues(store)
+            return
         try:
             private_dir(directory)
             private_dir(directory / "responses")
@@ -262,7 +332,7 @@ class ResponseCache:
                                   "folder") from None
         except sqlite3.DatabaseError as exc:
             if disk_full(exc) or read_only_disk(exc):
-                raise _write_error(self.database, exc) from None
+                raise _write_error(directory, exc) from None
             raise StateError(f"{self.database}: the response cache database is damaged ({exc})",
                              path=self.database, hint=REPAIR_HINT) from None
 
@@ -305,11 +375,15 @@ class ResponseCache:
         try:
             self._store.set(key, wrap(response))
         except (OSError, sqlite3.Error) as exc:
-            raise _write_error(self.database, exc) from None
+            raise _write_error(Path(self.database), exc) from None
 
     def claim(self, key: str) -> Claim:
         """The claim to fetch ``key`` (a no-op claim when this session neither reads nor writes)."""
-        return Claim(self.claims_dir if self.mode != "off" else None, key)
+        if self.mode == "off":
+            return Claim(None, key)
+        if self.shared is not None:
+            return StoreClaim(self.claims_dir, key, self.shared)
+        return Claim(self.claims_dir, key)
 
     def adopt_orphans(self) -> list[Attempted]:
         """Counts of possible double billing that died with their process, for this run to report: tallies
@@ -388,6 +462,11 @@ class ResponseCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_cache(settings: Settings, mode: CacheMode = "use") -> ResponseCache:
+    """The response cache of these settings: the shared store when one is configured, else cache.db."""
+    return ResponseCache(settings.cache_dir, mode, store=open_store(settings))
 
 
 def salvage(directory: Path) -> tuple[int, int, Path]:

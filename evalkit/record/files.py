@@ -58,3 +58,17 @@ def read_rows(folder: Path) -> list[SampleRow]:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     return rows
+
+
+def run_folder(runs_dir: Path, run_id: str | None, *, task_file: Path | str | None) -> Path:
+    """The folder of run ``run_id`` under ``runs_dir`` (default: the latest finished one)."""
+    if run_id is None:
+        runs = sorted(runs_dir.glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise UsageError(f"no finished run of '{runs_dir.name}' under {runs_dir}",
+                             hint=f"run `evalkit run {task_file or 'TASK.yaml'}` first")
+        return runs[-1].parent
+    folder = runs_dir / run_id
+    if not (folder / "summary.json").exists():
+        raise UsageError(f"no run '{run_id}' under {runs_dir}")
+    return folder

@@ -18,7 +18,7 @@ from evalkit.cost.prices import attempt_upper_bound
 from evalkit.cost.totals import totals
 from evalkit.errors import ProviderError, UsageError
 from evalkit.progress import Progress
-from evalkit.providers.response_cache import CacheMode, ResponseCache
+from evalkit.providers.response_cache import CacheMode, ResponseCache, open_cache
 from evalkit.record.model import CostSummary, RunRecord
 from evalkit.record.rows import SampleRow
 from evalkit.run.assemble import assemble
@@ -144,7 +144,7 @@ def _adopt_orphans(session: Session, cache: ResponseCache, settings: Settings, p
 def estimate_run(prepared: Prepared, backend: Backend, *, mode: str,
                  cache_mode: CacheMode = "read-only") -> Estimate:
     """What the run's requests the response cache cannot answer would cost (nothing is sent)."""
-    with ResponseCache(prepared.settings.cache_dir, cache_mode) as cache:
+    with open_cache(prepared.settings, cache_mode) as cache:
         return estimate_cost(prepared.requests + prepared.noise_requests, cache, backend.provider.endpoint,
                              prepared.settings.pricing, prepared.cache_plans, batch=mode == "batch",
                              **_batch_cache_hit_rate(prepared.settings, backend))
@@ -169,7 +169,7 @@ def run_evaluation(task: TaskSpec, settings: Settings, options: RunOptions, *, p
              options.cache_mode, concurrency)
     max_cost = options.max_cost if options.max_cost is not None else task.max_cost_usd
     spend = SpendTracker(settings.pricing, max_cost) if max_cost is not None else None
-    with ResponseCache(settings.cache_dir, options.cache_mode) as cache:
+    with open_cache(settings, options.cache_mode) as cache:
         estimate = estimate_cost(prepared.requests + prepared.noise_requests, cache,
                                  backend.provider.endpoint, settings.pricing, prepared.cache_plans,
                                  batch=options.mode == "batch", **_batch_cache_hit_rate(settings, backend))
@@ -223,7 +223,7 @@ def _run_configurations(task: TaskSpec, settings: Settings, options: RunOptions,
                      renderers=prepared[0].renderers,
                      requests=[r for p in prepared for r in p.requests],
                      cache_plans={**prepared[0].cache_plans}, findings=[], logs={})
-    with ResponseCache(settings.cache_dir, options.cache_mode) as cache:
+    with open_cache(settings, options.cache_mode) as cache:
         distinct = distinct_requests(union.requests + prepared[0].noise_requests, backend.provider.endpoint)
         estimate = estimate_cost(distinct, cache, backend.provider.endpoint,
                                  settings.pricing, {**prepared[0].cache_plans}, batch=options.mode == "batch")

@@ -20,11 +20,17 @@ from evalkit.scoring.judge import judge_params, parse_judge
 from evalkit.scoring.samples import SampleResult, decision_measure, score_calls
 from evalkit.stats.decision import Decision, decide_sequential_look
 from evalkit.stats.sequential import group_sequential_bounds, looks_every
+from evalkit.store import open_store
 
 
 def batch_ledger_dir(settings: Settings) -> Path:
     """Where batch submissions are recorded (beside the response cache)."""
     return settings.cache_dir.parent / "batches"
+
+
+def open_ledger(settings: Settings) -> BatchLedger:
+    """The batch ledger: in the shared store when one is configured, else files beside the cache."""
+    return BatchLedger(batch_ledger_dir(settings), open_store(settings))
 
 
 @dataclass
@@ -85,7 +91,7 @@ class Executor:
                                                   on_response=self.spend.add if self.spend else None,
                                                   max_retries=settings.max_retries)
             return calls, stats, None
-        return await execute_batch(requests, provider, self.cache, BatchLedger(batch_ledger_dir(settings)),
+        return await execute_batch(requests, provider, self.cache, open_ledger(settings),
                                    settings.batch, max_wait_s=self.options.max_wait_s,
                                    fallback=self.options.fallback, concurrency=self.concurrency,
                                    progress=self.progress, warmup=warmup and settings.batch.warmup,

@@ -15,19 +15,19 @@ from pathlib import Path
 
 from evalkit.backends import connect
 from evalkit.config import Settings, load_settings
-from evalkit.errors import EvalkitError, ProviderError, StateError
+from evalkit.errors import EvalkitError, ProviderError, StateError, StoreError, UsageError
 from evalkit.providers.base import ModelResponse
-from evalkit.providers.batching import BatchLedger
-from evalkit.providers.response_cache import ResponseCache, VerifyReport, salvage
-from evalkit.run.session import batch_ledger_dir
+from evalkit.providers.response_cache import VerifyReport, open_cache, salvage
+from evalkit.run.session import open_ledger
+from evalkit.store import PostgresStore, StoreCheck, open_store
 
 
 @dataclass(frozen=True)
 class StateCheck:
     cache_dir: Path
-    ledger_dir: Path
+    ledger_dir: Path | str  # the ledger's folder, or the shared store (redacted URL)
     cache: VerifyReport
-    ledger: list[tuple[Path, str]]  # damaged record files and what is wrong with each
+    ledger: list[tuple[Path | str, str]]  # damaged record files (or store records) and what is wrong
 
     @property
     def ok(self) -> bool:
@@ -36,14 +36,16 @@ class StateCheck:
 
 def verify_state(settings: Settings) -> StateCheck:
     """Read every response-cache entry (checking its checksum) and every batch-ledger record."""
-    ledger = BatchLedger(batch_ledger_dir(settings))
+    ledger = open_ledger(settings)
     try:
-        with ResponseCache(settings.cache_dir, "read-only") as cache:
+        with open_cache(settings, "read-only") as cache:
             report = cache.verify()
+    except StoreError:
+        raise  # the store itself cannot be used: its own message says how to fix it
     except StateError as error:
         database = settings.cache_dir / "responses" / "cache.db"
         report = VerifyReport(database=database, unreadable=error.message.removeprefix(f"{database}: "))
-    return StateCheck(cache_dir=settings.cache_dir, ledger_dir=ledger.directory, cache=report,
+    return StateCheck(cache_dir=settings.cache_dir, ledger_dir=ledger.location, cache=report,
                       ledger=ledger.verify())
 
 
@@ -52,7 +54,7 @@ def repair_state(settings: Settings) -> list[str]:
     would pay for again. Ledger records come back from the ledger's journal; answers a damaged cache lost
     come back from their batches' results when the ledger knows them (free, for 29 days)."""
     check = verify_state(settings)
-    done = BatchLedger(batch_ledger_dir(settings)).repair()
+    done = open_ledger(settings).repair()
     lost: list[str] = []
     if check.cache.unreadable is not None:
         kept, rows_lost, aside = salvage(settings.cache_dir)
@@ -60,7 +62,7 @@ def repair_state(settings: Settings) -> list[str]:
                     f"the {kept} entries that could be read ({rows_lost} could not); the damaged file "
                     f"is kept as {aside}")
     elif check.cache.damaged:
-        with ResponseCache(settings.cache_dir) as cache:
+        with open_cache(settings) as cache:
             cache.drop(check.cache.damaged)
         lost = check.cache.damaged
         done.append(f"removed {len(lost)} damaged response-cache entr{'y' if len(lost) == 1 else 'ies'} "
@@ -71,12 +73,11 @@ def repair_state(settings: Settings) -> list[str]:
 
 def _recover_batch_answers(settings: Settings) -> list[str]:
     """Answers the ledger says a batch returned that the cache no longer has: read them again."""
-    ledger = BatchLedger(batch_ledger_dir(settings))
-    records = [r for r in map(ledger.read, (p.stem for p in ledger.record_files()))
-               if r.state == "collected" and r.batch_id]
+    ledger = open_ledger(settings)
+    records = [r for r in map(ledger.read, ledger.record_ids()) if r.state == "collected" and r.batch_id]
     if not records:
         return []
-    with ResponseCache(settings.cache_dir) as cache:
+    with open_cache(settings) as cache:
         missing = [r for r in records
                    if any(outcome == "succeeded" and cache.get_key(r.items[custom_id]) is None
                           for custom_id, outcome in r.outcomes.items() if custom_id in r.items)]
@@ -133,3 +134,37 @@ def project_root(path: str | Path | None) -> Path:
     loaded, as it may be what is broken."""
     start = Path(path) if path is not None else Path.cwd()
     return start.parent if start.is_file() else start
+
+
+def _shared(settings: Settings) -> PostgresStore:
+    store = open_store(settings)
+    if store is None:
+        raise UsageError("no shared store is configured: evalkit keeps its state embedded (diskcache and "
+                         f"files under {settings.cache_dir.parent})",
+                         hint='set store = "postgresql://USER@HOST/DATABASE" under [evalkit] in evalkit.toml '
+                              "or EVALKIT_STORE (see docs/store.md)")
+    return store
+
+
+def migrate_store(path: str | Path | None = None) -> tuple[str, int | None, int]:
+    """Create or upgrade the shared store's schema (``evalkit store migrate``): (store, before, now)."""
+    store = _shared(load_settings(project_root(path)))
+    before, now = store.migrate()
+    return store.redacted, before, now
+
+
+def verify_store(path: str | Path | None = None) -> tuple[StoreCheck, VerifyReport | None]:
+    """Connect to the shared store, check its schema and every stored answer's checksum and ledger record
+    (``evalkit store verify``)."""
+    settings = load_settings(project_root(path))
+    check = _shared(settings).verify()
+    if not check.ok:
+        return check, None
+    with open_cache(settings, "read-only") as cache:
+        answers = cache.verify()
+    for record_id, problem in open_ledger(settings).verify():
+        check.problems.append(f"batch ledger record {record_id}: {problem}")
+    if not answers.ok:
+        check.problems.append(f"{len(answers.damaged)} damaged stored answer(s): `evalkit cache repair` "
+                              "removes them (a re-run pays for them again)")
+    return check, answers

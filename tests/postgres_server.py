@@ -60,6 +60,8 @@ class PostgresServer:
     folder: Path
     port: int
     process: subprocess.Popen[bytes]
+    prefix: list[str]  # runuser … when the server runs as another user
+    pg_ctl: Path
 
     @property
     def socket_dir(self) -> Path:
@@ -83,19 +85,21 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
+        """Fast shutdown through pg_ctl (signals to runuser need not reach the server itself)."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # fast shutdown
+            subprocess.run([*self.prefix, str(self.pg_ctl), "stop", "-D", str(self.folder / "data"), "-m",
+                            "fast", "-w", "-t", "30"], capture_output=True)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self.process.send_signal(signal.SIGINT)
                 self.process.wait(timeout=10)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def start_server() -> PostgresServer:
-    initdb, postgres = find_bin("initdb"), find_bin("postgres")
-    if initdb is None or postgres is None:
+    initdb, postgres, pg_ctl = find_bin("initdb"), find_bin("postgres"), find_bin("pg_ctl")
+    if initdb is None or postgres is None or pg_ctl is None:
         raise RuntimeError("PostgreSQL is not installed (no initdb under /usr/lib/postgresql/*/bin or on "
                            "PATH): apt-get install postgresql (`.ci/run` does it)")
     user = _server_user()
@@ -122,7 +126,7 @@ def start_server() -> PostgresServer:
                                     str(port), "-h", "127.0.0.1", "-c", "fsync=off", "-c",
                                     "max_connections=200", "-c", "full_page_writes=off"],
                                    stdout=log, stderr=subprocess.STDOUT)
-    server = PostgresServer(folder=folder, port=port, process=process)
+    server = PostgresServer(folder=folder, port=port, process=process, prefix=prefix, pg_ctl=pg_ctl)
     import psycopg
 
     deadline = time.monotonic() + 60

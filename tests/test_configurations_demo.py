@@ -6,6 +6,7 @@ cost–quality picture, the prompt-variant analysis, the verbosity advice and ca
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -54,7 +55,10 @@ def test_the_configurations_demo_recommends_the_cheapest_go(project: Path) -> No
     assert sum(row["n"] for row in gap["labels"]) == N
     # every configuration's own evidence, and the picture, tables and advice in the top report
     for name in configs:
-        assert (folder / "configs" / name / "report.html").is_file()
+        page = folder / "configs" / name / "report.html"
+        link = re.search(r'href="([^"]*history\.html)"', page.read_text())
+        assert link and (page.parent / link.group(1)).resolve() == (folder.parent / "history.html").resolve()
+        assert (folder.parent / "history.html").is_file()
     html = (folder / "report.html").read_text()
     for section in ('id="configurations-plot"', 'id="configurations-table"', 'id="prompt-gap-1"',
                     'id="verbosity-table"', 'id="caching-profile-table"'):

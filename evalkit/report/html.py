@@ -418,9 +418,11 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render_html(record: RunRecord, rows: list[SampleRow]) -> str:
-    """The self-contained report page for one run."""
-    return _environment().get_template("report.html.j2").render(**build_context(record, rows))
+def render_html(record: RunRecord, rows: list[SampleRow], *, history_href: str = "../history.html") -> str:
+    """The self-contained report page for one run; ``history_href`` links the task's history page
+    (reports/<task>/history.html) from where the page is written."""
+    return _environment().get_template("report.html.j2").render(**build_context(record, rows),
+                                                                history_href=history_href)
 
 
 #: A staging folder is ``.<run-id>.<pid>.<random>`` (owner-only, as mkdtemp makes it). One left by a process
@@ -469,7 +471,10 @@ def write_run_folder(folder: Path, record: RunRecord, rows: list[SampleRow]) -> 
     try:
         atomic_write_text(staging / "results.jsonl", "".join(row.model_dump_json() + "\n" for row in rows))
         atomic_write_text(staging / "summary.json", record.model_dump_json(indent=2) + "\n")
-        atomic_write_text(staging / "report.html", render_html(record, rows))
+        # A configuration's folder is reports/<task>/<run>/configs/<name>/: three levels below the history.
+        nested = folder.parent.name == "configs"
+        atomic_write_text(staging / "report.html", render_html(
+            record, rows, history_href="../../../history.html" if nested else "../history.html"))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)

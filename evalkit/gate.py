@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from pydantic import ValidationError
-from scipy import stats as scipy_stats
 
 from evalkit._io import atomic_write_json, atomic_write_text
+from evalkit._lazy import lazy
 from evalkit._typed import Typed
 from evalkit.errors import ConfigError
 from evalkit.record.model import RunRecord
@@ -34,6 +34,8 @@ from evalkit.record.rows import SampleRow
 from evalkit.routing.router import RoutingFile
 from evalkit.routing.rule import should_escalate
 from evalkit.stats.decision import tango_interval, tango_statistic
+
+scipy_stats = lazy("scipy.stats")
 
 BASELINE_SCHEMA: Final = 2
 EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3

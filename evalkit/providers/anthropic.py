@@ -17,16 +17,30 @@ Everything else (token counts, batch status, lists and results) is free and idem
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
-import anthropic
-import httpx2
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 from evalkit.errors import AuthError, ModelNotFoundError, ProviderError
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import BatchInfo, BatchItemResult, ModelResponse, Provider
 from evalkit.wire import SIMULATOR_HEADER
+
+if TYPE_CHECKING:
+    import anthropic
+
+
+def _sdk() -> Any:
+    """The ``anthropic`` module, imported on first use: a run answered from the response cache never
+    pays for importing the SDK (about a third of evalkit's import time)."""
+    import anthropic  # noqa: PLC0415
+
+    return anthropic
+
+
+def _httpx() -> Any:
+    import httpx2  # noqa: PLC0415
+
+    return httpx2
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 #: Messages parameters that count_tokens accepts (it has no max_tokens, metadata, stop_sequences…).
@@ -34,7 +48,7 @@ _COUNT_TOKENS_PARAMS = frozenset({"model", "messages", "system", "thinking", "to
                                   "output_config", "cache_control", "speed"})
 
 
-#: The SDK's own default timeout (``httpx2.Timeout(600, connect=5.0)``) and how it sizes a non-streaming
+#: The SDK's own default timeout (``_httpx().Timeout(600, connect=5.0)``) and how it sizes a non-streaming
 #: request: an hour for 128,000 output tokens (``_calculate_nonstreaming_timeout``).
 SDK_DEFAULT_TIMEOUT_S = 600.0
 SDK_SECONDS_PER_OUTPUT_TOKEN = 3600 / 128_000
@@ -49,15 +63,35 @@ def request_timeout(max_tokens: int, *, floor_s: float = SDK_DEFAULT_TIMEOUT_S,
 class AnthropicProvider(Provider):
     supports_batch = True
 
-    def __init__(self, client: anthropic.AsyncAnthropic, *, endpoint: str, simulated: bool = False,
-                 timeout_s: float = SDK_DEFAULT_TIMEOUT_S,
-                 timeout_per_output_token_s: float = SDK_SECONDS_PER_OUTPUT_TOKEN) -> None:
-        self._client = client
-        self._once = client.with_options(max_retries=0)  # billed calls: never retried by the SDK
+    def __init__(self, client: anthropic.AsyncAnthropic | None = None, *, endpoint: str,
+                 simulated: bool = False, timeout_s: float = SDK_DEFAULT_TIMEOUT_S,
+                 timeout_per_output_token_s: float = SDK_SECONDS_PER_OUTPUT_TOKEN,
+                 connect: Callable[[], anthropic.AsyncAnthropic] | None = None) -> None:
+        """``client``, or ``connect``: a factory called when the first request is sent (so a run the
+        response cache answers imports neither the SDK nor, offline, the simulator's app)."""
+        if (client is None) == (connect is None):
+            raise TypeError("give exactly one of client and connect")
+        self._connect = connect
+        self._client_or_none = client
+        self._once_or_none: anthropic.AsyncAnthropic | None = None
         self.endpoint = endpoint
         self.simulated = simulated
         self.timeout_s = timeout_s
         self.timeout_per_output_token_s = timeout_per_output_token_s
+
+    @property
+    def _client(self) -> anthropic.AsyncAnthropic:
+        if self._client_or_none is None:
+            assert self._connect is not None
+            self._client_or_none = self._connect()
+        return self._client_or_none
+
+    @property
+    def _once(self) -> anthropic.AsyncAnthropic:
+        """The client for billed calls: never retried by the SDK."""
+        if self._once_or_none is None:
+            self._once_or_none = self._client.with_options(max_retries=0)
+        return self._once_or_none
 
     @property
     def client(self) -> anthropic.AsyncAnthropic:
@@ -72,10 +106,10 @@ class AnthropicProvider(Provider):
         seconds = self.timeout_for(request)
         try:
             raw = await self._once.messages.with_raw_response.create(
-                **request.params, timeout=httpx2.Timeout(seconds, connect=min(10.0, seconds)))
+                **request.params, timeout=_httpx().Timeout(seconds, connect=min(10.0, seconds)))
             await raw.parse()  # validate the body against the SDK's own types
             body: dict[str, Any] = raw.http_response.json()
-        except anthropic.APIError as exc:
+        except _sdk().APIError as exc:
             raise map_sdk_error(exc, model=request.model, timeout_s=seconds) from None
         simulated = self.simulated or SIMULATOR_HEADER in raw.headers
         if simulated:
@@ -87,7 +121,7 @@ class AnthropicProvider(Provider):
         params = {k: v for k, v in request.params.items() if k in _COUNT_TOKENS_PARAMS}
         try:
             counted = await self._client.messages.count_tokens(**params)
-        except anthropic.APIError as exc:
+        except _sdk().APIError as exc:
             raise map_sdk_error(exc, model=request.model) from None
         return int(counted.input_tokens)
 
@@ -99,9 +133,9 @@ class AnthropicProvider(Provider):
         seconds = max(self.timeout_s, SDK_DEFAULT_TIMEOUT_S)
         try:
             raw = await self._once.messages.batches.with_raw_response.create(
-                requests=requests, timeout=httpx2.Timeout(seconds, connect=10.0))  # type: ignore[arg-type]
+                requests=requests, timeout=_httpx().Timeout(seconds, connect=10.0))  # type: ignore[arg-type]
             batch = await raw.parse()
-        except anthropic.APIError as exc:
+        except _sdk().APIError as exc:
             raise map_sdk_error(exc, model=_models_of(items)) from None
         if SIMULATOR_HEADER in raw.headers:
             self.simulated = True
@@ -110,20 +144,20 @@ class AnthropicProvider(Provider):
     async def get_batch(self, batch_id: str) -> BatchInfo:
         try:
             return _batch_info(await self._client.messages.batches.retrieve(batch_id))
-        except anthropic.APIError as exc:
+        except _sdk().APIError as exc:
             raise map_sdk_error(exc, model="(batch)", batch_id=batch_id) from None
 
     async def list_batches(self, limit: int = 100) -> list[BatchInfo]:
         try:
             page = await self._client.messages.batches.list(limit=limit)
-        except anthropic.APIError as exc:
+        except _sdk().APIError as exc:
             raise map_sdk_error(exc, model="(batch)") from None
         return [_batch_info(batch) for batch in page.data]
 
     async def cancel_batch(self, batch_id: str) -> BatchInfo:
         try:
             return _batch_info(await self._client.messages.batches.cancel(batch_id))
-        except anthropic.APIError as exc:
+        except _sdk().APIError as exc:
             raise map_sdk_error(exc, model="(batch)", batch_id=batch_id) from None
 
     async def batch_results(self, batch_id: str) -> AsyncIterator[BatchItemResult]:
@@ -140,11 +174,12 @@ class AnthropicProvider(Provider):
                                           error_message=error.message, request_id=result.error.request_id)
                 else:
                     yield BatchItemResult(line.custom_id, result.type)
-        except anthropic.APIError as exc:
+        except _sdk().APIError as exc:
             raise map_sdk_error(exc, model="(batch)", batch_id=batch_id) from None
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._client_or_none is not None:  # never connected: nothing to close
+            await self._client_or_none.close()
 
 
 def _models_of(items: list[tuple[str, dict[str, Any]]]) -> str:
@@ -169,8 +204,10 @@ def _api_message(exc: anthropic.APIStatusError) -> str:
     return exc.message
 
 
-#: Transport failures that happen before a request is sent: it cannot have been billed.
-_NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.UnsupportedProtocol)
+def _not_sent() -> tuple[type[BaseException], ...]:
+    """Transport failures that happen before a request is sent: it cannot have been billed."""
+    httpx2 = _httpx()
+    return (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.UnsupportedProtocol)
 #: Gateway answers that may come after the upstream did the work (and billed it).
 _GATEWAY_STATUSES = frozenset({502, 504})
 
@@ -199,6 +236,7 @@ def _retry_after(headers: Any) -> float | None:
 def map_sdk_error(exc: anthropic.APIError, *, model: str, batch_id: str | None = None,
                   timeout_s: float | None = None) -> ProviderError:
     """Translate an SDK exception into an evalkit error a user can act on."""
+    anthropic = _sdk()
     if batch_id is not None and isinstance(exc, anthropic.NotFoundError):
         return ProviderError(f"the API does not know batch {batch_id} (404): {_api_message(exc)}",
                              status=404,
@@ -241,7 +279,7 @@ def map_sdk_error(exc: anthropic.APIError, *, model: str, batch_id: str | None =
             status=status, error_type=error_type, request_id=request_id, retryable=retryable,
             maybe_billed=status in _GATEWAY_STATUSES, retry_after_s=_retry_after(exc.response.headers),
         )
-    sent = not any(isinstance(cause, _NOT_SENT) for cause in _causes(exc))
+    sent = not any(isinstance(cause, _not_sent()) for cause in _causes(exc))
     if isinstance(exc, anthropic.APITimeoutError):
         after = f" after {timeout_s:g} s" if timeout_s is not None else ""
         return ProviderError(f"request to model '{model}' timed out{after}", retryable=True,
@@ -263,6 +301,7 @@ def make_client(
     asgi_app: Any = None,
 ) -> anthropic.AsyncAnthropic:
     """An ``AsyncAnthropic`` client; ``asgi_app`` routes it in-process (to the simulator), no sockets."""
+    anthropic, httpx2 = _sdk(), _httpx()
     http_client = None
     if asgi_app is not None:
         http_client = anthropic.DefaultAsyncHttpxClient(transport=httpx2.ASGITransport(app=asgi_app))
@@ -277,4 +316,5 @@ def make_client(
 
 def default_client() -> anthropic.AsyncAnthropic:
     """A client configured from the environment, as the SDK does it (``ANTHROPIC_API_KEY`` and friends)."""
+    anthropic = _sdk()
     return anthropic.AsyncAnthropic()

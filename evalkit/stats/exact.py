@@ -14,9 +14,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import gammaln, xlogy
 
+from evalkit._lazy import lazy
 from evalkit.stats.decision import clopper_pearson_interval, tango_statistic
+
+_special = lazy("scipy.special")
 
 #: Points of the nuisance-parameter grid (P(only the candidate is right) on the null boundary).
 GRID = 25
@@ -35,6 +37,7 @@ def _outcomes(n: int, margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray
     keep = b + c <= n
     b, c = b[keep].astype(float), c[keep].astype(float)
     t = np.asarray(tango_statistic(b, c, n, margin), dtype=float)
+    gammaln = _special.gammaln
     coefficient = gammaln(n + 1) - gammaln(b + 1) - gammaln(c + 1) - gammaln(n - b - c + 1)
     return b, c, t, coefficient
 
@@ -57,8 +60,8 @@ def exact_paired_pvalues(b: int, c: int, n: int, margin: float) -> tuple[float, 
         if not mask.any():
             return 0.0
         b_, c_ = bs[mask, None], cs[mask, None]
-        log_p = (coefficient[mask, None] + xlogy(b_, grid_b) + xlogy(c_, grid_c)
-                 + xlogy(n - b_ - c_, grid_rest))
+        log_p = (coefficient[mask, None] + _special.xlogy(b_, grid_b) + _special.xlogy(c_, grid_c)
+                 + _special.xlogy(n - b_ - c_, grid_rest))
         return float(np.exp(log_p).sum(axis=0).max())
 
     return (min(tail(t <= observed + 1e-9) + GAMMA, 1.0),

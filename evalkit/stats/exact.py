@@ -30,7 +30,7 @@ GAMMA = 0.001
 MAX_EXACT_N = 1000
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=4)  # up to n²/2 outcomes × 4 arrays each (16 MB at n = 1,000): keep a few, not 32
 def _outcomes(n: int, margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every (b, c) with b + c ≤ n, Tango's statistic there, and the log multinomial coefficient."""
     b, c = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")

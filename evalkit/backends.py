@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from functools import partial
 
 from evalkit._io import private_dir
 from evalkit._urls import redact_url
@@ -45,10 +46,10 @@ def connect(settings: Settings, *, offline: bool | None) -> Backend:
 
         private_dir(simulator_state_dir(settings))  # its billing ledger is evalkit's state: owner-only
         simulator = Simulator(settings)
-        client = make_client(api_key=SIMULATOR_KEY, base_url="http://simulator.evalkit.invalid",
-                             max_retries=settings.max_retries, timeout_s=settings.request_timeout_s,
-                             asgi_app=simulator.app)
-        provider = AnthropicProvider(client, endpoint=simulator.endpoint, simulated=True,
+        client = partial(make_client, api_key=SIMULATOR_KEY, base_url="http://simulator.evalkit.invalid",
+                         max_retries=settings.max_retries, timeout_s=settings.request_timeout_s,
+                         asgi_app=simulator.app)
+        provider = AnthropicProvider(connect=client, endpoint=simulator.endpoint, simulated=True,
                                      timeout_s=settings.request_timeout_s,
                                      timeout_per_output_token_s=settings.timeout_per_output_token_s)
         why = "--offline" if api_key else "no ANTHROPIC_API_KEY is set"
@@ -62,12 +63,13 @@ def connect(settings: Settings, *, offline: bool | None) -> Backend:
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise UsageError(f"ANTHROPIC_BASE_URL must start with http:// or https://, got "
                          f"{redact_url(base_url)!r}")
-    client = make_client(api_key=api_key, base_url=base_url, max_retries=settings.max_retries,
-                         timeout_s=settings.request_timeout_s)
+    # The SDK is imported and its client made when the first request is sent, not for cached answers.
+    client = partial(make_client, api_key=api_key, base_url=base_url, max_retries=settings.max_retries,
+                     timeout_s=settings.request_timeout_s)
     # The endpoint names the API in cache keys, records and messages: never with the URL's credentials.
     endpoint = redact_url((base_url or DEFAULT_BASE_URL).rstrip("/"))
     log.info("backend: the Anthropic API at %s (max_retries %d, timeout %g s)", endpoint,
              settings.max_retries, settings.request_timeout_s)
-    provider = AnthropicProvider(client, endpoint=endpoint, timeout_s=settings.request_timeout_s,
+    provider = AnthropicProvider(connect=client, endpoint=endpoint, timeout_s=settings.request_timeout_s,
                                  timeout_per_output_token_s=settings.timeout_per_output_token_s)
     return Backend(provider, "api", f"Anthropic API at {endpoint}")

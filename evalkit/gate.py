@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from pydantic import ValidationError
-from scipy import stats as scipy_stats
 
 from evalkit._io import atomic_write_json, atomic_write_text
+from evalkit._lazy import lazy
 from evalkit._typed import Typed
 from evalkit.errors import EXIT_INCONCLUSIVE, EXIT_INVALID_RUN, EXIT_OK, EXIT_REGRESSION, ConfigError
 from evalkit.record.model import RunRecord
@@ -49,6 +49,8 @@ from evalkit.routing.router import RoutingFile, load_routing_file
 from evalkit.routing.rule import should_escalate
 from evalkit.spec import TaskSpec
 from evalkit.stats.decision import tango_interval, tango_statistic
+
+scipy_stats = lazy("scipy.stats")
 
 BASELINE_SCHEMA: Final = 2
 EXIT_PASS = EXIT_OK

@@ -49,6 +49,20 @@ def test_importing_evalkit_loads_no_heavy_dependency() -> None:
     assert out.stdout.strip() == ""
 
 
+#: What a command pays for only when it uses it (seconds each): the scientific stack, Hugging Face
+#: datasets, plotting, ROUGE (NLTK), the SDK (a run answered from the cache sends nothing) and the
+#: simulator's app (starlette). See docs/benchmarks.md.
+LAZY = ("scipy", "sklearn", "statsmodels", "datasets", "matplotlib", "pandas", "pyarrow", "rouge_score",
+        "nltk", "anthropic", "httpx2", "starlette", "evalkit.sim.app")
+
+
+@pytest.mark.parametrize("module", ["evalkit.cli", "evalkit.api"])
+def test_importing_the_cli_or_api_loads_no_heavy_dependency(module: str) -> None:
+    code = (f"import sys, {module}; print(','.join(m for m in {LAZY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
 def _evalkit_imports(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

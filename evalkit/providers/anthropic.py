@@ -17,18 +17,33 @@ Everything else (token counts, batch status, lists and results) is free and idem
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
-
-import anthropic
-import httpx2
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 from evalkit.errors import AuthError, ModelNotFoundError, ProviderError
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import BatchInfo, BatchItemResult, ModelResponse, Provider
 from evalkit.wire import SIMULATOR_HEADER
+
+if TYPE_CHECKING:
+    import anthropic
+
+
+def _sdk() -> Any:
+    """The ``anthropic`` module, imported on first use: a run answered from the response cache never
+    pays for importing the SDK (about a third of evalkit's import time)."""
+    import anthropic  # noqa: PLC0415
+
+    return anthropic
+
+
+def _httpx() -> Any:
+    import httpx2  # noqa: PLC0415
+
+    return httpx2
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 #: Messages parameters that count_tokens accepts (it has no max_tokens, metadata, stop_sequences…).
@@ -44,10 +59,10 @@ def known_model_ids() -> tuple[str, ...]:
     def strings(hint: Any) -> list[str]:  # Union[Literal[...], str] or a bare Literal
         return [hint] if isinstance(hint, str) else [name for arg in get_args(hint) for name in strings(arg)]
 
-    return tuple(dict.fromkeys(strings(anthropic.types.Model)))
+    return tuple(dict.fromkeys(strings(_sdk().types.Model)))
 
 
-#: The SDK's own default timeout (``httpx2.Timeout(600, connect=5.0)``) and how it sizes a non-streaming
+#: The SDK's own default timeout (``_httpx().Timeout(600, connect=5.0)``) and how it sizes a non-streaming
 #: request: an hour for 128,000 output tokens (``_calculate_nonstreaming_timeout``).
 SDK_DEFAULT_TIMEOUT_S = 600.0
 SDK_SECONDS_PER_OUTPUT_TOKEN = 3600 / 128_000
@@ -62,15 +77,35 @@ def request_timeout(max_tokens: int, *, floor_s: float = SDK_DEFAULT_TIMEOUT_S,
 class AnthropicProvider(Provider):
     supports_batch = True
 
-    def __init__(self, client: anthropic.AsyncAnthropic, *, endpoint: str, simulated: bool = False,
-                 timeout_s: float = SDK_DEFAULT_TIMEOUT_S,
-                 timeout_per_output_token_s: float = SDK_SECONDS_PER_OUTPUT_TOKEN) -> None:
-        self._client = client
-        self._once = client.with_options(max_retries=0)  # billed calls: never retried by the SDK
+    def __init__(self, client: anthropic.AsyncAnthropic | None = None, *, endpoint: str,
+                 simulated: bool = False, timeout_s: float = SDK_DEFAULT_TIMEOUT_S,
+                 timeout_per_output_token_s: float = SDK_SECONDS_PER_OUTPUT_TOKEN,
+                 connect: Callable[[], anthropic.AsyncAnthropic] | None = None) -> None:
+        """``client``, or ``connect``: a factory called when the first request is sent (so a run the
+        response cache answers imports neither the SDK nor, offline, the simulator's app)."""
+        if (client is None) == (connect is None):
+            raise TypeError("give exactly one of client and connect")
+        self._connect = connect
+        self._client_or_none = client
+        self._once_or_none: anthropic.AsyncAnthropic | None = None
         self.endpoint = endpoint
         self.simulated = simulated
         self.timeout_s = timeout_s
         self.timeout_per_output_token_s = timeout_per_output_token_s
+
+    @property
+    def _client(self) -> anthropic.AsyncAnthropic:
+        if self._client_or_none is None:
+            assert self._connect is not None
+            self._client_or_none = self._connect()
+        return self._client_or_none
+
+    @property
+    def _once(self) -> anthropic.AsyncAnthropic:
+        """The client for billed calls: never retried by the SDK."""
+        if self._once_or_none is None:
+            self._once_or_none = self._client.with_options(max_retries=0)
+        return self._once_or_none
 
     @property
     def client(self) -> anthropic.AsyncAnthropic:
@@ -86,10 +121,13 @@ class AnthropicProvider(Provider):
         started = time.perf_counter()
         try:
             raw = await self._once.messages.with_raw_response.create(
-                **request.params, timeout=httpx2.Timeout(seconds, connect=min(10.0, seconds)))
-            await raw.parse()  # validate the body against the SDK's own types
-            body: dict[str, Any] = raw.http_response.json()
-        except anthropic.APIError as exc:
+                **request.params, timeout=_httpx().Timeout(seconds, connect=min(10.0, seconds)))
+            # The body as JSON, once. The SDK's parse() would build its Message model on top, but without
+            # strict response validation (evalkit's clients never set it) that model is constructed
+            # unchecked: about a third of the client's CPU per answer, for nothing evalkit reads. The
+            # simulator's tests check that the SDK's own types accept every body it sends.
+            body: dict[str, Any] = json.loads(await raw.read())
+        except _sdk().APIError as exc:
             error = map_sdk_error(exc, model=request.model, timeout_s=seconds)
             log.debug("messages.create %s for %s/%s failed: %s", request.model, request.role,
                       request.sample_id, error.message,
@@ -108,7 +146,7 @@ class AnthropicProvider(Provider):
         params = {k: v for k, v in request.params.items() if k in _COUNT_TOKENS_PARAMS}
         try:
             counted = await self._client.messages.count_tokens(**params)
-        except anthropic.APIError as exc:
+        except _sdk().APIError as exc:
             raise map_sdk_error(exc, model=request.model) from None
         log.debug("count_tokens %s: %d input tokens", request.model, counted.input_tokens,
                   extra={"request_id": counted._request_id})
@@ -122,9 +160,9 @@ class AnthropicProvider(Provider):
         seconds = max(self.timeout_s, SDK_DEFAULT_TIMEOUT_S)
         try:
             raw = await self._once.messages.batches.with_raw_response.create(
-                requests=requests, timeout=httpx2.Timeout(seconds, connect=10.0))  # type: ignore[arg-type]
+                requests=requests, timeout=_httpx().Timeout(seconds, connect=10.0))  # type: ignore[arg-type]
             batch = await raw.parse()
-        except anthropic.APIError as exc:
+        except _sdk().APIError as exc:
             raise map_sdk_error(exc, model=_models_of(items)) from None
         if SIMULATOR_HEADER in raw.headers:
             self.simulated = True
@@ -135,7 +173,7 @@ class AnthropicProvider(Provider):
     async def get_batch(self, batch_id: str) -> BatchInfo:
         try:
             batch = await self._client.messages.batches.retrieve(batch_id)
-        except anthropic.APIError as exc:
+        except _sdk().APIError as exc:
             raise map_sdk_error(exc, model="(batch)", batch_id=batch_id) from None
         info = _batch_info(batch)
         log.debug("messages.batches.retrieve: batch %s %s %s", batch_id, info.status, info.counts,
@@ -145,7 +183,7 @@ class AnthropicProvider(Provider):
     async def list_batches(self, limit: int = 100) -> list[BatchInfo]:
         try:
             page = await self._client.messages.batches.list(limit=limit)
-        except anthropic.APIError as exc:
+        except _sdk().APIError as exc:
             raise map_sdk_error(exc, model="(batch)") from None
         log.debug("messages.batches.list: %d batches", len(page.data))
         return [_batch_info(batch) for batch in page.data]
@@ -153,7 +191,7 @@ class AnthropicProvider(Provider):
     async def cancel_batch(self, batch_id: str) -> BatchInfo:
         try:
             return _batch_info(await self._client.messages.batches.cancel(batch_id))
-        except anthropic.APIError as exc:
+        except _sdk().APIError as exc:
             raise map_sdk_error(exc, model="(batch)", batch_id=batch_id) from None
 
     async def batch_results(self, batch_id: str) -> AsyncIterator[BatchItemResult]:
@@ -171,11 +209,12 @@ class AnthropicProvider(Provider):
                                           error_message=error.message, request_id=result.error.request_id)
                 else:
                     yield BatchItemResult(line.custom_id, result.type)
-        except anthropic.APIError as exc:
+        except _sdk().APIError as exc:
             raise map_sdk_error(exc, model="(batch)", batch_id=batch_id) from None
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._client_or_none is not None:  # never connected: nothing to close
+            await self._client_or_none.close()
 
 
 def _models_of(items: list[tuple[str, dict[str, Any]]]) -> str:
@@ -200,8 +239,10 @@ def _api_message(exc: anthropic.APIStatusError) -> str:
     return exc.message
 
 
-#: Transport failures that happen before a request is sent: it cannot have been billed.
-_NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.UnsupportedProtocol)
+def _not_sent() -> tuple[type[BaseException], ...]:
+    """Transport failures that happen before a request is sent: it cannot have been billed."""
+    httpx2 = _httpx()
+    return (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.UnsupportedProtocol)
 #: Gateway answers that may come after the upstream did the work (and billed it).
 _GATEWAY_STATUSES = frozenset({502, 504})
 
@@ -230,6 +271,7 @@ def _retry_after(headers: Any) -> float | None:
 def map_sdk_error(exc: anthropic.APIError, *, model: str, batch_id: str | None = None,
                   timeout_s: float | None = None) -> ProviderError:
     """Translate an SDK exception into an evalkit error a user can act on."""
+    anthropic = _sdk()
     if batch_id is not None and isinstance(exc, anthropic.NotFoundError):
         return ProviderError(f"the API does not know batch {batch_id} (404): {_api_message(exc)}",
                              status=404,
@@ -272,7 +314,7 @@ def map_sdk_error(exc: anthropic.APIError, *, model: str, batch_id: str | None =
             status=status, error_type=error_type, request_id=request_id, retryable=retryable,
             maybe_billed=status in _GATEWAY_STATUSES, retry_after_s=_retry_after(exc.response.headers),
         )
-    sent = not any(isinstance(cause, _NOT_SENT) for cause in _causes(exc))
+    sent = not any(isinstance(cause, _not_sent()) for cause in _causes(exc))
     if isinstance(exc, anthropic.APITimeoutError):
         after = f" after {timeout_s:g} s" if timeout_s is not None else ""
         return ProviderError(f"request to model '{model}' timed out{after}", retryable=True,
@@ -294,6 +336,7 @@ def make_client(
     asgi_app: Any = None,
 ) -> anthropic.AsyncAnthropic:
     """An ``AsyncAnthropic`` client; ``asgi_app`` routes it in-process (to the simulator), no sockets."""
+    anthropic, httpx2 = _sdk(), _httpx()
     http_client = None
     if asgi_app is not None:
         http_client = anthropic.DefaultAsyncHttpxClient(transport=httpx2.ASGITransport(app=asgi_app))
@@ -308,4 +351,5 @@ def make_client(
 
 def default_client() -> anthropic.AsyncAnthropic:
     """A client configured from the environment, as the SDK does it (``ANTHROPIC_API_KEY`` and friends)."""
+    anthropic = _sdk()
     return anthropic.AsyncAnthropic()

@@ -17,12 +17,15 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import logit
-from sklearn.calibration import calibration_curve
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from evalkit._lazy import lazy
+
+_special = lazy("scipy.special")
+_sk_calibration = lazy("sklearn.calibration")
+_isotonic = lazy("sklearn.isotonic")
+_linear_model = lazy("sklearn.linear_model")
+_skm = lazy("sklearn.metrics")
+_model_selection = lazy("sklearn.model_selection")
 
 __all__ = [
     "auroc",
@@ -95,7 +98,7 @@ def ece_by_level(y: ArrayLike, p: ArrayLike) -> float:
 def brier(y: ArrayLike, p: ArrayLike) -> float:
     """Brier score ``mean((p − y)²)`` (positional call: the keyword name changed in sklearn 1.9)."""
     y_arr, p_arr = _check(y, p)
-    return float(brier_score_loss(y_arr, p_arr))
+    return float(_skm.brier_score_loss(y_arr, p_arr))
 
 
 def auroc(y: ArrayLike, p: ArrayLike) -> float | None:
@@ -106,13 +109,13 @@ def auroc(y: ArrayLike, p: ArrayLike) -> float | None:
     y_arr, p_arr = _check(y, p)
     if np.unique(y_arr).size < 2:
         return None
-    return float(roc_auc_score(y_arr, p_arr))
+    return float(_skm.roc_auc_score(y_arr, p_arr))
 
 
 def reliability_diagram(y: ArrayLike, p: ArrayLike, n_bins: int = 10) -> dict[str, list[float] | list[int]]:
     """Equal-width reliability diagram: per non-empty bin, mean confidence, accuracy and count."""
     y_arr, p_arr = _check(y, p)
-    prob_true, prob_pred = calibration_curve(y_arr, p_arr, n_bins=n_bins, strategy="uniform")
+    prob_true, prob_pred = _sk_calibration.calibration_curve(y_arr, p_arr, n_bins=n_bins, strategy="uniform")
     counts = np.bincount(_bin_ids(p_arr, n_bins, "uniform"), minlength=n_bins)
     counts = counts[counts > 0]
     return {
@@ -136,14 +139,16 @@ def recalibrate_cv(
     _, counts = np.unique(y_arr, return_counts=True)
     if counts.size < 2 or counts.min() < folds:
         raise ValueError(f"recalibration needs at least {folds} correct and {folds} incorrect samples")
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    cv = _model_selection.StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     y_int = y_arr.astype(int)
     if method == "isotonic":
-        iso = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")
-        return np.asarray(cross_val_predict(iso, p_arr.reshape(-1, 1), y_int, cv=cv), dtype=float)
+        iso = _isotonic.IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")
+        predicted = _model_selection.cross_val_predict(iso, p_arr.reshape(-1, 1), y_int, cv=cv)
+        return np.asarray(predicted, dtype=float)
     if method == "platt":
-        x = logit(np.clip(p_arr, _PLATT_CLIP, 1 - _PLATT_CLIP)).reshape(-1, 1)
-        proba = cross_val_predict(LogisticRegression(C=1e6), x, y_int, cv=cv, method="predict_proba")
+        x = _special.logit(np.clip(p_arr, _PLATT_CLIP, 1 - _PLATT_CLIP)).reshape(-1, 1)
+        proba = _model_selection.cross_val_predict(_linear_model.LogisticRegression(C=1e6), x, y_int, cv=cv,
+                                                   method="predict_proba")
         return np.asarray(proba[:, 1], dtype=float)
     raise ValueError(f"method must be 'isotonic' or 'platt', got {method!r}")
 

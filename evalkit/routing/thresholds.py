@@ -24,8 +24,11 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import binom
-from sklearn.model_selection import KFold
+
+from evalkit._lazy import lazy
+
+_scipy_stats = lazy("scipy.stats")
+_model_selection = lazy("sklearn.model_selection")
 
 __all__ = [
     "GRID",
@@ -105,7 +108,7 @@ def sweep(
     harm = ~esc & (ref & ~cand)[None, :]
     esc_rate = esc.mean(axis=1)
     k = harm.sum(axis=1)
-    p = binom.cdf(k, n, alpha)
+    p = _scipy_stats.binom.cdf(k, n, alpha)
     return [
         {
             "t": float(ts[j]),
@@ -154,7 +157,7 @@ def pick_ltt(rows: Sequence[Row], alpha: float, delta: float) -> float | None:
     """
     t_hat: float | None = None
     for row in reversed(_ascending(rows)):
-        if float(binom.cdf(row["harm_count"], row["n"], alpha)) > delta:
+        if float(_scipy_stats.binom.cdf(row["harm_count"], row["n"], alpha)) > delta:
             break
         t_hat = row["t"]
     return t_hat
@@ -206,7 +209,7 @@ def cross_fit(
     c, cand, ref = _inputs(conf, cand_correct, ref_correct)
     esc = np.zeros(c.size, dtype=bool)
     thresholds: list[float | None] = []
-    for train, test in KFold(folds, shuffle=True, random_state=seed).split(c):
+    for train, test in _model_selection.KFold(folds, shuffle=True, random_state=seed).split(c):
         t = select(train)
         thresholds.append(None if t is None else float(t))
         esc[test] = True if t is None else c[test] < t

@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
-from scipy import stats
-from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score
 
+from evalkit._lazy import lazy
 from evalkit._typed import Typed
 from evalkit.datasets import Sample
 from evalkit.scoring.answers import Answer
@@ -29,6 +28,9 @@ from evalkit.scoring.custom import custom_metric, entry_point_names
 from evalkit.scoring.samples import PRIMARY_METRICS, ROLES, ScoredSample, Scorer, answer_value, pair_scorer
 from evalkit.scoring.textmetrics import micro_field_prf, per_field_accuracy
 from evalkit.spec import TaskSpec
+
+stats = lazy("scipy.stats")
+_skm = lazy("sklearn.metrics")
 
 INVALID = "__invalid__"
 
@@ -148,14 +150,14 @@ def _kappa(a: list[str], b: list[str]) -> float | None:
     labels = sorted(set(a) | set(b))
     if len(a) < 2 or len(labels) < 2:  # one label everywhere: agreement beyond chance is undefined
         return None
-    value = cohen_kappa_score(a, b, labels=labels, replace_undefined_by=np.nan)
+    value = _skm.cohen_kappa_score(a, b, labels=labels, replace_undefined_by=np.nan)
     return None if np.isnan(value) else float(value)
 
 
 def _macro_f1(truth: list[str], predicted: list[str], labels: list[str]) -> float | None:
     if not truth:
         return None
-    return float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0))
+    return float(_skm.f1_score(truth, predicted, labels=labels, average="macro", zero_division=0))
 
 
 def _pairs(rows: list[ScoredSample], truth: str, role: str) -> tuple[list[str], list[str]]:
@@ -210,7 +212,7 @@ def metric_confusion_matrix(rows: list[ScoredSample], task: TaskSpec) -> Confusi
     y_true, y_pred = _pairs(rows, truth, "candidate")
     labels = task.output.label_names
     size = len(labels) + 1
-    matrix = (confusion_matrix(y_true, y_pred, labels=[*labels, INVALID]) if y_true
+    matrix = (_skm.confusion_matrix(y_true, y_pred, labels=[*labels, INVALID]) if y_true
               else np.zeros((size, size), int))
     return ConfusionMatrix(truth=truth, labels=labels, columns=[*labels, "invalid"],
                            matrix=[[int(v) for v in row] for row in matrix[: len(labels)]])

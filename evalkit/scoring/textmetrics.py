@@ -24,13 +24,14 @@ import string
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rouge_score import rouge_scorer, tokenizers
+if TYPE_CHECKING:
+    from rouge_score import rouge_scorer
 
 __all__ = [
     "Leaf",
-    "UnicodeRougeTokenizer",
+    "UnicodeRougeTokenizer",  # noqa: F822 - built on first use (module __getattr__)
     "exact_match",
     "field_prf",
     "flatten",
@@ -93,29 +94,48 @@ def token_f1(pred: str, ref: str) -> float:
 # Unicode letters and digits. This is `\w` minus "_", because the default rouge tokenizer also
 # splits on "_". ASCII text therefore gets exactly the default tokenization.
 _WORD_RE = re.compile(r"[^\W_]+")
-# Used for one lower-case ASCII token at a time. It applies rouge_score's own rule: Porter-stem
-# tokens longer than 3 characters.
-_ASCII_TOKENIZER = tokenizers.DefaultTokenizer(use_stemmer=True)
+
+
+@lru_cache(maxsize=1)
+def _ascii_tokenizer() -> Any:
+    """Used for one lower-case ASCII token at a time. It applies rouge_score's own rule: Porter-stem
+    tokens longer than 3 characters. rouge_score (and NLTK, 2 s of imports) loads on first use only."""
+    from rouge_score import tokenizers  # noqa: PLC0415
+
+    return tokenizers.DefaultTokenizer(use_stemmer=True)
 
 
 @lru_cache(maxsize=65536)
 def _stem_ascii(token: str) -> str:
     """Stem one ASCII token exactly as rouge_score's default tokenizer would (cached; it's hot)."""
-    out = _ASCII_TOKENIZER.tokenize(token)
+    out = _ascii_tokenizer().tokenize(token)
     return out[0] if out else token
 
 
-class UnicodeRougeTokenizer(tokenizers.Tokenizer):
-    """A rouge tokenizer that keeps non-Latin words and matches the default one on ASCII.
+@lru_cache(maxsize=1)
+def _tokenizer_class() -> type:
+    from rouge_score import tokenizers  # noqa: PLC0415
 
-    Steps: lower-case, then split into runs of Unicode letters and digits. ASCII tokens get the
-    default Porter stemming, and other tokens are left as they are. Scripts written without spaces
-    (for example Japanese without spaces) come out as one long token per run. Segment them first
-    if you need token-level credit.
-    """
+    class UnicodeRougeTokenizer(tokenizers.Tokenizer):
+        """A rouge tokenizer that keeps non-Latin words and matches the default one on ASCII.
 
-    def tokenize(self, text: str) -> list[str]:
-        return [_stem_ascii(tok) if tok.isascii() else tok for tok in _WORD_RE.findall(text.lower())]
+        Steps: lower-case, then split into runs of Unicode letters and digits. ASCII tokens get the
+        default Porter stemming, and other tokens are left as they are. Scripts written without spaces
+        (for example Japanese without spaces) come out as one long token per run. Segment them first
+        if you need token-level credit.
+        """
+
+        def tokenize(self, text: str) -> list[str]:
+            return [_stem_ascii(tok) if tok.isascii() else tok for tok in _WORD_RE.findall(text.lower())]
+
+    UnicodeRougeTokenizer.__module__ = __name__
+    return UnicodeRougeTokenizer
+
+
+def __getattr__(name: str) -> Any:
+    if name == "UnicodeRougeTokenizer":  # built on first use: it subclasses rouge_score's Tokenizer
+        return _tokenizer_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @lru_cache(maxsize=1)
@@ -124,7 +144,9 @@ def _rouge_l_scorer() -> rouge_scorer.RougeScorer:
 
     ``use_stemmer`` has no effect when a tokenizer is passed. Stemming happens in the tokenizer.
     """
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True, tokenizer=UnicodeRougeTokenizer())
+    from rouge_score import rouge_scorer  # noqa: PLC0415
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True, tokenizer=_tokenizer_class()())
 
 
 def rouge_l(pred: str, ref: str) -> dict[str, float]:

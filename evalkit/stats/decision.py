@@ -22,24 +22,27 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import optimize, stats
-from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.proportion import proportion_confint
 
+from evalkit._lazy import lazy
 from evalkit._typed import Typed
 from evalkit.scoring.samples import ScoredSample, scoring_mode
+
+optimize = lazy("scipy.optimize")
+stats = lazy("scipy.stats")
+_contingency = lazy("statsmodels.stats.contingency_tables")
+_proportion = lazy("statsmodels.stats.proportion")
 
 Verdict = Literal["GO", "NO-GO", "INCONCLUSIVE", "INSUFFICIENT-DATA", "INVALID-RUN"]
 
 
 # -- intervals -----------------------------------------------------------------------------------
 def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
-    low, high = proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
+    low, high = _proportion.proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
     return float(low), float(high)
 
 
 def clopper_pearson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
-    low, high = proportion_confint(successes, n, alpha=1 - confidence, method="beta")
+    low, high = _proportion.proportion_confint(successes, n, alpha=1 - confidence, method="beta")
     return float(0.0 if successes == 0 else low), float(1.0 if successes == n else high)
 
 
@@ -90,7 +93,7 @@ def tango_interval(b: int, c: int, n: int, *, confidence: float = 0.95) -> tuple
 
 def mcnemar_diagnostic(a: int, b: int, c: int, d: int) -> dict[str, float]:
     """McNemar's test of "any difference" (not non-inferiority): exact and mid-p."""
-    exact = float(mcnemar([[a, b], [c, d]], exact=True).pvalue)
+    exact = float(_contingency.mcnemar([[a, b], [c, d]], exact=True).pvalue)
     m, k = b + c, min(b, c)
     mid = 1.0 if m == 0 else min(1.0, 2 * (stats.binom.cdf(k, m, 0.5) - 0.5 * stats.binom.pmf(k, m, 0.5)))
     return {"exact_p": exact, "mid_p": float(mid)}

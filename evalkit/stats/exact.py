@@ -14,9 +14,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import gammaln, xlogy
 
+from evalkit._lazy import lazy
 from evalkit.stats.decision import clopper_pearson_interval, tango_statistic
+
+_special = lazy("scipy.special")
 
 #: Points of the nuisance-parameter grid (P(only the candidate is right) on the null boundary).
 GRID = 25
@@ -28,13 +30,14 @@ GAMMA = 0.001
 MAX_EXACT_N = 1000
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=4)  # up to n²/2 outcomes × 4 arrays each (16 MB at n = 1,000): keep a few, not 32
 def _outcomes(n: int, margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every (b, c) with b + c ≤ n, Tango's statistic there, and the log multinomial coefficient."""
     b, c = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
     keep = b + c <= n
     b, c = b[keep].astype(float), c[keep].astype(float)
     t = np.asarray(tango_statistic(b, c, n, margin), dtype=float)
+    gammaln = _special.gammaln
     coefficient = gammaln(n + 1) - gammaln(b + 1) - gammaln(c + 1) - gammaln(n - b - c + 1)
     return b, c, t, coefficient
 
@@ -57,8 +60,8 @@ def exact_paired_pvalues(b: int, c: int, n: int, margin: float) -> tuple[float, 
         if not mask.any():
             return 0.0
         b_, c_ = bs[mask, None], cs[mask, None]
-        log_p = (coefficient[mask, None] + xlogy(b_, grid_b) + xlogy(c_, grid_c)
-                 + xlogy(n - b_ - c_, grid_rest))
+        log_p = (coefficient[mask, None] + _special.xlogy(b_, grid_b) + _special.xlogy(c_, grid_c)
+                 + _special.xlogy(n - b_ - c_, grid_rest))
         return float(np.exp(log_p).sum(axis=0).max())
 
     return (min(tail(t <= observed + 1e-9) + GAMMA, 1.0),

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from scipy import stats
-
+from evalkit._lazy import lazy
 from evalkit._typed import Typed
 from evalkit.scoring.samples import ScoredSample, scoring_mode
 from evalkit.stats.decision import Decision, Verdict, decide
 from evalkit.stats.exact import MAX_EXACT_N, exact_paired_pvalues
+
+stats = lazy("scipy.stats")
 
 #: Below this many samples a group is shown without a verdict (``decision.min_group_size``).
 MIN_GROUP_SIZE = 30

@@ -23,10 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from scipy import stats
-
+from evalkit._lazy import lazy
 from evalkit.stats.decision import Decision
 from evalkit.stats.groups import holm
+
+stats = lazy("scipy.stats")
 
 Method = Literal["holm", "fixed-sequence"]
 

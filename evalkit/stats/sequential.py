@@ -21,8 +21,11 @@ from itertools import pairwise
 from typing import overload
 
 import numpy as np
-from scipy import optimize
-from scipy.special import ndtr, ndtri
+
+from evalkit._lazy import lazy
+
+optimize = lazy("scipy.optimize")
+_special = lazy("scipy.special")
 
 __all__ = [
     "group_sequential_bounds",
@@ -48,7 +51,7 @@ def ld_obf_spending(t: float | Sequence[float] | np.ndarray, alpha: float) -> np
     t_arr = np.asarray(t, dtype=float)
     if np.any(t_arr <= 0) or np.any(t_arr > 1):
         raise ValueError("information fractions must lie in (0, 1]")
-    return 2.0 - 2.0 * ndtr(ndtri(1.0 - alpha / 2.0) / np.sqrt(t_arr))
+    return 2.0 - 2.0 * _special.ndtr(_special.ndtri(1.0 - alpha / 2.0) / np.sqrt(t_arr))
 
 
 def _simpson_weights(x: np.ndarray) -> np.ndarray:
@@ -72,7 +75,7 @@ def _solve_boundary(grid: np.ndarray, mass: np.ndarray, tk: float, sd: float, ta
     """
 
     def excess(c: float) -> float:
-        return float(mass @ ndtr((grid - c * math.sqrt(tk)) / sd)) - target
+        return float(mass @ _special.ndtr((grid - c * math.sqrt(tk)) / sd)) - target
 
     return float(optimize.brentq(excess, 0.0, 12.0, xtol=1e-10))
 
@@ -90,7 +93,7 @@ def _bounds_cached(fractions: tuple[float, ...], alpha: float, grid_points: int)
     weights = np.empty(0)
     for k, tk in enumerate(t):
         if k == 0:
-            ck = float(ndtri(1.0 - spend[0]))  # Z_1 is standard normal
+            ck = float(_special.ndtri(1.0 - spend[0]))  # Z_1 is standard normal
         else:
             ck = _solve_boundary(grid, weights * dens, tk, math.sqrt(tk - t[k - 1]), spend[k])
         bounds.append(ck)
@@ -140,8 +143,8 @@ def nominal_alpha(c: Sequence[float] | np.ndarray) -> np.ndarray: ...
 def nominal_alpha(c: float | Sequence[float] | np.ndarray) -> float | np.ndarray:
     """Nominal one-sided level ``α_k = Φ(−c_k)`` at which an exact test (mode a) is run at look ``k``."""
     if np.ndim(c) == 0:
-        return float(ndtr(-float(c)))  # type: ignore[arg-type]
-    return ndtr(-np.asarray(c, dtype=float))
+        return float(_special.ndtr(-float(c)))  # type: ignore[arg-type]
+    return _special.ndtr(-np.asarray(c, dtype=float))
 
 
 def look_schedule(n_max: int, looks: int = 5) -> list[int]:
@@ -185,6 +188,6 @@ def sequential_inflation(fractions: Sequence[float] | np.ndarray, alpha: float, 
         z = (theta * t + walks) / np.sqrt(t)
         return float((z >= bounds).any(axis=1).mean())
 
-    fixed = float(ndtri(1 - alpha) + ndtri(power))
+    fixed = float(_special.ndtri(1 - alpha) + _special.ndtri(power))
     theta = optimize.brentq(lambda th: achieved(th) - power, 0.5 * fixed, 2.0 * fixed, xtol=1e-6)
     return float((theta / fixed) ** 2)

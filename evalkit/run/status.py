@@ -16,8 +16,8 @@ from evalkit.backends import connect
 from evalkit.config import load_settings
 from evalkit.errors import ProviderError
 from evalkit.providers.base import BatchInfo
-from evalkit.providers.batching import BatchLedger, LedgerRecord
-from evalkit.run.session import batch_ledger_dir
+from evalkit.providers.batching import LedgerRecord
+from evalkit.run.session import open_ledger
 from evalkit.run.state import project_root
 
 #: Batch request counts that are finished, one way or another.
@@ -88,8 +88,9 @@ def batch_status(path: str | Path | None = None, *, ask_api: bool = True,
     """Every open batch of the project holding ``path`` (a task file or folder; default: the working
     folder), oldest first; with ``ask_api`` each one's progress and ETA from the API or simulator."""
     root = project_root(path)
-    ledger = BatchLedger(batch_ledger_dir(load_settings(root)))
-    records = sorted((ledger.read(p.stem) for p in ledger.record_files()), key=lambda r: r.created_at)
+    ledger = open_ledger(load_settings(root))  # the shared store's when one is configured
+    records = sorted((ledger.read(record_id) for record_id in ledger.record_ids()),
+                     key=lambda r: r.created_at)
     records = [r for r in records if r.open]
     if not ask_api or not records:
         now = datetime.now(UTC)

@@ -14,6 +14,17 @@ from typing import Any
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (one owned by another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def private_dir(path: Path) -> Path:
     """Create ``path`` (and any missing parents) owner-only; make an existing one of ours owner-only."""
     missing = [p for p in (path, *path.parents) if not p.exists()]

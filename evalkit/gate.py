@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,19 +129,25 @@ class Baseline(Typed):
     routed: BaselineRouted | None = None
 
 
+def _scored(rows: list[SampleRow], mode: str) -> Iterator[tuple[SampleRow, bool, bool]]:
+    """(row, candidate right, reference right) for every scored row; in reference mode the reference is
+    the yardstick (right) and the candidate is right when it agrees."""
+    for row in rows:
+        if mode == "gold":
+            c, r = row.scores.candidate_correct, row.scores.reference_correct
+        else:
+            c, r = row.scores.agree, True
+        if c is not None and r is not None:
+            yield row, c, r
+
+
 def routed_outcomes(rows: list[SampleRow], mode: str, threshold: float, *,
                     honour_flag: bool) -> tuple[dict[str, bool], int]:
     """(sample id -> the routed deployment's answer is right, escalations) at ``threshold``: the
     reference answers where the candidate escalates (in reference mode it is the yardstick: right)."""
     outcomes: dict[str, bool] = {}
     escalated = 0
-    for row in rows:
-        if mode == "gold":
-            c, r = row.scores.candidate_correct, row.scores.reference_correct
-        else:
-            c, r = row.scores.agree, True
-        if c is None or r is None:
-            continue
+    for row, c, r in _scored(rows, mode):
         up, _ = should_escalate(row.candidate.answer, threshold, honour_flag=honour_flag)
         escalated += int(up)
         outcomes[row.id] = bool(r if up else c)
@@ -351,13 +358,7 @@ def _routing_check(record: RunRecord, rows: list[SampleRow], stored: BaselineRou
     mode = record.scoring_mode
     harm = 0
     n = 0
-    for row in rows:
-        if mode == "gold":
-            c, r = row.scores.candidate_correct, row.scores.reference_correct
-        else:
-            c, r = row.scores.agree, True
-        if c is None or r is None:
-            continue
+    for row, c, r in _scored(rows, mode):
         n += 1
         escalated, _ = should_escalate(row.candidate.answer, threshold,
                                        honour_flag=stored.honour_escalate_flag)

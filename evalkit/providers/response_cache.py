@@ -39,7 +39,7 @@ import diskcache
 from filelock import FileLock, Timeout
 
 from evalkit._hashing import digest
-from evalkit._io import atomic_write_text, private_dir, private_file
+from evalkit._io import atomic_write_text, pid_alive, private_dir, private_file
 from evalkit.config import Settings
 from evalkit.errors import CacheError, StateError
 from evalkit.prompts.render import ModelRequest
@@ -123,16 +123,6 @@ class Attempted:
                        input_tokens=int(data["input_tokens"]), max_tokens=int(data["max_tokens"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Claim:
@@ -392,7 +382,7 @@ class ResponseCache:
         found: list[Attempted] = []
         for path in self.claims_dir.glob("*.tally"):
             parts = path.name.split(".")
-            if len(parts) != 3 or not parts[1].isdigit() or _pid_alive(int(parts[1])):
+            if len(parts) != 3 or not parts[1].isdigit() or pid_alive(int(parts[1])):
                 continue
             found += self._take(path)
         for path in self.claims_dir.glob("*.inflight"):

@@ -34,7 +34,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from evalkit._io import atomic_write_text
+from evalkit._io import atomic_write_text, pid_alive
 from evalkit.errors import StateError
 from evalkit.record.model import RunRecord
 from evalkit.record.rows import CallRow, SampleRow
@@ -431,16 +431,6 @@ _STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+$")
 _STALE_S = 24 * 3600
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_staging(parent: Path) -> list[Path]:
     """Remove staging folders under ``parent`` whose writer is gone; returns what was removed."""
     removed = []
@@ -450,7 +440,7 @@ def clean_staging(parent: Path) -> list[Path]:
         if not match or not path.is_dir():
             continue
         try:
-            stale = not _alive(int(match["pid"])) or now - path.stat().st_mtime > _STALE_S
+            stale = not pid_alive(int(match["pid"])) or now - path.stat().st_mtime > _STALE_S
         except OSError:
             continue
         if stale and int(match["pid"]) != os.getpid():

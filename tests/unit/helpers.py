@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 from evalkit.prompts.render import ModelRequest
+from evalkit.providers.batching import BatchReport
+from evalkit.providers.execute import CallResult, ExecutionStats
+
+#: What execute_batch returns.
+Result = tuple[list[CallResult], ExecutionStats, BatchReport]
+
+
+class Crash(Exception):
+    """Stands in for the process dying at that point."""
+
+
+async def no_sleep(_: float) -> None:
+    """A sleep that returns at once: backoffs and polls cost no time in the fast tier."""
+    return None
 
 CANDIDATE, REFERENCE = "claude-haiku-5-5", "claude-sonnet-5-5"
 SCHEMA = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,33 +12,17 @@ import pytest
 from evalkit.config import BatchSettings
 from evalkit.errors import AuthError, BatchPendingError
 from evalkit.prompts.render import ModelRequest
-from evalkit.providers.batching import BatchLedger, BatchReport, Fallback, custom_id_for, execute_batch
-from evalkit.providers.execute import CallResult, ExecutionStats
+from evalkit.providers.batching import BatchLedger, Fallback, custom_id_for, execute_batch
 from evalkit.providers.response_cache import ResponseCache, request_key
 from tests.fakes import CANCELED, EXPIRED, SUCCEEDED, FakeProvider, Outcome, Received, errored
-from tests.unit.helpers import CANDIDATE, REFERENCE, requests
-
-Result = tuple[list[CallResult], ExecutionStats, BatchReport]
-
-
-class Crash(Exception):
-    """Stands in for the process dying at that point."""
-
-
-async def _no_sleep(_: float) -> None:
-    return None
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> BatchLedger:
-    return BatchLedger(tmp_path / "batches")
+from tests.unit.helpers import CANDIDATE, REFERENCE, Crash, Result, no_sleep, requests
 
 
 def _run(reqs: list[ModelRequest], provider: FakeProvider, cache: ResponseCache, ledger: BatchLedger, *,
          max_wait_s: float | None = None, fallback: Fallback = "none", warmup: bool = False,
          **settings: Any) -> Result:
     work = execute_batch(reqs, provider, cache, ledger, BatchSettings(**settings), max_wait_s=max_wait_s,
-                         fallback=fallback, sleep=_no_sleep, warmup=warmup)
+                         fallback=fallback, sleep=no_sleep, warmup=warmup)
     return asyncio.run(work)
 
 

@@ -16,32 +16,17 @@ from filelock import FileLock
 from evalkit.config import BatchSettings
 from evalkit.errors import ProviderError, StateError
 from evalkit.prompts.render import ModelRequest
-from evalkit.providers.batching import BatchLedger, BatchReport, execute_batch
+from evalkit.providers.batching import BatchLedger, execute_batch
 from evalkit.providers.execute import CallResult, ExecutionStats, execute_realtime
 from evalkit.providers.response_cache import ResponseCache, forget_tallies, request_key
 from tests.fakes import FakeProvider, Received
-from tests.unit.helpers import requests
-
-Result = tuple[list[CallResult], ExecutionStats, BatchReport]
-
-
-class Crash(Exception):
-    """Stands in for the process dying at that point."""
-
-
-async def _no_sleep(_: float) -> None:
-    return None
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> BatchLedger:
-    return BatchLedger(tmp_path / "batches")
+from tests.unit.helpers import Crash, Result, no_sleep, requests
 
 
 def _batch(reqs: list[ModelRequest], provider: FakeProvider, cache: ResponseCache, ledger: BatchLedger,
            **settings: Any) -> Result:
     return asyncio.run(execute_batch(reqs, provider, cache, ledger, BatchSettings(**settings),
-                                     sleep=_no_sleep, warmup=settings.pop("warmup", False)))
+                                     sleep=no_sleep, warmup=settings.pop("warmup", False)))
 
 
 def _double_billed(received: list[Received]) -> int:
@@ -251,7 +236,7 @@ def test_a_retry_after_a_timeout_is_counted_as_possibly_billed_twice(cache: Resp
     provider = FakeProvider()
     provider.fail(_timed_out(), call=2, billed=True)  # answered and billed; the client gave up
     results, stats = asyncio.run(execute_realtime(requests(3), provider, cache, concurrency=1,
-                                                  max_retries=3, sleep=_no_sleep))
+                                                  max_retries=3, sleep=no_sleep))
     assert all(r.response is not None for r in results)
     assert _double_billed(provider.billed) == 1  # the API really billed it twice ...
     assert stats.possibly_billed_twice == 1 and stats.timeouts == 1 and stats.retries == 1  # ... said so
@@ -262,7 +247,7 @@ def test_errors_that_cannot_have_been_billed_are_retried_without_being_counted(c
     provider = FakeProvider()
     provider.fail(ProviderError("API error 529 overloaded_error", status=529, retryable=True), times=3)
     results, stats = asyncio.run(execute_realtime(requests(2), provider, cache, concurrency=2, max_retries=3,
-                                                  sleep=_no_sleep))
+                                                  sleep=no_sleep))
     assert all(r.response is not None for r in results) and stats.retries == 3
     assert stats.possibly_billed_twice == 0 and len(provider.billed) == 4
 
@@ -273,7 +258,7 @@ def test_a_timed_out_attempt_keeps_its_slot_so_the_server_never_sees_more_than_t
     provider = FakeProvider(latency_s=0.002, timeout_s=0.03)
     provider.fail(_timed_out(), times=6, billed=True, server_s=0.02)
     results, stats = asyncio.run(execute_realtime(requests(10), provider, cache, concurrency=3,
-                                                  max_retries=4, sleep=_no_sleep))
+                                                  max_retries=4, sleep=no_sleep))
     assert all(r.response is not None for r in results) and stats.timeouts == 6
     assert provider.max_in_flight == 3  # live attempts plus abandoned ones still running at the server
     assert stats.possibly_billed_twice == 6 == _double_billed(provider.billed)

@@ -45,11 +45,18 @@ def private_file(path: Path) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``path`` (owner-only, 0600: ``mkstemp``'s mode) so that it is either old or new, never torn."""
+    atomic_write_lines(path, (text,))
+
+
+def atomic_write_lines(path: Path, chunks: Iterable[str]) -> None:
+    """:func:`atomic_write_text` for text produced piece by piece (e.g. one JSON line per sample): each
+    piece is written as it comes, so the whole file never has to be one string in memory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+            for chunk in chunks:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -63,5 +70,4 @@ def atomic_write_json(path: Path, value: Any) -> None:
 
 
 def atomic_write_jsonl(path: Path, rows: Iterable[Any]) -> None:
-    lines = [json.dumps(row, ensure_ascii=False, allow_nan=False) for row in rows]
-    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+    atomic_write_lines(path, (json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n" for row in rows))

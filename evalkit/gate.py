@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,7 +129,7 @@ class Baseline(Typed):
     routed: BaselineRouted | None = None
 
 
-def _scored(rows: list[SampleRow], mode: str) -> Iterator[tuple[SampleRow, bool, bool]]:
+def _scored(rows: Sequence[SampleRow], mode: str) -> Iterator[tuple[SampleRow, bool, bool]]:
     """(row, candidate right, reference right) for every scored row; in reference mode the reference is
     the yardstick (right) and the candidate is right when it agrees."""
     for row in rows:
@@ -141,7 +141,7 @@ def _scored(rows: list[SampleRow], mode: str) -> Iterator[tuple[SampleRow, bool,
             yield row, c, r
 
 
-def routed_outcomes(rows: list[SampleRow], mode: str, threshold: float, *,
+def routed_outcomes(rows: Sequence[SampleRow], mode: str, threshold: float, *,
                     honour_flag: bool) -> tuple[dict[str, bool], int]:
     """(sample id -> the routed deployment's answer is right, escalations) at ``threshold``: the
     reference answers where the candidate escalates (in reference mode it is the yardstick: right)."""
@@ -154,7 +154,7 @@ def routed_outcomes(rows: list[SampleRow], mode: str, threshold: float, *,
     return outcomes, escalated
 
 
-def _routed(rows: list[SampleRow], mode: str, routing: BaselineRouting | None) -> BaselineRouted | None:
+def _routed(rows: Sequence[SampleRow], mode: str, routing: BaselineRouting | None) -> BaselineRouted | None:
     if routing is None:
         return None
     outcomes, escalated = routed_outcomes(rows, mode, routing.threshold,
@@ -165,7 +165,7 @@ def _routed(rows: list[SampleRow], mode: str, routing: BaselineRouting | None) -
                           escalation_rate=escalated / len(outcomes), outcomes=outcomes)
 
 
-def _outcomes(rows: list[SampleRow], mode: str) -> dict[str, bool]:
+def _outcomes(rows: Sequence[SampleRow], mode: str) -> dict[str, bool]:
     values = {row.id: (row.scores.candidate_correct if mode == "gold" else row.scores.agree) for row in rows}
     return {sample_id: bool(value) for sample_id, value in values.items() if value is not None}
 
@@ -178,7 +178,7 @@ def _cost_per_request(record: RunRecord) -> float | None:
     return total / answered if total else None
 
 
-def make_baseline(record: RunRecord, rows: list[SampleRow], routing: RoutingFile | None) -> Baseline:
+def make_baseline(record: RunRecord, rows: Sequence[SampleRow], routing: RoutingFile | None) -> Baseline:
     mode = record.scoring_mode
     provenance = record.provenance
     stored = (BaselineRouting(threshold=routing.threshold, target_loss=routing.target_loss,
@@ -230,7 +230,7 @@ def load_baseline(path: Path) -> Baseline:
                           hint="create one with `evalkit baseline save TASK.yaml`") from None
 
 
-def compare(record: RunRecord, rows: list[SampleRow], baseline: Baseline,
+def compare(record: RunRecord, rows: Sequence[SampleRow], baseline: Baseline,
             options: GateOptions) -> list[Check]:
     checks: list[Check] = []
     if baseline.task != record.task_name:
@@ -269,7 +269,7 @@ def _shipped(baseline: Baseline, options: GateOptions) -> BaselineRouting:
     return baseline.routing
 
 
-def _routed_checks(record: RunRecord, rows: list[SampleRow], baseline: Baseline,
+def _routed_checks(record: RunRecord, rows: Sequence[SampleRow], baseline: Baseline,
                    options: GateOptions) -> list[Check]:
     verdict = record.decision.verdict
     if verdict == "INVALID-RUN":
@@ -319,7 +319,7 @@ def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _quality_check(record: RunRecord, rows: list[SampleRow], baseline: Baseline,
+def _quality_check(record: RunRecord, rows: Sequence[SampleRow], baseline: Baseline,
                    options: GateOptions) -> Check:
     mode = record.scoring_mode
     if mode != baseline.scoring_mode:
@@ -351,7 +351,7 @@ def _paired_check(name: str, what: str, now: dict[str, bool], before: dict[str, 
                  details)
 
 
-def _routing_check(record: RunRecord, rows: list[SampleRow], stored: BaselineRouting | None) -> Check:
+def _routing_check(record: RunRecord, rows: Sequence[SampleRow], stored: BaselineRouting | None) -> Check:
     if stored is None:
         return Check("routing", "skipped", "the baseline has no routing threshold")
     threshold, target, delta = stored.threshold, stored.target_loss, stored.delta

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 from evalkit._typed import Typed
 from evalkit.config import PricingTable
@@ -96,3 +97,31 @@ def sample_row(result: SampleResult, pricing: PricingTable) -> SampleRow:
     return SampleRow(id=sample.id, input_hash=sample.input_hash, text=sample.text, gold=sample.label,
                      segments=sample.segments, candidate=calls["candidate"], reference=calls["reference"],
                      scores=scores)
+
+
+class LazyRows(Sequence[SampleRow]):
+    """The run's rows, built one at a time from its scored results when read.
+
+    Why not a list: a typed row holds the sample's text and both outputs again (~6 KB each), so a list of
+    100k rows is most of a gigabyte; written to ``results.jsonl`` and browsed row by row, none need to be
+    alive at once."""
+
+    def __init__(self, results: Sequence[SampleResult], pricing: PricingTable) -> None:
+        self._results, self._pricing = results, pricing
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    @overload
+    def __getitem__(self, index: int) -> SampleRow: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[SampleRow]: ...
+
+    def __getitem__(self, index: int | slice) -> SampleRow | list[SampleRow]:
+        if isinstance(index, slice):
+            return [sample_row(result, self._pricing) for result in self._results[index]]
+        return sample_row(self._results[index], self._pricing)
+
+    def __iter__(self) -> Iterator[SampleRow]:
+        return (sample_row(result, self._pricing) for result in self._results)

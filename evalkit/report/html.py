@@ -27,6 +27,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from evalkit._io import atomic_write_text, pid_alive
+from evalkit._io import atomic_write_lines, atomic_write_text, pid_alive
 from evalkit.errors import StateError
 from evalkit.record.model import RunRecord
 from evalkit.record.rows import CallRow, SampleRow
@@ -178,8 +179,11 @@ def _side(call: CallRow) -> dict[str, Any]:
             "escalate": answer.escalate, "output": _cut(call.output), "error": call.error}
 
 
-def _browser_samples(rows: list[SampleRow], scoring_mode: str) -> list[dict[str, Any]]:
-    samples = []
+def _browser_samples(rows: Iterable[SampleRow], scoring_mode: str) -> list[dict[str, Any]]:
+    # Disagreements and errors first, so the cap never drops what a reader most needs; at most the cap of
+    # each kind is kept while reading, so a 100k-sample run never holds 100k browser entries.
+    flagged: list[dict[str, Any]] = []
+    rest: list[dict[str, Any]] = []
     for row in rows:
         scores = row.scores
         flags = []
@@ -193,7 +197,10 @@ def _browser_samples(rows: list[SampleRow], scoring_mode: str) -> list[dict[str,
             flags.append("invalid")
         gold = row.gold
         truth = gold if scoring_mode == "gold" and isinstance(gold, str) else row.reference.answer.label
-        samples.append({
+        kept = flagged if flags else rest
+        if len(kept) >= MAX_BROWSER_SAMPLES:
+            continue
+        kept.append({
             "id": row.id,
             "text": _cut(row.text),
             "gold": _cut(gold),
@@ -204,9 +211,6 @@ def _browser_samples(rows: list[SampleRow], scoring_mode: str) -> list[dict[str,
             "candidate": _side(row.candidate),
             "reference": _side(row.reference),
         })
-    # Disagreements and errors first, so the cap never drops what a reader most needs.
-    flagged = [s for s in samples if s["flags"]]
-    rest = [s for s in samples if not s["flags"]]
     return (flagged + rest)[:MAX_BROWSER_SAMPLES]
 
 
@@ -337,7 +341,7 @@ def _figure(drawn: str | None) -> Markup | None:
     return Markup(drawn) if drawn else None  # noqa: S704 - matplotlib escapes the text it draws
 
 
-def build_context(record: RunRecord, rows: list[SampleRow]) -> dict[str, Any]:
+def build_context(record: RunRecord, rows: Sequence[SampleRow]) -> dict[str, Any]:
     """Everything the template shows, with the sections that do not apply set to None."""
     metrics = record.metrics
     decision = record.decision
@@ -418,7 +422,8 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render_html(record: RunRecord, rows: list[SampleRow], *, history_href: str = "../history.html") -> str:
+def render_html(record: RunRecord, rows: Sequence[SampleRow], *,
+                history_href: str = "../history.html") -> str:
     """The self-contained report page for one run; ``history_href`` links the task's history page
     (reports/<task>/history.html) from where the page is written."""
     return _environment().get_template("report.html.j2").render(**build_context(record, rows),
@@ -449,7 +454,7 @@ def clean_staging(parent: Path) -> list[Path]:
     return removed
 
 
-def write_run_folder(folder: Path, record: RunRecord, rows: list[SampleRow]) -> Path:
+def write_run_folder(folder: Path, record: RunRecord, rows: Sequence[SampleRow]) -> Path:
     """Write the three run files into ``folder`` all at once (temp folder + rename). A full or read-only
     disk is a :class:`StateError` naming the folder; every answer is in the response cache already."""
     try:
@@ -459,7 +464,7 @@ def write_run_folder(folder: Path, record: RunRecord, rows: list[SampleRow]) -> 
     except OSError as exc:
         raise _report_error(folder, exc) from None
     try:
-        atomic_write_text(staging / "results.jsonl", "".join(row.model_dump_json() + "\n" for row in rows))
+        atomic_write_lines(staging / "results.jsonl", (row.model_dump_json() + "\n" for row in rows))
         atomic_write_text(staging / "summary.json", record.model_dump_json(indent=2) + "\n")
         # A configuration's folder is reports/<task>/<run>/configs/<name>/: three levels below the history.
         nested = folder.parent.name == "configs"

@@ -33,7 +33,7 @@ from evalkit.record.model import (
     SequentialLook,
     TaskInfo,
 )
-from evalkit.record.rows import SampleRow, sample_row
+from evalkit.record.rows import LazyRows
 from evalkit.routing.analysis import RoutingAnalysis, analyse_routing
 from evalkit.run.options import RunOptions
 from evalkit.run.prepare import Prepared
@@ -57,7 +57,7 @@ from evalkit.stats.validity import Truncation, Validity, assess, truncation_of
 @dataclass(frozen=True)
 class Assembled:
     record: RunRecord
-    rows: list[SampleRow]
+    rows: LazyRows
     results: list[SampleResult]
 
 
@@ -288,5 +288,4 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
                                 + session.orphaned_usd),
         verbosity=verbosity(results, prepared),
     )
-    rows = [sample_row(result, settings.pricing) for result in results]
-    return Assembled(record=record, rows=rows, results=results)
+    return Assembled(record=record, rows=LazyRows(results, settings.pricing), results=results)

@@ -20,7 +20,7 @@ from evalkit.errors import ProviderError, UsageError
 from evalkit.progress import Progress
 from evalkit.providers.response_cache import CacheMode, ResponseCache, open_cache
 from evalkit.record.model import CostSummary, RunRecord
-from evalkit.record.rows import SampleRow
+from evalkit.record.rows import LazyRows
 from evalkit.run.assemble import assemble
 from evalkit.run.configurations import (
     ConfigurationRun,
@@ -45,7 +45,7 @@ class ConfigurationOutput:
 
     name: str
     record: RunRecord
-    rows: list[SampleRow] = field(repr=False)
+    rows: LazyRows = field(repr=False)
 
 
 @dataclass
@@ -57,7 +57,7 @@ class RunResult:
     folder: Path
     record: RunRecord
     cache_dir: Path  # where the paid answers are kept (re-runs read them from here)
-    rows: list[SampleRow] = field(repr=False)
+    rows: LazyRows = field(repr=False)
     results: list[SampleResult] = field(repr=False)
     configurations: list[ConfigurationOutput] = field(default_factory=list, repr=False)
 

@@ -1,0 +1,119 @@
+"""What keeps a large run's memory bounded: rows built when read, results.jsonl written line by line, the
+report's sample browser capped while reading, and the exact group test summed in blocks."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evalkit._io import atomic_write_lines
+from evalkit.config import load_settings
+from evalkit.progress import NullProgress
+from evalkit.record.rows import LazyRows, SampleRow, sample_row
+from evalkit.report import html
+from evalkit.run.options import RunOptions
+from evalkit.run.pipeline import run_evaluation
+from evalkit.spec import load_task
+from evalkit.stats import exact
+from tests.fakes import FakeProvider, fake_backend, json_message
+
+TASK = """\
+name: tickets
+dataset: {path: d.jsonl, label_column: category}
+sample: {size: 40, seed: 1}
+prompt:
+  system: Route the ticket to billing or technical.
+  user: "{{ text }}"
+output:
+  label_field: category
+  labels: [billing, technical]
+models: {candidate: claude-haiku-5-5, reference: claude-sonnet-5-5}
+"""
+
+
+def _run(tmp_path: Path):  # type: ignore[no-untyped-def]
+    rows = [{"id": f"t{i:03d}", "text": f"ticket {i}", "category": ["billing", "technical"][i % 2]}
+            for i in range(40)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "evalkit.toml").write_text('[evalkit]\ncache_dir = ".evalkit/cache"\nreports_dir = "reports"\n')
+    (tmp_path / "task.yaml").write_text(TASK)
+    task = load_task(tmp_path / "task.yaml")
+    # The candidate says "billing" to everything: half its answers disagree with the reference.
+    provider = FakeProvider(lambda r: json_message(r, category="billing" if r.model.startswith("claude-haiku")
+                                                   else "technical" if "1" in r.user_text else "billing",
+                                                   confidence=0.9))
+    return run_evaluation(task, load_settings(tmp_path), RunOptions(mode="realtime", run_id="r"),
+                          progress=NullProgress(), backend=fake_backend(provider))
+
+
+def test_rows_are_built_from_the_results_when_read_and_equal_the_eager_rows(tmp_path: Path) -> None:
+    result = _run(tmp_path)
+    pricing = load_settings(tmp_path).pricing
+    eager = [sample_row(r, pricing) for r in result.results]
+    assert isinstance(result.rows, LazyRows) and len(result.rows) == 40
+    assert list(result.rows) == eager
+    assert result.rows[3] == eager[3] and result.rows[-1] == eager[-1] and result.rows[2:5] == eager[2:5]
+    html.write_run_folder(result.folder, result.record, result.rows)
+    written = [SampleRow.model_validate_json(line)
+               for line in (result.folder / "results.jsonl").read_text().splitlines()]
+    assert written == eager
+
+
+def test_a_file_written_line_by_line_never_holds_its_whole_text(tmp_path: Path) -> None:
+    line = json.dumps({"text": "x" * 2000}) + "\n"
+
+    def lines() -> Iterator[str]:
+        for _ in range(10_000):  # 20 MB in all
+            yield line
+
+    tracemalloc.start()
+    try:
+        atomic_write_lines(tmp_path / "big.jsonl", lines())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / "big.jsonl").stat().st_size == 10_000 * len(line)
+    assert peak < 2_000_000  # the joined text would be 20 MB
+
+
+def test_the_sample_browser_keeps_the_cap_while_reading_disagreements_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = _run(tmp_path)
+    monkeypatch.setattr(html, "MAX_BROWSER_SAMPLES", 5)
+    seen: list[int] = []
+
+    def reading() -> Iterator[SampleRow]:
+        for index, row in enumerate(result.rows):
+            seen.append(index)
+            yield row
+
+    browsed = html._browser_samples(reading(), result.record.scoring_mode)
+    assert len(seen) == 40 and len(browsed) == 5  # every row read once, only the cap kept
+    flagged = [row.id for row in result.rows
+               if False in (row.scores.agree, row.scores.candidate_correct, row.scores.reference_correct)]
+    assert 5 <= len(flagged) < 40 and [s["id"] for s in browsed] == flagged[:5]
+
+
+@pytest.mark.parametrize(("b", "c", "n"), [(120, 80, 1000), (3, 1, 40), (0, 0, 300), (40, 2, 700)])
+def test_the_blocked_exact_tail_equals_one_sum_over_all_outcomes(
+        b: int, c: int, n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocked = exact.exact_paired_pvalues(b, c, n, 0.05)
+    monkeypatch.setattr(exact, "TAIL_BLOCK", 10**9)  # one block: the sum over every outcome at once
+    whole = exact.exact_paired_pvalues(b, c, n, 0.05)
+    np.testing.assert_allclose(blocked, whole, rtol=1e-12, atol=1e-15)
+
+
+def test_the_exact_test_of_a_1000_sample_group_stays_small_in_memory() -> None:
+    exact.exact_paired_pvalues(120, 80, 1000, 0.05)  # the outcome table is cached (16 MB) and libraries loaded
+    tracemalloc.start()
+    try:
+        exact.exact_paired_pvalues(121, 80, 1000, 0.05)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * 2**20  # one outcomes × grid matrix and its temporaries was ~110 MB

@@ -224,6 +224,21 @@ def test_bedrock_without_aws_credentials_is_an_auth_error_naming_the_credential_
     assert "AWS_ACCESS_KEY_ID" in hint and "[bedrock] region" in hint
 
 
+def test_vertex_without_application_default_credentials_is_an_auth_error(monkeypatch: pytest.MonkeyPatch
+                                                                          ) -> None:
+    from google.auth.compute_engine import _metadata
+
+    monkeypatch.setattr(_metadata, "_NO_GCE_CHECK", True)  # do not probe the GCE metadata server (~10 s)
+    provider = AnthropicProvider(
+        connect=lambda: make_platform_client("vertex", region="global", project_id="p", max_retries=0,
+                                             timeout_s=5, base_url="http://127.0.0.1:9/v1"),
+        endpoint="vertex:test", platform="vertex", model_ids={"claude-haiku-5-5": "claude-haiku-5-5"})
+    with pytest.raises(AuthError) as caught:
+        asyncio.run(provider.generate(_request()))
+    assert "Google Vertex AI" in caught.value.message and "DefaultCredentialsError" in caught.value.message
+    assert "application-default login" in (caught.value.hint or "")
+
+
 def test_bedrock_counts_tokens_locally_where_its_sdk_client_cannot() -> None:
     provider = AnthropicProvider(connect=lambda: None, endpoint="bedrock:test",  # type: ignore[arg-type,return-value]
                                  platform="bedrock", model_ids={"claude-haiku-5-5": "anthropic.x"})

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from evalkit._io import private_dir
 from evalkit._urls import redact_url
@@ -216,11 +217,16 @@ def connect_platform(settings: Settings, *, offline: bool | None, platform: Plat
 
         private_dir(simulator_state_dir(settings))
         simulator = Simulator(settings)
-        placeholders = ({"aws_keys": SIMULATOR_AWS_KEYS, "aws_profile": None} if platform == "bedrock"
-                        else {"access_token": SIMULATOR_VERTEX_TOKEN})
+        placeholders: dict[str, Any] = {"access_token": SIMULATOR_VERTEX_TOKEN}
+        if platform == "bedrock":
+            # SigV4-signed with placeholder keys, unless a Bedrock API key is in the environment: the SDK
+            # then sends it (and refuses keys besides), so the simulator gets a placeholder API key.
+            placeholders = ({"api_key": SIMULATOR_KEY, "aws_profile": None}
+                            if os.environ.get("AWS_BEARER_TOKEN_BEDROCK", "").strip()
+                            else {"aws_keys": SIMULATOR_AWS_KEYS, "aws_profile": None})
         base = "http://simulator.evalkit.invalid" + ("/v1" if platform == "vertex" else "")
         client = partial(make_platform_client, platform, base_url=base, asgi_app=simulator.app,
-                         **{**options, **placeholders, **common})  # type: ignore[arg-type]
+                         **{**options, **placeholders, **common})
         provider = AnthropicProvider(connect=client, endpoint=f"{simulator.endpoint}/{platform}",
                                      simulated=True, platform=platform, model_ids=model_ids,
                                      timeout_s=settings.request_timeout_s,
@@ -235,5 +241,6 @@ def connect_platform(settings: Settings, *, offline: bool | None, platform: Plat
                                  timeout_s=settings.request_timeout_s,
                                  timeout_per_output_token_s=settings.timeout_per_output_token_s)
     log.info("backend: %s (%s)", name, endpoint)
-    return Backend(provider, "api", f"{name} ({where})" + (f" at {redact_url(base_url)}" if base_url else ""),
-                   platform=platform, pricing=pricing)
+    service = {"bedrock": "runtime", "vertex": "endpoint"}[platform]
+    return Backend(provider, "api", f"{name} {service} ({where})"
+                   + (f" at {redact_url(base_url)}" if base_url else ""), platform=platform, pricing=pricing)

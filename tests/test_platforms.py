@@ -439,6 +439,16 @@ def test_the_sdks_default_anthropic_version_is_rejected_which_is_why_evalkit_sen
 
 
 @pytest.mark.e2e
+def test_offline_bedrock_works_with_a_bedrock_api_key_in_the_environment(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK takes AWS_BEARER_TOKEN_BEDROCK over keys (and refuses both): the simulator must not care."""
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", "bedrock-api-key-example")
+    backend = connect(load_settings(project), offline=True, platform="bedrock")
+    response = asyncio.run(backend.provider.generate(_request()))
+    assert response.simulated and response.message["content"]
+
+
+@pytest.mark.e2e
 def test_vertex_counts_tokens_through_its_endpoint_and_maps_errors_to_platform_hints(project: Path) -> None:
     backend: Backend = connect(load_settings(project), offline=True, platform="vertex")
     assert asyncio.run(backend.provider.count_tokens(_request())) > 0

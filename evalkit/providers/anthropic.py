@@ -444,20 +444,24 @@ def make_platform_client(
     project_id: str | None = None,
     aws_profile: str | None = None,
     aws_keys: tuple[str, str] | None = None,
+    api_key: str | None = None,
     access_token: str | None = None,
     asgi_app: Any = None,
 ) -> Any:
     """The SDK's ``AsyncAnthropicBedrock`` or ``AsyncAnthropicVertex``, with its usual credential chain:
     botocore's (SigV4; or ``AWS_BEARER_TOKEN_BEDROCK``) for Bedrock, google-auth's application default
-    credentials (or ``access_token``) for Vertex. ``aws_keys`` are explicit keys (the simulator's
-    placeholders); ``asgi_app`` routes the client in-process, as :func:`make_client` does."""
+    credentials (or ``access_token``) for Vertex. ``aws_keys`` are explicit keys and ``api_key`` an
+    explicit Bedrock API key (the simulator's placeholders); ``asgi_app`` routes the client in-process, as
+    :func:`make_client` does."""
     anthropic, httpx2 = _sdk(), _httpx()
     http_client = None
     if asgi_app is not None:
         http_client = anthropic.DefaultAsyncHttpxClient(transport=httpx2.ASGITransport(app=asgi_app))
     if platform == "bedrock":
         keys: dict[str, Any] = {}
-        if aws_keys is not None:
+        if api_key is not None:
+            keys = {"api_key": api_key}
+        elif aws_keys is not None:
             keys = {"aws_access_key": aws_keys[0], "aws_secret_key": aws_keys[1]}
         elif aws_profile:
             keys = {"aws_profile": aws_profile}

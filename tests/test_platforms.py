@@ -147,6 +147,14 @@ def test_a_price_overridden_in_evalkit_toml_is_what_the_user_pays_on_any_endpoin
     assert regional.price_for("claude-sonnet-5-5").input == pytest.approx(2.2)
 
 
+def test_evalkit_prices_says_how_the_platforms_price(project: Path) -> None:
+    result = CliRunner().invoke(main, ["prices", "--project", str(project)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "bedrock (as of 2026-12-02): global cross-Region inference profile at the base price" in out
+    assert "vertex (as of 2026-12-02): global endpoint at the base price" in out
+
+
 # -- connecting, and batch mode ----------------------------------------------------------------------
 
 def test_a_missing_region_says_which_file_and_what_to_set(project: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Literal
 
 from evalkit import history as history  # `evalkit runs` / `evalkit compare`
 from evalkit._io import atomic_write_json, atomic_write_text
-from evalkit.backends import connect
+from evalkit.backends import connect, run_mode
 from evalkit.config import Settings, load_settings
 from evalkit.cost.estimate import Estimate
 from evalkit.cost.pricelist import project_price_table as price_table  # noqa: F401 - `evalkit prices`
@@ -99,9 +99,10 @@ def estimate_task(task_path: str | Path, *, mode: Literal["batch", "realtime"] =
                   offline: bool | None = None, sample_size: int | None = None) -> Estimate:
     """The cost estimate of a run, without sending anything."""
     task, settings = _load(task_path)
-    backend = connect(settings, offline=offline)
-    prepared = prepare(task, settings, sample_size=sample_size, offline=backend.kind == "simulator",
-                       mode=mode)
+    backend = connect(settings, offline=offline, platform=task.models.platform)
+    mode = run_mode(backend, mode)[0]  # type: ignore[assignment]  # Bedrock/Vertex: real time
+    prepared = prepare(task, backend.priced(settings), sample_size=sample_size,
+                       offline=backend.kind == "simulator", mode=mode)
     return estimate_run(prepared, backend, mode=mode)
 
 

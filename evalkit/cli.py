@@ -1133,6 +1133,8 @@ def _print_prices(listing: Any) -> None:
         click.echo(f"{row.model:<28} {p.input:>8g} {p.output:>8g} {p.cache_write_5m:>9g} "
                    f"{p.cache_write_1h:>9g} {p.cache_read:>8g}" + (f"  ({'; '.join(marks)})" if marks else
                                                                     ""))
+    for line in listing.platform_lines():  # models.provider: bedrock | vertex
+        click.echo(line)
 
 
 @prices.command("check")

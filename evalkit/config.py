@@ -52,6 +52,21 @@ class ModelPrice(TokenPrices):
         return self
 
 
+class PlatformPricing(_Strict):
+    """How a cloud platform's list prices relate to the Claude API's (``pricing.toml`` ``[platforms.*]``).
+
+    The arithmetic is in :mod:`evalkit.cost.prices`; this is only the data."""
+
+    as_of: str
+    source: str = ""
+    #: Share added to every token category on a regional (or geographic) endpoint; the global endpoint
+    #: bills the base (Claude API) price.
+    regional_premium: float = Field(default=0.0, ge=0, le=1)
+    #: Model id globs the premium applies to (models from the 4.5 generation on).
+    regional_premium_models: list[str] = Field(default_factory=list)
+    note: str = ""
+
+
 class PricingTable(_Strict):
     as_of: str
     source: str = ""
@@ -60,6 +75,10 @@ class PricingTable(_Strict):
     models: dict[str, ModelPrice] = Field(default_factory=dict)
     #: Models whose prices come from evalkit.toml's [pricing] section rather than the built-in table.
     overridden: list[str] = Field(default_factory=list)
+    #: Per-platform pricing rules (bedrock, vertex); the Claude API's prices are ``models`` itself.
+    platforms: dict[str, PlatformPricing] = Field(default_factory=dict)
+    #: The platform and endpoint class these prices are for ("anthropic", "bedrock (global)", …).
+    priced_for: str = "anthropic"
 
     def canonical_id(self, model: str) -> str:
         return self.aliases.get(model, model)
@@ -229,6 +248,50 @@ class BatchSettings(_Strict):
                                                "again.")
 
 
+Platform = Literal["anthropic", "bedrock", "vertex"]
+PLATFORMS: tuple[Platform, ...] = ("anthropic", "bedrock", "vertex")
+
+
+def builtin_model_ids(platform: str) -> dict[str, str]:
+    """evalkit model id -> the platform's (``evalkit/data/platforms.toml``)."""
+    text = resources.files("evalkit").joinpath("data/platforms.toml").read_text(encoding="utf-8")
+    table: dict[str, str] = tomllib.loads(text)[platform]["models"]
+    return table
+
+
+class BedrockSettings(_Strict):
+    """``[bedrock]``: where Claude on Amazon Bedrock is reached. Credentials come from the botocore chain
+    (environment, ``~/.aws``, SSO, instance roles) or ``AWS_BEARER_TOKEN_BEDROCK``, never from here."""
+
+    region: str | None = Field(default=None, description="AWS region (else AWS_REGION / AWS_DEFAULT_REGION "
+                                                         "/ the AWS profile's region).")
+    profile: str | None = Field(default=None, description="AWS named profile (else AWS_PROFILE / default).")
+    inference_profile: Literal["global", "us", "eu", "apac", "jp", "au", "none"] = Field(
+        default="global", description="Cross-Region inference profile prefixed to each model id "
+        "(global.anthropic.…); 'none' invokes the in-Region model id. Regional and geographic profiles "
+        "cost more than global for 4.5+ models (pricing.toml).")
+    models: dict[str, str] = Field(default_factory=dict, description="evalkit model id -> Bedrock model id "
+                                   "(without the profile prefix), over the built-in table.")
+
+    def model_ids(self) -> dict[str, str]:
+        return {**builtin_model_ids("bedrock"), **self.models}
+
+
+class VertexSettings(_Strict):
+    """``[vertex]``: where Claude on Google Vertex AI is reached. Credentials: application default
+    credentials (google-auth), or an access token in ``EVALKIT_VERTEX_ACCESS_TOKEN``."""
+
+    region: str | None = Field(default=None, description="Vertex location: 'global' or a region "
+                                                         "(else CLOUD_ML_REGION).")
+    project_id: str | None = Field(default=None, description="Google Cloud project (else "
+                                   "ANTHROPIC_VERTEX_PROJECT_ID, else the credentials' project).")
+    models: dict[str, str] = Field(default_factory=dict, description="evalkit model id -> Vertex model "
+                                   "name (claude-haiku-4-5@20251001), over the built-in table.")
+
+    def model_ids(self) -> dict[str, str]:
+        return {**builtin_model_ids("vertex"), **self.models}
+
+
 class Settings(_Strict):
     """Resolved settings. Paths are absolute."""
 
@@ -250,6 +313,8 @@ class Settings(_Strict):
     pricing: PricingTable
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
+    vertex: VertexSettings = Field(default_factory=VertexSettings)
 
     @field_validator("cache_dir", "reports_dir")
     @classmethod
@@ -286,6 +351,8 @@ class _SettingsFile(_Strict):
     pricing: _PricingOverrides = Field(default_factory=_PricingOverrides)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
+    vertex: VertexSettings = Field(default_factory=VertexSettings)
 
 
 def builtin_pricing() -> PricingTable:
@@ -355,6 +422,7 @@ def load_settings(start: Path | None = None, *, settings_file: Path | None = Non
         aliases={**pricing.aliases, **overrides.aliases},
         models={**pricing.models, **overrides.models},
         overridden=sorted(overrides.models),
+        platforms=pricing.platforms,
     )
 
     def absolute(path: str) -> Path:
@@ -376,6 +444,8 @@ def load_settings(start: Path | None = None, *, settings_file: Path | None = Non
             pricing=pricing,
             simulator=parsed.simulator,
             batch=parsed.batch,
+            bedrock=parsed.bedrock,
+            vertex=parsed.vertex,
         )
     except ValidationError as exc:
         raise ConfigError(f"invalid settings (evalkit.toml or EVALKIT_* environment):\n"

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from evalkit._hashing import digest
+from evalkit.config import Platform
 from evalkit.errors import SpecError, SpecIssue
 
 Scalar = str | int | float | bool
@@ -202,6 +203,9 @@ class ModelSettings(_Strict):
                                   "nothing.")
     max_tokens: int | None = Field(
         default=None, ge=1, le=128_000, description="Output budget; thinking tokens count toward it.")
+    provider: Platform | None = Field(
+        default=None, description="Where this model is called (anthropic, bedrock, vertex); unset: "
+                                  "models.provider. Every model of one run must resolve to the same one.")
     prompt: PromptVariant | None = Field(
         default=None, description="A candidate's own prompt variant (e.g. more few-shot examples); the "
                                   "reference always uses the task's prompt.")
@@ -241,6 +245,10 @@ class RoleModel:
 
 
 class ModelsSpec(_Strict):
+    provider: Platform = Field(
+        default="anthropic", description="Where the models are called: the Claude API (anthropic), Amazon "
+        "Bedrock (bedrock) or Google Vertex AI (vertex); region and project in evalkit.toml [bedrock] / "
+        "[vertex] (docs/platforms.md).")
     candidate: ModelSettings = Field(description="The cheap model being considered: an id (claude-haiku-5-5) "
                                                  "or {model, effort, thinking, max_tokens, prompt}.")
     candidates: list[ModelSettings] | None = Field(
@@ -305,12 +313,23 @@ class ModelsSpec(_Strict):
         if self.candidates is not None and len(self.candidates) > 1 and self.candidate_log is not None:
             raise ValueError("candidate_log stands in for one candidate: use 'candidate' with it, not "
                              "'candidates'")
+        providers = sorted({entry.provider or self.provider
+                            for entry in [*(self.candidates or [self.candidate]), self.reference]})
+        if len(providers) > 1:
+            raise ValueError(f"the models resolve to different providers ({', '.join(providers)}): one run "
+                             "calls one platform; set models.provider once, or run the task once per "
+                             "provider")
         names = [entry.name or entry.default_name() for entry in self.candidates or [self.candidate]]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"two candidate configurations are both called {repeated[0]!r}: give each a "
                              "distinct 'name'")
         return self
+
+    @property
+    def platform(self) -> Platform:
+        """The platform every model of the run is called on (validated to be one)."""
+        return self.reference.provider or self.provider
 
     def configurations(self) -> list[ModelSettings]:
         """Every candidate configuration, the primary (first) one first."""

@@ -124,6 +124,11 @@ class PriceList:
         """The table as an ``evalkit.toml`` ``[pricing]`` section to edit (see :func:`as_toml`)."""
         return as_toml(self.table)
 
+    def platform_lines(self) -> list[str]:
+        """How Amazon Bedrock and Google Vertex AI prices relate to the table (docs/platforms.md)."""
+        return [f"{name} (as of {rules.as_of}): {rules.note or 'the prices above'}"
+                for name, rules in sorted(self.table.platforms.items())]
+
 
 def price_list(pricing: PricingTable, settings_file: str | None, *,
                max_age_days: int = DEFAULT_MAX_AGE_DAYS) -> PriceList:

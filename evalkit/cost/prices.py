@@ -8,9 +8,10 @@ without a price is an error, never $0.
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, fields
 
-from evalkit.config import PricingTable, TokenPrices
+from evalkit.config import ModelPrice, PricingTable, TokenPrices
 from evalkit.providers.base import Usage
 
 _PER_TOKEN = 1e-6  # prices are per million tokens
@@ -47,6 +48,42 @@ def price_tokens(rates: TokenPrices, *, input: float = 0.0, output: float = 0.0,
                 cache_write_5m=cache_write_5m * rates.cache_write_5m * scale,
                 cache_write_1h=cache_write_1h * rates.cache_write_1h * scale,
                 cache_read=cache_read * rates.cache_read * scale)
+
+
+def platform_pricing(pricing: PricingTable, platform: str, *, regional: bool) -> PricingTable:
+    """The price table of ``platform`` (bedrock, vertex): the Claude API's prices, plus the platform's
+    regional premium on every token category when ``regional`` (not the global endpoint). Models
+    overridden in evalkit.toml keep their price as written: the user stated what they pay."""
+    if platform == "anthropic":
+        return pricing
+    rules = pricing.platforms.get(platform)
+    if rules is None:
+        from evalkit.errors import PricingError  # noqa: PLC0415
+
+        raise PricingError(f"the pricing table has no [platforms.{platform}] section",
+                           hint="add it to evalkit/data/pricing.toml (see docs/pricing.md)")
+    where = "regional" if regional else "global"
+    source = f"{pricing.source}; {platform} ({rules.as_of}): {rules.source}"
+    if not regional or not rules.regional_premium:
+        return pricing.model_copy(update={"priced_for": f"{platform} ({where})", "source": source})
+
+    def scaled(name: str, price: ModelPrice) -> ModelPrice:
+        if name in pricing.overridden or not any(fnmatch.fnmatchcase(name, glob)
+                                                  for glob in rules.regional_premium_models):
+            return price
+        factor = 1.0 + rules.regional_premium
+        rates = {f: round(getattr(price, f) * factor, 6) for f in _CATEGORIES}
+        long = price.long_context
+        if long is not None:
+            long = long.model_copy(update={f: round(getattr(long, f) * factor, 6) for f in _CATEGORIES})
+        return price.model_copy(update={**rates, "long_context": long})
+
+    return pricing.model_copy(update={
+        "models": {name: scaled(name, price) for name, price in pricing.models.items()},
+        "priced_for": f"{platform} ({where}, +{rules.regional_premium:.0%})", "source": source})
+
+
+_CATEGORIES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
 
 
 def discount(pricing: PricingTable, *, batch: bool) -> float:

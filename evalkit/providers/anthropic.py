@@ -13,6 +13,11 @@ The two calls that are billed are sent exactly once per call, without the SDK's 
   batch of the same requests; :mod:`evalkit.providers.batching` finds out what happened instead.
 
 Everything else (token counts, batch status, lists and results) is free and idempotent: the SDK retries it.
+
+The same provider calls Claude on Amazon Bedrock and Google Vertex AI through the SDK's own
+``AsyncAnthropicBedrock`` / ``AsyncAnthropicVertex`` clients (:func:`make_platform_client`): evalkit's model
+ids are mapped to the platform's, the platform's ``anthropic_version`` goes in the body, and batches are
+not offered (those clients have no batch API; see docs/platforms.md).
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from evalkit.errors import AuthError, ModelNotFoundError, ProviderError
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import BatchInfo, BatchItemResult, ModelResponse, Provider
+from evalkit.tokens import count_tokens as estimate_tokens
 from evalkit.wire import SIMULATOR_HEADER
 
 if TYPE_CHECKING:
@@ -46,6 +52,20 @@ def _httpx() -> Any:
     return httpx2
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
+#: The body's ``anthropic_version`` each platform requires (AWS and Google docs). The SDK 2.15 Bedrock and
+#: Vertex clients default it to the Claude API's header version (2026-10-21), which the platforms' docs do
+#: not list: evalkit sends the documented value explicitly.
+PLATFORM_VERSIONS = {"bedrock": "bedrock-2023-05-31", "vertex": "vertex-2023-10-16"}
+PLATFORM_NAMES = {"anthropic": "Claude API", "bedrock": "Amazon Bedrock", "vertex": "Google Vertex AI"}
+_SETUP_HINTS = {
+    "bedrock": "set AWS credentials the botocore way (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+               "`aws sso login`, an instance role) or AWS_BEARER_TOKEN_BEDROCK, and the region in "
+               "evalkit.toml [bedrock] region or AWS_REGION; `pip install 'evalkit[bedrock]'` for boto3",
+    "vertex": "run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS, or "
+              "EVALKIT_VERTEX_ACCESS_TOKEN), and the project/region in evalkit.toml [vertex] project_id / "
+              "region or ANTHROPIC_VERTEX_PROJECT_ID / CLOUD_ML_REGION; `pip install 'evalkit[vertex]'` "
+              "for google-auth",
+}
 #: Messages parameters that count_tokens accepts (it has no max_tokens, metadata, stop_sequences…).
 _COUNT_TOKENS_PARAMS = frozenset({"model", "messages", "system", "thinking", "tools", "tool_choice",
                                   "output_config", "cache_control", "speed"})
@@ -80,11 +100,18 @@ class AnthropicProvider(Provider):
     def __init__(self, client: anthropic.AsyncAnthropic | None = None, *, endpoint: str,
                  simulated: bool = False, timeout_s: float = SDK_DEFAULT_TIMEOUT_S,
                  timeout_per_output_token_s: float = SDK_SECONDS_PER_OUTPUT_TOKEN,
-                 connect: Callable[[], anthropic.AsyncAnthropic] | None = None) -> None:
+                 connect: Callable[[], anthropic.AsyncAnthropic] | None = None,
+                 platform: str = "anthropic", model_ids: Mapping[str, str] | None = None) -> None:
         """``client``, or ``connect``: a factory called when the first request is sent (so a run the
-        response cache answers imports neither the SDK nor, offline, the simulator's app)."""
+        response cache answers imports neither the SDK nor, offline, the simulator's app).
+
+        ``platform`` bedrock/vertex: the client is the SDK's platform client, ``model_ids`` maps
+        evalkit's model ids to the platform's, and batches are not offered."""
         if (client is None) == (connect is None):
             raise TypeError("give exactly one of client and connect")
+        self.platform = platform
+        self.model_ids = dict(model_ids or {})
+        self.supports_batch = platform == "anthropic"
         self._connect = connect
         self._client_or_none = client
         self._once_or_none: anthropic.AsyncAnthropic | None = None
@@ -115,24 +142,59 @@ class AnthropicProvider(Provider):
         return request_timeout(int(request.params.get("max_tokens") or 0), floor_s=self.timeout_s,
                                per_output_token_s=self.timeout_per_output_token_s)
 
+    def platform_model(self, model: str) -> str:
+        """The id ``model`` has on this provider's platform (the Claude API: itself)."""
+        if self.platform == "anthropic":
+            return model
+        mapped = self.model_ids.get(model)
+        if mapped is None:
+            name = PLATFORM_NAMES[self.platform]
+            raise ModelNotFoundError(
+                f"evalkit has no {name} model id for '{model}'",
+                hint=f'add it to evalkit.toml:\n      [{self.platform}.models]\n      "{model}" = "…"\n'
+                     f"    (known: {', '.join(sorted(self.model_ids))})")
+        return mapped
+
+    def _params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The request as this platform's client takes it: its model id, its body ``anthropic_version``."""
+        if self.platform == "anthropic":
+            return dict(params)
+        return {**params, "model": self.platform_model(str(params["model"])),
+                "extra_body": {"anthropic_version": PLATFORM_VERSIONS[self.platform]}}
+
+    def _setup_error(self, exc: Exception, model: str) -> ProviderError:
+        """A platform client that could not sign or authenticate (no credentials, region, extra)."""
+        name = PLATFORM_NAMES[self.platform]
+        return AuthError(f"cannot call {name} for model '{model}': {type(exc).__name__}: {exc}",
+                         hint=_SETUP_HINTS.get(self.platform))
+
     async def generate(self, request: ModelRequest) -> ModelResponse:
         """One attempt, no SDK retry (see the module docstring), with a timeout sized to the request."""
         seconds = self.timeout_for(request)
         started = time.perf_counter()
+        params = self._params(request.params)
         try:
             raw = await self._once.messages.with_raw_response.create(
-                **request.params, timeout=_httpx().Timeout(seconds, connect=min(10.0, seconds)))
+                **params, timeout=_httpx().Timeout(seconds, connect=min(10.0, seconds)))
             # The body as JSON, once. The SDK's parse() would build its Message model on top, but without
             # strict response validation (evalkit's clients never set it) that model is constructed
             # unchecked: about a third of the client's CPU per answer, for nothing evalkit reads. The
             # simulator's tests check that the SDK's own types accept every body it sends.
             body: dict[str, Any] = json.loads(await raw.read())
         except _sdk().APIError as exc:
-            error = map_sdk_error(exc, model=request.model, timeout_s=seconds)
+            error = map_sdk_error(exc, model=request.model, timeout_s=seconds, platform=self.platform)
             log.debug("messages.create %s for %s/%s failed: %s", request.model, request.role,
                       request.sample_id, error.message,
                       extra={"request_id": error.request_id, "status": error.status})
             raise error from None
+        except (RuntimeError, ValueError, ImportError) as exc:
+            if self.platform == "anthropic":
+                raise
+            raise self._setup_error(exc, request.model) from None
+        except Exception as exc:  # botocore / google-auth credential errors have no common base here
+            if self.platform == "anthropic" or not type(exc).__module__.startswith(("botocore", "google")):
+                raise
+            raise self._setup_error(exc, request.model) from None
         simulated = self.simulated or SIMULATOR_HEADER in raw.headers
         if simulated:
             self.simulated = True
@@ -143,11 +205,17 @@ class AnthropicProvider(Provider):
                              extra={"retries": raw.retries_taken})
 
     async def count_tokens(self, request: ModelRequest) -> int:
-        params = {k: v for k, v in request.params.items() if k in _COUNT_TOKENS_PARAMS}
+        """The platform's count where it has one (Claude API, Vertex); Bedrock's SDK client has none
+        ("Token counting is not supported in Bedrock yet"): a local estimate there."""
+        if self.platform == "bedrock":
+            self.platform_model(request.model)  # an unmapped model is still an error
+            return estimate_tokens(str(request.params.get("system") or "")) + estimate_tokens(
+                json.dumps(request.params.get("messages") or [], ensure_ascii=False))
+        params = self._params({k: v for k, v in request.params.items() if k in _COUNT_TOKENS_PARAMS})
         try:
             counted = await self._client.messages.count_tokens(**params)
         except _sdk().APIError as exc:
-            raise map_sdk_error(exc, model=request.model) from None
+            raise map_sdk_error(exc, model=request.model, platform=self.platform) from None
         log.debug("count_tokens %s: %d input tokens", request.model, counted.input_tokens,
                   extra={"request_id": counted._request_id})
         return int(counted.input_tokens)
@@ -231,11 +299,14 @@ def _batch_info(batch: Any) -> BatchInfo:
 
 
 def _api_message(exc: anthropic.APIStatusError) -> str:
+    """The error's message: the Claude API's and Vertex's ``error.message``, Bedrock's ``message``."""
     body = exc.body
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
+        if isinstance(body.get("message"), str):
+            return str(body["message"])
     return exc.message
 
 
@@ -269,8 +340,22 @@ def _retry_after(headers: Any) -> float | None:
 
 
 def map_sdk_error(exc: anthropic.APIError, *, model: str, batch_id: str | None = None,
-                  timeout_s: float | None = None) -> ProviderError:
+                  timeout_s: float | None = None, platform: str = "anthropic") -> ProviderError:
     """Translate an SDK exception into an evalkit error a user can act on."""
+    error = _map_sdk_error(exc, model=model, batch_id=batch_id, timeout_s=timeout_s)
+    if platform != "anthropic":
+        name = PLATFORM_NAMES[platform]
+        error.message = error.message.replace("the API", name)
+        if isinstance(error, AuthError):
+            error.hint = _SETUP_HINTS[platform]
+        elif isinstance(error, ModelNotFoundError):
+            error.hint = (f"check the model id mapping ([{platform}.models] in evalkit.toml, "
+                          f"docs/platforms.md) and that the model is enabled for your account in {name}")
+    return error
+
+
+def _map_sdk_error(exc: anthropic.APIError, *, model: str, batch_id: str | None = None,
+                   timeout_s: float | None = None) -> ProviderError:
     anthropic = _sdk()
     if batch_id is not None and isinstance(exc, anthropic.NotFoundError):
         return ProviderError(f"the API does not know batch {batch_id} (404): {_api_message(exc)}",
@@ -347,6 +432,47 @@ def make_client(
         timeout=timeout_s,
         http_client=http_client,
     )
+
+
+def make_platform_client(
+    platform: str,
+    *,
+    region: str,
+    max_retries: int,
+    timeout_s: float,
+    base_url: str | None = None,
+    project_id: str | None = None,
+    aws_profile: str | None = None,
+    aws_keys: tuple[str, str] | None = None,
+    api_key: str | None = None,
+    access_token: str | None = None,
+    asgi_app: Any = None,
+) -> Any:
+    """The SDK's ``AsyncAnthropicBedrock`` or ``AsyncAnthropicVertex``, with its usual credential chain:
+    botocore's (SigV4; or ``AWS_BEARER_TOKEN_BEDROCK``) for Bedrock, google-auth's application default
+    credentials (or ``access_token``) for Vertex. ``aws_keys`` are explicit keys and ``api_key`` an
+    explicit Bedrock API key (the simulator's placeholders); ``asgi_app`` routes the client in-process, as
+    :func:`make_client` does."""
+    anthropic, httpx2 = _sdk(), _httpx()
+    http_client = None
+    if asgi_app is not None:
+        http_client = anthropic.DefaultAsyncHttpxClient(transport=httpx2.ASGITransport(app=asgi_app))
+    if platform == "bedrock":
+        keys: dict[str, Any] = {}
+        if api_key is not None:
+            keys = {"api_key": api_key}
+        elif aws_keys is not None:
+            keys = {"aws_access_key": aws_keys[0], "aws_secret_key": aws_keys[1]}
+        elif aws_profile:
+            keys = {"aws_profile": aws_profile}
+        return anthropic.AsyncAnthropicBedrock(aws_region=region, base_url=base_url, max_retries=max_retries,
+                                               timeout=timeout_s, http_client=http_client, **keys)
+    if platform == "vertex":
+        extra: dict[str, Any] = {"project_id": project_id} if project_id else {}
+        return anthropic.AsyncAnthropicVertex(region=region, access_token=access_token, base_url=base_url,
+                                              max_retries=max_retries, timeout=timeout_s,
+                                              http_client=http_client, **extra)
+    raise ValueError(f"unknown platform {platform!r}")
 
 
 def default_client() -> anthropic.AsyncAnthropic:

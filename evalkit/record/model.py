@@ -35,6 +35,9 @@ class BackendInfo(Typed):
     kind: Literal["simulator", "api"]
     endpoint: str
     description: str
+    #: Which platform served the run (its wire format, when simulated): the Claude API, Amazon Bedrock or
+    #: Google Vertex AI.
+    platform: Literal["anthropic", "bedrock", "vertex"] = "anthropic"
 
 
 class TaskInfo(Typed):
@@ -69,6 +72,9 @@ class PricingInfo(Typed):
     as_of: str
     source: str
     batch_discount: float
+    #: The platform and endpoint class the prices are for: "anthropic", "bedrock (global)",
+    #: "vertex (regional, +10%)".
+    priced_for: str = "anthropic"
 
 
 class Provenance(Typed):

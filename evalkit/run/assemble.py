@@ -242,7 +242,7 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
         evalkit_version=__version__, run_id=run_id, created_at=started.isoformat(timespec="seconds"),
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"), simulated=simulated,
         backend=BackendInfo(kind=backend.kind, endpoint=backend.provider.endpoint,
-                            description=backend.description),
+                            description=backend.description, platform=backend.platform),
         mode=options.mode,
         task=TaskInfo(name=task.name, file=str(task.task_file), spec_hash=task.spec_hash),
         models=ModelsInfo(candidate=task.models.candidate.model, reference=task.models.reference.model,
@@ -252,7 +252,8 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
         prompt=PromptInfo(system_hash=digest(prepared.renderer.system),
                           templates_hash=digest([task.prompt.system, task.prompt.user])),
         pricing=PricingInfo(as_of=settings.pricing.as_of, source=settings.pricing.source,
-                            batch_discount=settings.pricing.batch_discount))
+                            batch_discount=settings.pricing.batch_discount,
+                            priced_for=settings.pricing.priced_for))
     samples = prepared.samples
     record = RunRecord(
         provenance=provenance,

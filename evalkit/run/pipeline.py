@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from evalkit._hashing import digest
-from evalkit.backends import Backend, connect
+from evalkit.backends import Backend, connect, run_mode
 from evalkit.config import Settings
 from evalkit.cost.estimate import Estimate, SpendTracker, check_budget, estimate_cost
 from evalkit.cost.prices import attempt_upper_bound
@@ -155,7 +155,12 @@ def run_evaluation(task: TaskSpec, settings: Settings, options: RunOptions, *, p
     """Evaluate ``task``: every answer through the response cache, then the typed record and rows."""
     options.validate()
     started = datetime.now(UTC)
-    backend = backend or connect(settings, offline=options.offline)
+    backend = backend or connect(settings, offline=options.offline, platform=task.models.platform)
+    settings = backend.priced(settings)  # the serving platform's prices, for every cost of the run
+    mode, note = run_mode(backend, options.mode, detach=options.detach)
+    if note is not None:
+        progress.note(note)
+        options = replace(options, mode=mode)  # type: ignore[arg-type]
     if len(task.models.configurations()) > 1:
         return _run_configurations(task, settings, options, progress=progress, backend=backend,
                                    started=started)

@@ -40,6 +40,7 @@ from evalkit.sim import catalog
 from evalkit.sim.brain import Brain, compose_answer, system_text, user_text
 from evalkit.sim.clock import SimClock
 from evalkit.sim.conform import conform
+from evalkit.sim.platforms import platform_routes
 from evalkit.sim.prompt_cache import PromptCache
 from evalkit.sim.ratelimit import RateLimiter
 from evalkit.sim.tokens import count_tokens, request_input_tokens
@@ -62,11 +63,12 @@ class Ledger:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def bill(self, *, request_id: str, model: str, mode: str, usage: dict[str, Any], body: dict[str, Any],
-             batch_id: str | None = None, custom_id: str | None = None) -> None:
+             batch_id: str | None = None, custom_id: str | None = None, path: str | None = None) -> None:
+        """``path``: the URL path the request came in on (the Claude API's, or a platform's)."""
         entry = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "request_id": request_id, "model": model, "mode": mode, "batch_id": batch_id,
-            "custom_id": custom_id, "usage": usage, "body_sha256": digest(body),
+            "custom_id": custom_id, "usage": usage, "body_sha256": digest(body), "path": path,
         }
         line = json.dumps(entry, sort_keys=True) + "\n"
         with self._lock:
@@ -195,7 +197,8 @@ class SimulatorState:
 
     def create_message(self, body: dict[str, Any], *, mode: str = "realtime", batch_id: str | None = None,
                        custom_id: str | None = None, bill: bool = True, arrived_at: float | None = None,
-                       begins_at: float | None = None, cache_hit_allowed: bool = True) -> dict[str, Any]:
+                       begins_at: float | None = None, cache_hit_allowed: bool = True,
+                       path: str | None = None) -> dict[str, Any]:
         """Answers a validated Messages body and (unless ``bill=False``) bills it. Returns the Message JSON
         with the request id under ``_request_id``.
 
@@ -277,7 +280,7 @@ class SimulatorState:
         request_id = api_id("req_")
         if bill:
             self.ledger.bill(request_id=request_id, model=resolved, mode=mode, usage=usage, body=body,
-                             batch_id=batch_id, custom_id=custom_id)
+                             batch_id=batch_id, custom_id=custom_id, path=path)
         message["_request_id"] = request_id
         return message
 
@@ -460,6 +463,28 @@ def _guarded(handler: Any) -> Any:
     return wrapper
 
 
+async def answer_message(state: SimulatorState, body: Any, context: Context, arrived_at: float,
+                         path: str = "/v1/messages") -> dict[str, Any]:
+    """One Messages request, validated, rate-limited, fault-injected, answered and billed: the same for the
+    Claude API route and the cloud platforms' routes (:mod:`evalkit.sim.platforms`). Raises ApiError."""
+    state.validate_message_body(body, context)
+    state.rate_limiter.admit()
+    state.in_flight += 1
+    state.max_in_flight = max(state.max_in_flight, state.in_flight)
+    try:
+        await state.inject_fault()
+        if state.settings.latency_ms:
+            await asyncio.sleep(state.settings.latency_ms / 1000)
+        message = await asyncio.to_thread(state.create_message, body, arrived_at=arrived_at, path=path)
+    finally:
+        state.in_flight -= 1
+    state.lost_after_work(state.settings.faults.after_answer, "after_answer")
+    usage = message["usage"]
+    state.rate_limiter.record(input_tokens=usage["input_tokens"] + usage["cache_creation_input_tokens"],
+                              output_tokens=usage["output_tokens"])
+    return message
+
+
 def create_app(state: SimulatorState) -> Starlette:
     """The ASGI app for one simulator state."""
 
@@ -468,23 +493,9 @@ def create_app(state: SimulatorState) -> Starlette:
             _check_headers(request, state.settings.api_key)
             arrived_at = state.clock.time()
             body, _ = await _json_body(request)
-            state.validate_message_body(body, Context(betas=_betas(request)))
-            state.rate_limiter.admit()
-            state.in_flight += 1
-            state.max_in_flight = max(state.max_in_flight, state.in_flight)
-            try:
-                await state.inject_fault()
-                if state.settings.latency_ms:
-                    await asyncio.sleep(state.settings.latency_ms / 1000)
-                message = await asyncio.to_thread(state.create_message, body, arrived_at=arrived_at)
-            finally:
-                state.in_flight -= 1
-            state.lost_after_work(state.settings.faults.after_answer, "after_answer")
+            message = await answer_message(state, body, Context(betas=_betas(request)), arrived_at)
         except ApiError as error:
             return _error_response(error, state.rate_limiter.headers())
-        usage = message["usage"]
-        state.rate_limiter.record(input_tokens=usage["input_tokens"] + usage["cache_creation_input_tokens"],
-                                  output_tokens=usage["output_tokens"])
         request_id = message.pop("_request_id")
         headers = _headers(request_id, state.rate_limiter.headers())
         if body.get("stream"):
@@ -601,6 +612,9 @@ def create_app(state: SimulatorState) -> Starlette:
         Route("/v1/messages/batches/{batch_id}", _guarded(batch_delete), methods=["DELETE"]),
         Route("/v1/messages/batches/{batch_id}/cancel", _guarded(batch_cancel), methods=["POST"]),
         Route("/v1/messages/batches/{batch_id}/results", _guarded(batch_results), methods=["GET"]),
+        *platform_routes(state, answer=answer_message, json_body=_json_body, clock=state.clock.time,
+                         headers=lambda request_id: _headers(request_id, state.rate_limiter.headers()),
+                         guard=_guarded),
         Route("/_simulator/stats", stats, methods=["GET"]),
         Route("/_simulator/clock", _guarded(advance_clock), methods=["POST"]),
     ])

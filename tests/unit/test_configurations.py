@@ -123,7 +123,8 @@ def test_every_configuration_gets_its_own_report_folder(tmp_path: Path,
     provider = FakeProvider(_answers(gold))
     import evalkit.run.pipeline as pipeline
 
-    monkeypatch.setattr(pipeline, "connect", lambda settings, offline=None: fake_backend(provider))
+    monkeypatch.setattr(pipeline, "connect",
+                        lambda settings, offline=None, platform="anthropic": fake_backend(provider))
     result = run_task(path, RunOptions(mode="realtime", run_id="folders"))
     folder = tmp_path / "reports" / "tickets" / "folders"
     assert result.folder == folder
@@ -178,7 +179,8 @@ def test_tune_routes_a_named_configuration_and_the_router_sends_its_prompt(
 
     path, gold = _write(tmp_path)
     provider = FakeProvider(_answers(gold))
-    monkeypatch.setattr(pipeline, "connect", lambda settings, offline=None: fake_backend(provider))
+    monkeypatch.setattr(pipeline, "connect",
+                        lambda settings, offline=None, platform="anthropic": fake_backend(provider))
     run_task(path, RunOptions(mode="realtime", run_id="first"))
     sent = len(provider.history)
     tuned = tune_task(path, RoutingOptions(target_loss=0.2), mode="realtime", configuration="haiku-hinted")

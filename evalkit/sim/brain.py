@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from evalkit import media
 from evalkit.config import SimCorpus
 from evalkit.datasets import _matches
 from evalkit.modelinfo import default_effort
@@ -305,10 +306,15 @@ def message_content(user: str) -> str:
 
 
 def user_text(body: dict[str, Any]) -> str:
-    """The text of the last user turn."""
+    """The text of the last user turn, with the text of its PDF documents read as a model would (pypdf's
+    extraction, before the turn's own text); images contribute nothing (the simulator reads no pixels)."""
     for message in reversed(body.get("messages") or []):
         if message.get("role") == "user":
-            return "\n".join(content_text(message.get("content")))
+            content = message.get("content")
+            documents = [media.block_text(block) for block in content or []
+                         if isinstance(block, dict) and block.get("type") == "document"] \
+                if isinstance(content, list) else []
+            return "\n".join([*filter(None, documents), *content_text(content)])
     return ""
 
 

@@ -173,7 +173,8 @@ def test_images_from_bytes_and_base64_in_the_dataset(tmp_path: Path) -> None:
     path.write_text(TASK.format(input="  images: [img, b64]", user="x").replace("rows.jsonl", "rows.parquet"))
     samples = {s.id: s for s in _samples(path)}
     first = samples["p1"].attachments
-    assert [(a.media_type, a.width, a.height) for a in first] == [("image/png", 40, 30), ("image/gif", 20, 10)]
+    assert [(a.media_type, a.width, a.height) for a in first] == [("image/png", 40, 30),
+                                                                  ("image/gif", 20, 10)]
     assert first[0].data == png and first[1].data == gif
 
 

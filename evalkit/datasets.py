@@ -33,12 +33,29 @@ class Attachment:
 
     kind: str  # "document" | "image"
     media_type: str
-    data: bytes = field(repr=False)
-    origin: str  # the path it was read from, or "column 'x' (base64)" / "(bytes)"
+    #: The bytes when they came from the dataset itself; None when read from ``origin`` (a file), which
+    #: is read again when the request is built, so a large dataset of files is not held in memory.
+    inline: bytes | None = field(repr=False)
+    origin: str  # the path it was read from, or "(base64)" / "(bytes)"
     sha256: str
+    size: int  # bytes
     pages: int = 0
     width: int = 0
     height: int = 0
+
+    @property
+    def data(self) -> bytes:
+        if self.inline is not None:
+            return self.inline
+        try:
+            data = Path(self.origin).read_bytes()
+        except OSError as exc:
+            raise DatasetError(f"cannot read {self.origin}: {exc.strerror}",
+                               hint="the file was readable when the dataset loaded") from None
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise DatasetError(f"{self.origin} changed while evalkit was running",
+                               hint="run again: the sample's input hash and cache key follow the new bytes")
+        return data
 
     def block(self) -> dict[str, Any]:
         """The Messages API content block (base64 source)."""
@@ -215,17 +232,17 @@ def load_attachment(value: Any, kind: str, base_dir: Path, where: str) -> Attach
         raise DatasetError(f"{where}: {shown} is {what}, but this column must hold {wanted}",
                            hint=f"list the column under {other}" if other else
                            "convert the file (Word, Excel, TIFF … are not accepted by the API)")
+    inline = data if origin.startswith("(") else None
+    sha256 = hashlib.sha256(data).hexdigest()
     try:
         if kind == "document":
             info = media.check_pdf(data)
-            return Attachment(kind, media.PDF, data, origin, hashlib.sha256(data).hexdigest(),
-                              pages=info.pages)
+            return Attachment(kind, media.PDF, inline, origin, sha256, len(data), pages=info.pages)
         width, height = media.check_image(data)
     except media.MediaError as exc:
         raise DatasetError(f"{where}: {shown}: {exc}",
                            hint="fix or replace the file; limits are listed in docs/inputs.md") from None
-    return Attachment(kind, str(found), data, origin, hashlib.sha256(data).hexdigest(), width=width,
-                      height=height)
+    return Attachment(kind, str(found), inline, origin, sha256, len(data), width=width, height=height)
 
 
 def _attachments(task: TaskSpec, row: dict[str, Any], base_dir: Path, place: str,
@@ -265,20 +282,22 @@ def check_limits(task: TaskSpec, attachments: tuple[Attachment, ...], extra: tup
                     f"{where}: {len(images)} images in one request, and {Path(image.origin).name} is "
                     f"{image.width}x{image.height}: with more than {media.MANY_IMAGES} images each must be "
                     f"at most {media.MANY_IMAGES_EDGE} px", hint="resize the images or send fewer per row")
-    size = sum(media.base64_size(a.data) for a in every)
+    size = sum(4 * -(-a.size // 3) for a in every)  # base64-encoded
     if size > media.MAX_REQUEST_BYTES - 1024 * 1024:
         raise DatasetError(f"{where}: its documents and images are {size / 2**20:.1f} MB base64-encoded; a "
                            f"request may be at most {media.MAX_REQUEST_BYTES // 2**20} MB",
                            hint="downsample the images, split the PDFs, or send fewer per row")
 
 
-_STATIC: dict[tuple[Path, ...], tuple[Attachment, ...]] = {}
+_STATIC: dict[tuple[Any, ...], tuple[Attachment, ...]] = {}
 
 
 def static_attachments(task: TaskSpec) -> tuple[Attachment, ...]:
     """The task's ``input.static_documents``, read and checked once per task file set."""
     paths = tuple((task.base_dir / name).resolve() for name in task.input.static_documents)
-    if paths not in _STATIC:
+    memo = tuple((path, *((path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else ()))
+                 for path in paths)  # an edited file is read again
+    if memo not in _STATIC:
         loaded = []
         for index, path in enumerate(paths):
             key = f"input.static_documents.{index}"
@@ -287,8 +306,8 @@ def static_attachments(task: TaskSpec) -> tuple[Attachment, ...]:
             except DatasetError as exc:
                 raise task.error(key, exc.message, hint=exc.hint or "paths are relative to the task file"
                                  ) from None
-        _STATIC[paths] = tuple(loaded)
-    return _STATIC[paths]
+        _STATIC[memo] = tuple(loaded)
+    return _STATIC[memo]
 
 
 _ROLES = ("user", "assistant")

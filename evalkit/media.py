@@ -28,7 +28,7 @@ import math
 import re
 import struct
 from dataclasses import dataclass
-from functools import lru_cache
+from typing import Any
 
 from evalkit.tokens import count_tokens
 
@@ -188,8 +188,19 @@ class PdfInfo:
         return "\n".join(self.page_texts)
 
 
-@lru_cache(maxsize=1024)
-def _pdf_info(digest: str, data: bytes) -> PdfInfo:
+#: Memos keyed by content hash, never by the content: a run may hold many large files.
+_PDF_INFO: dict[str, PdfInfo] = {}
+_SOURCE_TOKENS: dict[tuple[str, str], int] = {}
+_MEMO_SIZE = 4096
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(memo) >= _MEMO_SIZE:
+        memo.clear()
+    memo[key] = value
+
+
+def _read_pdf(data: bytes) -> PdfInfo:
     from pypdf import PdfReader  # noqa: PLC0415  (lazy: only runs with PDFs)
     from pypdf.errors import PdfReadError  # noqa: PLC0415
 
@@ -211,7 +222,10 @@ def pdf_info(data: bytes) -> PdfInfo:
     """Pages and per-page text of a PDF (read with pypdf; memoised by content hash)."""
     if sniff(data) != PDF:
         raise MediaError("the file is not a PDF (it does not start with %PDF-)")
-    return _pdf_info(hashlib.sha256(data).hexdigest(), data)
+    key = hashlib.sha256(data).hexdigest()
+    if key not in _PDF_INFO:
+        _remember(_PDF_INFO, key, _read_pdf(data))
+    return _PDF_INFO[key]
 
 
 def page_image_tokens(model: str) -> int:
@@ -263,12 +277,14 @@ def base64_size(data: bytes) -> int:
     return 4 * math.ceil(len(data) / 3)
 
 
-@lru_cache(maxsize=2048)
-def _source_tokens(kind: str, media_type: str, data: str, model: str) -> int:
-    raw = decode_base64(data)
-    if kind == "image":
-        return image_tokens(*image_size(raw), model)
-    return pdf_tokens(pdf_info(raw), model)
+def _source_tokens(kind: str, data: str, model: str) -> int:
+    key = (hashlib.sha256(data.encode("ascii", "replace")).hexdigest(), f"{kind}:{model}")
+    if key not in _SOURCE_TOKENS:
+        raw = decode_base64(data)
+        tokens = (image_tokens(*image_size(raw), model) if kind == "image"
+                  else pdf_tokens(pdf_info(raw), model))
+        _remember(_SOURCE_TOKENS, key, tokens)
+    return _SOURCE_TOKENS[key]
 
 
 def block_tokens(block: dict[str, object], model: str) -> int:
@@ -282,7 +298,7 @@ def block_tokens(block: dict[str, object], model: str) -> int:
         return count_tokens(str(source.get("data", "")))
     if source.get("type") != "base64":
         return 0
-    return _source_tokens(str(kind), str(source.get("media_type")), str(source.get("data", "")), model)
+    return _source_tokens(str(kind), str(source.get("data", "")), model)
 
 
 def block_text(block: dict[str, object]) -> str:

@@ -356,3 +356,15 @@ def test_the_simulator_counts_document_and_image_tokens() -> None:
                                                "data": _b64(_png(1000, 1000))}}, "claude-haiku-4-5")
     assert request_input_tokens(image) - request_input_tokens(
         {**image, "messages": [{"role": "user", "content": [image["messages"][0]["content"][1]]}]}) == 1296
+
+
+def test_a_file_edited_after_loading_is_refused_not_sent(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    pdf = tmp_path / "data" / "doc.pdf"
+    pdf.write_bytes(_blank_pdf(1))
+    path = _task(tmp_path, [{"id": "r1", "f": "doc.pdf", "label": "billing"}], "  documents: [f]", user="x")
+    (sample,) = _samples(path)
+    assert sample.attachments[0].inline is None  # held by path and hash, read when the request is built
+    pdf.write_bytes(_blank_pdf(2))
+    with pytest.raises(DatasetError, match="changed while evalkit was running"):
+        sample.attachments[0].block()

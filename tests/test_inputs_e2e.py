@@ -62,3 +62,19 @@ def test_a_conversation_task_runs_offline(workspace: Path) -> None:
     assert "SIMULATED" in output
     accuracy = summary["metrics"]["accuracy"]
     assert accuracy["reference"]["value"] > 0.6  # routed by the customer's last turn, not the greeting
+
+
+def test_a_static_document_is_cached_and_per_sample_pdfs_are_not(workspace: Path) -> None:
+    task = (workspace / "tasks" / "invoice_pdf.yaml").read_text()
+    task = task.replace("name: invoice_pdf", "name: invoice_pdf_reference").replace(
+        "  documents: [document]", "  documents: [document]\n"
+        "  static_documents: [../datasets/invoices_pdf/inv0001.pdf]   # e.g. a worked example")
+    (workspace / "tasks" / "invoice_pdf_reference.yaml").write_text(task)
+    summary, _ = _run(workspace, "invoice_pdf_reference.yaml", "ref", "-n", "20", "--concurrency", "1")
+    for role in ("candidate", "reference"):
+        caching = summary["caching"][role]
+        assert caching["plan"]["enabled"] and caching["plan"]["prefix_tokens"] > media.HIGH_RES_TIER[1]
+        assert caching["hit_rate"] > 0.9  # every request after the first reads system + static PDF
+    # the simulated models still answer from each sample's own invoice, not the shared one
+    plain, _ = _run(workspace, "invoice_pdf.yaml", "plain", "-n", "20")
+    assert summary["metrics"]["field_f1"] == plain["metrics"]["field_f1"]

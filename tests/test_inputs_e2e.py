@@ -78,3 +78,11 @@ def test_a_static_document_is_cached_and_per_sample_pdfs_are_not(workspace: Path
     # the simulated models still answer from each sample's own invoice, not the shared one
     plain, _ = _run(workspace, "invoice_pdf.yaml", "plain", "-n", "20")
     assert summary["metrics"]["field_f1"] == plain["metrics"]["field_f1"]
+
+
+def test_validate_says_what_the_sample_sends(workspace: Path) -> None:
+    result = CliRunner().invoke(main, ["validate", str(workspace / "tasks" / "invoice_pdf.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "the sample sends 200 PDFs (200 pages), 0 images" in result.output
+    chat = CliRunner().invoke(main, ["validate", str(workspace / "tasks" / "support_chat.yaml")])
+    assert "conversations of up to 3 turns" in chat.output

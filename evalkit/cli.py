@@ -381,6 +381,13 @@ def validate(task_file: Path, sample_size: int | None, offline: bool | None) -> 
                f"sample of {len(prepared.samples.samples)} (seed {task.sample.seed})")
     click.echo(f"  {len(prepared.requests)} requests would be sent; system prompt "
                f"{len(prepared.renderer.system)} characters")
+    if task.input.used:
+        chosen = prepared.samples.samples
+        files = [a for sample in chosen for a in sample.attachments]
+        turns = max((len(sample.messages or ()) for sample in chosen), default=0)
+        click.echo(f"  the sample sends {sum(a.kind == 'document' for a in files)} PDFs "
+                   f"({sum(a.pages for a in files)} pages), {sum(a.kind == 'image' for a in files)} images"
+                   + (f", conversations of up to {turns} turns" if task.input.messages else ""))
     for note in prepared.samples.notes:
         click.echo(f"  note: {note}")
     if validation.problems:

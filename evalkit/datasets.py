@@ -9,8 +9,10 @@ the 200 new samples. Sequential looks read the same order.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +20,47 @@ from typing import Any
 
 import numpy as np
 
+from evalkit import media
 from evalkit._hashing import digest
 from evalkit.errors import DatasetError
 from evalkit.spec import DatasetSpec, TaskSpec
 from evalkit.tabular import Table, content_hash, read_hub, read_table
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A PDF or an image a sample (or the task's static prefix) sends, checked and measured on load."""
+
+    kind: str  # "document" | "image"
+    media_type: str
+    #: The bytes when they came from the dataset itself; None when read from ``origin`` (a file), which
+    #: is read again when the request is built, so a large dataset of files is not held in memory.
+    inline: bytes | None = field(repr=False)
+    origin: str  # the path it was read from, or "(base64)" / "(bytes)"
+    sha256: str
+    size: int  # bytes
+    pages: int = 0
+    width: int = 0
+    height: int = 0
+
+    @property
+    def data(self) -> bytes:
+        if self.inline is not None:
+            return self.inline
+        try:
+            data = Path(self.origin).read_bytes()
+        except OSError as exc:
+            raise DatasetError(f"cannot read {self.origin}: {exc.strerror}",
+                               hint="the file was readable when the dataset loaded") from None
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise DatasetError(f"{self.origin} changed while evalkit was running",
+                               hint="run again: the sample's input hash and cache key follow the new bytes")
+        return data
+
+    def block(self) -> dict[str, Any]:
+        """The Messages API content block (base64 source)."""
+        return {"type": self.kind, "source": {"type": "base64", "media_type": self.media_type,
+                                              "data": base64.b64encode(self.data).decode("ascii")}}
 
 
 @dataclass(frozen=True)
@@ -34,6 +73,10 @@ class Sample:
     fields: dict[str, Any]
     input_hash: str
     segments: dict[str, str] = field(default_factory=dict)
+    #: The conversation (``input.messages``), validated: [{role, content}], user first and last.
+    messages: tuple[dict[str, Any], ...] | None = None
+    #: Documents and images (``input.documents`` / ``input.images``), in column order.
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +133,13 @@ def _check_columns(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> N
     spec = task.dataset
     available = sorted({key for row in rows[:1000] for key in row})
     wanted = {"dataset.text_column": spec.text_column}
+    if task.input.used and spec.text_column not in available:
+        del wanted["dataset.text_column"]  # the conversation or the documents are the input
+    if task.input.messages:
+        wanted["input.messages"] = task.input.messages
+    for kind in ("documents", "images"):
+        for index, column in enumerate(getattr(task.input, kind)):
+            wanted[f"input.{kind}.{index}"] = column
     if spec.id_column is not None and ("id_column" in spec.model_fields_set or spec.id_column in available):
         wanted["dataset.id_column"] = spec.id_column
     if spec.label_column:
@@ -122,6 +172,219 @@ def _gold_object(raw: Any, place: str, sample_id: str, column: str) -> dict[str,
                            f"got {type(raw).__name__}",
                            hint="extraction gold must be a JSON object per row")
     return raw
+
+
+_BASE64 = re.compile(r"^[A-Za-z0-9+/\s]+={0,2}\s*$")
+_KIND_TYPES = {"document": (media.PDF,), "image": media.IMAGE_TYPES}
+
+
+def _read_media(value: Any, kind: str, base_dir: Path, where: str) -> tuple[bytes, str]:
+    """(bytes, origin) of one document/image value: a path (relative to ``base_dir``), base64 text, bytes,
+    or a datasets-style {"bytes": …, "path": …} / {"data": base64} object."""
+    if isinstance(value, dict):
+        if value.get("bytes") is not None:
+            value = value["bytes"]
+        elif value.get("data") is not None:
+            value = value["data"]
+        elif value.get("path") is not None:
+            value = value["path"]
+        else:
+            raise DatasetError(f"{where}: an object without 'bytes', 'data' or 'path'",
+                               hint=f"give each {kind} as a file path, base64 text or bytes")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value), "(bytes)"
+    if not isinstance(value, str) or not value.strip():
+        got = type(value).__name__ if value is not None else "null"
+        raise DatasetError(f"{where}: no {kind} (got {got})",
+                           hint=f"give each row's {kind} as a file path relative to the dataset file, base64 "
+                                "text or bytes; remove rows that have none")
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    looks_like_path = len(value) < 1024 and ("/" in value or "." in value[-6:]) and "\n" not in value
+    if looks_like_path and not (len(value) > 200 and _BASE64.match(value)):
+        try:
+            return path.read_bytes(), str(path)
+        except FileNotFoundError:
+            raise DatasetError(f"{where}: file not found: {path}",
+                               hint="paths are relative to the dataset file's folder "
+                                    f"({base_dir})") from None
+        except OSError as exc:
+            raise DatasetError(f"{where}: cannot read {path}: {exc.strerror}") from None
+    if _BASE64.match(value):
+        try:
+            return media.decode_base64("".join(value.split())), "(base64)"
+        except media.MediaError as exc:
+            raise DatasetError(f"{where}: {exc}", hint="give a file path or valid base64") from None
+    raise DatasetError(f"{where}: {value[:60]!r} is neither a file path nor base64 data",
+                       hint="paths are relative to the dataset file's folder")
+
+
+def load_attachment(value: Any, kind: str, base_dir: Path, where: str) -> Attachment:
+    """One checked document or image: the right type, readable, within the API's limits."""
+    data, origin = _read_media(value, kind, base_dir, where)
+    found = media.sniff(data)
+    shown = origin if origin.startswith("(") else Path(origin).name
+    if found not in _KIND_TYPES[kind]:
+        wanted = "a PDF" if kind == "document" else "a JPEG, PNG, GIF or WebP image"
+        what = f"{found}" if found else "not a PDF or a supported image"
+        other = ("input.images" if found in media.IMAGE_TYPES else "input.documents"
+                 if found == media.PDF else None)
+        raise DatasetError(f"{where}: {shown} is {what}, but this column must hold {wanted}",
+                           hint=f"list the column under {other}" if other else
+                           "convert the file (Word, Excel, TIFF … are not accepted by the API)")
+    inline = data if origin.startswith("(") else None
+    sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        if kind == "document":
+            info = media.check_pdf(data)
+            return Attachment(kind, media.PDF, inline, origin, sha256, len(data), pages=info.pages)
+        width, height = media.check_image(data)
+    except media.MediaError as exc:
+        raise DatasetError(f"{where}: {shown}: {exc}",
+                           hint="fix or replace the file; limits are listed in docs/inputs.md") from None
+    return Attachment(kind, str(found), inline, origin, sha256, len(data), width=width, height=height)
+
+
+def _attachments(task: TaskSpec, row: dict[str, Any], base_dir: Path, place: str,
+                 sample_id: str) -> tuple[Attachment, ...]:
+    out: list[Attachment] = []
+    for kind, columns in (("document", task.input.documents), ("image", task.input.images)):
+        for column in columns:
+            values = row.get(column)
+            for index, value in enumerate(values if isinstance(values, list) else [values]):
+                suffix = f"[{index}]" if isinstance(values, list) else ""
+                out.append(load_attachment(value, kind, base_dir,
+                                           f"{place}: row id={sample_id}: '{column}'{suffix}"))
+    return tuple(out)
+
+
+def check_limits(task: TaskSpec, attachments: tuple[Attachment, ...], extra: tuple[Attachment, ...],
+                 where: str) -> None:
+    """A request's documents and images together within the API's per-request limits, for both models."""
+    every = (*extra, *attachments)
+    if not every:
+        return
+    models = [task.models.role(role).model for role in ("candidate", "reference")]
+    pages = sum(a.pages for a in every if a.kind == "document")
+    images = [a for a in every if a.kind == "image"]
+    for model in models:
+        limit = media.page_limit(model)
+        if pages > limit:
+            raise DatasetError(f"{where}: its documents have {pages} pages; a request to {model} may hold at "
+                               f"most {limit}", hint="split the documents or send fewer per row")
+        if len(images) > limit:
+            raise DatasetError(f"{where}: {len(images)} images; a request to {model} may hold at most "
+                               f"{limit}", hint="send fewer images per row")
+    if len(images) > media.MANY_IMAGES:
+        for image in images:
+            if max(image.width, image.height) > media.MANY_IMAGES_EDGE:
+                raise DatasetError(
+                    f"{where}: {len(images)} images in one request, and {Path(image.origin).name} is "
+                    f"{image.width}x{image.height}: with more than {media.MANY_IMAGES} images each must be "
+                    f"at most {media.MANY_IMAGES_EDGE} px", hint="resize the images or send fewer per row")
+    size = sum(4 * -(-a.size // 3) for a in every)  # base64-encoded
+    if size > media.MAX_REQUEST_BYTES - 1024 * 1024:
+        raise DatasetError(f"{where}: its documents and images are {size / 2**20:.1f} MB base64-encoded; a "
+                           f"request may be at most {media.MAX_REQUEST_BYTES // 2**20} MB",
+                           hint="downsample the images, split the PDFs, or send fewer per row")
+
+
+_STATIC: dict[tuple[Any, ...], tuple[Attachment, ...]] = {}
+
+
+def static_attachments(task: TaskSpec) -> tuple[Attachment, ...]:
+    """The task's ``input.static_documents``, read and checked once per task file set."""
+    paths = tuple((task.base_dir / name).resolve() for name in task.input.static_documents)
+    memo = tuple((path, *((path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else ()))
+                 for path in paths)  # an edited file is read again
+    if memo not in _STATIC:
+        loaded = []
+        for index, path in enumerate(paths):
+            key = f"input.static_documents.{index}"
+            try:
+                loaded.append(load_attachment(str(path), "document", task.base_dir, key))
+            except DatasetError as exc:
+                raise task.error(key, exc.message, hint=exc.hint or "paths are relative to the task file"
+                                 ) from None
+        _STATIC[memo] = tuple(loaded)
+    return _STATIC[memo]
+
+
+_ROLES = ("user", "assistant")
+_BLOCK_TYPES = ("text", "image", "document")
+
+
+def check_conversation(value: Any, where: str) -> tuple[dict[str, Any], ...]:
+    """A dataset conversation as the Messages API takes it: [{role, content}] with alternating roles,
+    user first and last, content a non-empty string or a list of text/image/document blocks."""
+    hint = ('a list like [{"role": "user", "content": "…"}, {"role": "assistant", "content": "…"}, '
+            '{"role": "user", "content": "…"}]')
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{where}: not valid JSON ({exc.msg})", hint=hint) from None
+    if not isinstance(value, list) or not value:
+        raise DatasetError(f"{where}: the conversation must be a non-empty list of messages", hint=hint)
+    out = []
+    for index, message in enumerate(value):
+        at = f"{where}: message {index}"
+        if not isinstance(message, dict):
+            raise DatasetError(f"{at} is {type(message).__name__}, not an object with role and content",
+                               hint=hint)
+        extra = sorted(set(message) - {"role", "content"})
+        if extra:
+            raise DatasetError(f"{at} has unknown key(s) {', '.join(extra)}",
+                               hint="a message has only 'role' and 'content'")
+        role = message.get("role")
+        if role not in _ROLES:
+            raise DatasetError(f"{at}: role must be 'user' or 'assistant', got {role!r}",
+                               hint="a system prompt goes in prompt.system, not in the conversation")
+        wanted = _ROLES[index % 2]
+        if role != wanted:
+            raise DatasetError(f"{at} is a {role} turn where a {wanted} turn is due: the conversation must "
+                               "start with a user turn and alternate user/assistant",
+                               hint="merge consecutive turns of the same role into one")
+        content = message.get("content")
+        if isinstance(content, str):
+            if not content.strip():
+                raise DatasetError(f"{at} has empty content", hint="remove the message or fill it in")
+            content = [{"type": "text", "text": content}]
+        elif isinstance(content, list) and content:
+            for b_index, block in enumerate(content):
+                kind = block.get("type") if isinstance(block, dict) else None
+                if kind not in _BLOCK_TYPES:
+                    raise DatasetError(f"{at}, block {b_index}: type must be one of {', '.join(_BLOCK_TYPES)}"
+                                       f", got {kind!r}", hint="content is a string or a list of blocks")
+                if kind == "text" and not (isinstance(block.get("text"), str) and block["text"].strip()):
+                    raise DatasetError(f"{at}, block {b_index}: a text block needs non-empty 'text'")
+                if kind != "text" and not isinstance(block.get("source"), dict):
+                    raise DatasetError(f"{at}, block {b_index}: an {kind} block needs a 'source'",
+                                       hint="or put the file in a column listed under input.documents / "
+                                            "input.images")
+            content = [dict(block) for block in content]
+        else:
+            raise DatasetError(f"{at}: content must be a non-empty string or list of content blocks",
+                               hint=hint)
+        out.append({"role": role, "content": content})
+    if out[-1]["role"] != "user":
+        raise DatasetError(f"{where}: the conversation ends with an assistant turn; it must end with "
+                           "the user turn the model answers",
+                           hint="drop the last assistant message (current models refuse prefill)")
+    return tuple(out)
+
+
+def _last_user_text(messages: tuple[dict[str, Any], ...]) -> str:
+    return "\n".join(block["text"] for block in messages[-1]["content"] if block.get("type") == "text")
+
+
+def dataset_dir(task: TaskSpec) -> Path:
+    """The folder that documents' and images' relative paths start from: the dataset file's."""
+    if task.dataset.path is None:
+        return task.base_dir
+    path = Path(task.dataset.path).expanduser()
+    path = path if path.is_absolute() else task.base_dir / path
+    return path if path.is_dir() else path.parent
 
 
 def derived_ids(texts: list[str]) -> list[str]:
@@ -170,8 +433,23 @@ def build_samples(task: TaskSpec, table: Table) -> tuple[list[Sample], list[str]
     samples: list[Sample] = []
     unknown_labels: Counter[str] = Counter()
     first_seen: dict[str, str] = {}
+    media_dir = dataset_dir(task)
+    static = static_attachments(task) if task.input.static_documents else ()
     for (index, row), sample_id in zip(kept_at, ids, strict=True):
         text = row.get(spec.text_column)
+        messages: tuple[dict[str, Any], ...] | None = None
+        attachments: tuple[Attachment, ...] = ()
+        if task.input.used:
+            where = f"{table.places[index]}: row id={sample_id}"
+            if task.input.messages:
+                messages = check_conversation(row.get(task.input.messages), f"{where}: "
+                                              f"'{task.input.messages}'")
+            attachments = _attachments(task, row, media_dir, table.places[index], sample_id)
+            check_limits(task, attachments, static, where)
+            if text is None:
+                text = _last_user_text(messages) if messages else "\n".join(
+                    f"[{a.kind}: {Path(a.origin).name if not a.origin.startswith('(') else a.origin}]"
+                    for a in attachments) or None
         if not isinstance(text, str) or not text.strip():
             raise DatasetError(
                 f"{table.places[index]}: row id={sample_id} has an empty or non-text "
@@ -194,9 +472,12 @@ def build_samples(task: TaskSpec, table: Table) -> tuple[list[Sample], list[str]
                     unknown_labels[label] += 1
                     first_seen.setdefault(label, table.places[index])
         segments = {column: str(row.get(column)) for column in spec.segment_columns}
+        # The files' bytes are part of the input: a changed PDF is a changed sample.
+        input_hash = digest(row) if not attachments else digest(
+            {"row": row, "files": [a.sha256 for a in attachments]})
         samples.append(
-            Sample(id=sample_id, text=text, label=label, fields=row,
-                   input_hash=digest(row), segments=segments)
+            Sample(id=sample_id, text=text, label=label, fields=row, input_hash=input_hash,
+                   segments=segments, messages=messages, attachments=attachments)
         )
     if unknown_labels:
         listed = ", ".join(f"'{label}' ({count} rows, first at {first_seen[label]})"

@@ -71,6 +71,29 @@ class DatasetSpec(_Strict):
         return self
 
 
+class InputSpec(_Strict):
+    """What each request carries besides the rendered ``prompt.user`` text (docs/inputs.md): a
+    conversation, PDF documents and images from dataset columns, and documents shared by every request."""
+
+    messages: str | None = Field(
+        default=None, description="Column holding the conversation: a list of {role, content} messages, "
+        "user first and last, roles alternating; content a string or a list of content blocks. "
+        "prompt.user, when it renders non-empty, is added to the last user turn.")
+    documents: list[str] = Field(
+        default_factory=list, description="Columns holding a PDF per row: a file path (relative to the "
+        "dataset file), a base64 string, bytes, or a list of these; sent as document blocks.")
+    images: list[str] = Field(
+        default_factory=list, description="Columns holding a JPEG/PNG/GIF/WebP image per row (path, base64, "
+        "bytes, or a list of these); sent as image blocks.")
+    static_documents: list[str] = Field(
+        default_factory=list, description="PDF files (relative to the task file) sent before every sample's "
+        "content, in the cacheable prefix (e.g. a contract playbook).")
+
+    @property
+    def used(self) -> bool:
+        return bool(self.messages or self.documents or self.images or self.static_documents)
+
+
 class SampleSpec(_Strict):
     size: int = Field(default=300, ge=1, description="Samples to evaluate; 200–500 is the useful range.")
     seed: int = 0
@@ -472,6 +495,8 @@ class TaskSpec(_Strict):
     description: str = ""
     dataset: DatasetSpec
     sample: SampleSpec = Field(default_factory=SampleSpec)
+    input: InputSpec = Field(default_factory=InputSpec,
+                             description="Conversations, documents and images (docs/inputs.md).")
     prompt: PromptSpec
     output: OutputSpec
     models: ModelsSpec
@@ -568,7 +593,8 @@ class TaskSpec(_Strict):
 
     @property
     def spec_hash(self) -> str:
-        return digest(self.model_dump(mode="json"))
+        # A task without an input section hashes as it did before the section existed.
+        return digest(self.model_dump(mode="json", exclude=None if self.input.used else {"input"}))
 
     def error(self, path: str, message: str, *, hint: str | None = None) -> SpecError:
         """A located :class:`SpecError` for a problem found after loading (e.g. a dataset column)."""

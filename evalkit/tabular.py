@@ -9,6 +9,7 @@ reach. Values come back JSON-safe (timestamps as ISO text, NaN as null).
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime
 import errno
@@ -42,6 +43,8 @@ def json_safe(value: Any) -> Any:
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
+    if isinstance(value, bytes | bytearray | memoryview):  # e.g. an image column: base64 text
+        return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, str | int | float | bool) or value is None:

@@ -29,6 +29,39 @@ def json_format(schema: dict[str, Any]) -> dict[str, Any]:
 GOOD_SCHEMA = obj({"answer": {"type": "string"}})
 
 
+#: vision.md's own 1x1 PNG example, and a one-page blank PDF (pypdf): the smallest files the API takes.
+PNG_1X1 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+
+
+def _blank_pdf() -> str:
+    import base64
+    import io
+
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=612, height=792)
+    out = io.BytesIO()
+    writer.write(out)
+    return base64.b64encode(out.getvalue()).decode()
+
+
+BLANK_PDF = _blank_pdf()
+
+
+def with_block(block: dict[str, Any]) -> dict[str, Any]:
+    """A request whose user turn carries ``block`` before its text (docs/inputs.md)."""
+    return {"messages": [{"role": "user", "content": [block, {"type": "text", "text": "Describe it."}]}]}
+
+
+def image(media_type: str, data: str) -> dict[str, Any]:
+    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+
+
+def document(media_type: str, data: str) -> dict[str, Any]:
+    return {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}
+
+
 def base_body() -> dict[str, Any]:
     return {"model": MODEL, "max_tokens": 256, "thinking": {"type": "disabled"},
             "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hello as JSON."}]}]}
@@ -188,6 +221,17 @@ REJECTED: list[Case] = [
          status=404, error_type="not_found_error", source="§0.4"),
     Case("unknown top-level key", {"frequency_penalty": 1},
          "frequency_penalty: Extra inputs are not permitted", source="§0.3"),
+    Case("image with invalid base64", with_block(image("image/png", "not*base64!")),
+         "Invalid base64 data", source="vision.md"),
+    Case("image media type outside the four", with_block(image("image/bmp", PNG_1X1)),
+         "media_type: Input should be 'image/jpeg', 'image/png', 'image/gif' or 'image/webp'",
+         source="vision.md Supported formats"),
+    Case("png bytes sent as image/jpeg", with_block(image("image/jpeg", PNG_1X1)),
+         "specified using the image/jpeg media type", source="vision.md"),
+    Case("document with an image media type", with_block(document("image/png", PNG_1X1)),
+         "media_type: Input should be 'application/pdf'", source="pdf-support.md"),
+    Case("document that is not a PDF", with_block(document("application/pdf", PNG_1X1)),
+         "The PDF specified was not valid.", source="pdf-support.md"),
 ]
 
 ACCEPTED: list[Case] = [
@@ -220,4 +264,8 @@ ACCEPTED: list[Case] = [
     Case("count_tokens does not compile the schema", {"output_config": json_format(
         obj({"n": {"type": "number", "minimum": 0}}))}, path="/v1/messages/count_tokens", source="§7"),
     Case("anthropic-version 2023-06-01", {}, headers={"anthropic-version": "2023-06-01"}, source="§5"),
+    Case("a png image block", with_block(image("image/png", PNG_1X1)), source="vision.md"),
+    Case("a pdf document block", with_block(document("application/pdf", BLANK_PDF)), source="pdf-support.md"),
+    Case("a pdf document block, counted", with_block(document("application/pdf", BLANK_PDF)),
+         path="/v1/messages/count_tokens", source="pdf-support.md"),
 ]

@@ -18,7 +18,7 @@ from evalkit.config import PricingTable
 from evalkit.cost.prices import call_cost, discount, price_tokens
 from evalkit.errors import BudgetError
 from evalkit.modelinfo import default_effort, expected_thinking_tokens
-from evalkit.prompts.prompt_caching import CachePlan
+from evalkit.prompts.prompt_caching import CachePlan, media_tokens
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import ModelResponse
 from evalkit.providers.response_cache import ResponseCache
@@ -72,7 +72,8 @@ def _input_tokens(request: ModelRequest) -> tuple[int, int]:
                     for block in (message.get("content") or []) if isinstance(block, dict))
     schema = ((params.get("output_config") or {}).get("format") or {}).get("schema")
     prefix = count_tokens(system) + (count_tokens(str(schema)) if schema else 0)
-    return prefix, count_tokens(user) + 8
+    files_prefix, files = media_tokens(params)  # documents and images (docs/inputs.md)
+    return prefix + files_prefix, count_tokens(user) + files + 8
 
 
 def estimate_cost(requests: list[ModelRequest], cache: ResponseCache, endpoint: str, pricing: PricingTable,

@@ -16,7 +16,7 @@ from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from evalkit.config import load_settings
-from evalkit.datasets import Sample
+from evalkit.datasets import Sample, static_attachments
 from evalkit.errors import TemplateError
 from evalkit.spec import OutputSpec, TaskSpec
 
@@ -170,7 +170,7 @@ class PromptRenderer:
         except jinja2.TemplateError as exc:
             raise TemplateError(
                 f"{self._file_line(key, _error_line(exc))}: {key}: {exc} (sample id={sample.id})") from None
-        if not user:
+        if not user and not (sample.messages or sample.attachments):
             raise TemplateError(f"{key} rendered to an empty message for sample id={sample.id}",
                                 hint="the API rejects empty user messages; include {{ text }}")
         return RenderedPrompt(system=self.system, user=user)
@@ -243,6 +243,48 @@ def _static_parts(task: TaskSpec, system: str, cache_ttl: str | None, effort: st
     return [system_block], output_config
 
 
+_static_docs: dict[tuple[int, str | None], tuple[TaskSpec, list[dict[str, Any]]]] = {}
+
+
+def _static_document_blocks(task: TaskSpec, cache_ttl: str | None) -> list[dict[str, Any]]:
+    """``input.static_documents`` as document blocks, the last one carrying the cache breakpoint: they
+    open the first user turn, so the cached prefix is system + these documents (prompt-caching.md allows
+    cache_control on document blocks). Built once per task; never mutate."""
+    if not task.input.static_documents:
+        return []
+    key = (id(task), cache_ttl)
+    cached = _static_docs.get(key)
+    if cached is not None and cached[0] is task:
+        return cached[1]
+    if len(_static_docs) > 64:
+        _static_docs.clear()
+    blocks = [attachment.block() for attachment in static_attachments(task)]
+    if cache_ttl is not None:
+        blocks[-1] = {**blocks[-1], "cache_control": {"type": "ephemeral"} if cache_ttl == "5m"
+                      else {"type": "ephemeral", "ttl": cache_ttl}}
+    _static_docs[key] = (task, blocks)
+    return blocks
+
+
+def build_messages(task: TaskSpec, sample: Sample, user: str, *,
+                   cache_ttl: str | None = None) -> list[dict[str, Any]]:
+    """The request's ``messages``: the sample's conversation (or one user turn), the task's static
+    documents first in the first turn (cacheable), the sample's documents and images in the last user turn
+    before its text (Anthropic recommends documents before the question). Per-sample files never carry
+    cache_control: they differ in every request."""
+    text = [{"type": "text", "text": user}] if user else []
+    files = [attachment.block() for attachment in sample.attachments]
+    if sample.messages:
+        messages = [{"role": m["role"], "content": list(m["content"])} for m in sample.messages]
+        messages[-1]["content"] = [*files, *messages[-1]["content"], *text]
+    else:
+        messages = [{"role": "user", "content": [*files, *text]}]
+    static = _static_document_blocks(task, cache_ttl)
+    if static:
+        messages[0]["content"] = [*static, *messages[0]["content"]]
+    return messages
+
+
 def build_request(task: TaskSpec, role: str, sample: Sample, prompt: RenderedPrompt,
                   *, cache_ttl: str | None = None) -> ModelRequest:
     """The Messages API body for one model and one sample. ``cache_ttl`` puts a prompt-cache breakpoint
@@ -253,7 +295,9 @@ def build_request(task: TaskSpec, role: str, sample: Sample, prompt: RenderedPro
         "model": settings.model,
         "max_tokens": settings.max_tokens,
         "system": system_blocks,
-        "messages": [{"role": "user", "content": [{"type": "text", "text": prompt.user}]}],
+        "messages": ([{"role": "user", "content": [{"type": "text", "text": prompt.user}]}]
+                     if not task.input.used
+                     else build_messages(task, sample, prompt.user, cache_ttl=cache_ttl)),
     }
     if output_config is not None:
         params["output_config"] = output_config

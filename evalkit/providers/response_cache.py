@@ -42,6 +42,7 @@ from evalkit._hashing import digest
 from evalkit._io import atomic_write_text, pid_alive, private_dir, private_file
 from evalkit.config import Settings
 from evalkit.errors import CacheError, StateError
+from evalkit.prompts.prompt_caching import media_tokens
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import ModelResponse
 from evalkit.store import PostgresStore, open_store
@@ -178,7 +179,7 @@ class Claim:
         params = request.params
         data = {"key": self.key, "count": count, "pid": os.getpid(), "model": request.model,
                 "input_tokens": count_tokens(str(params.get("system") or ""))
-                + count_tokens(str(params.get("messages") or "")) + 8,
+                + count_tokens(str(params.get("messages") or "")) + sum(media_tokens(params)) + 8,
                 "max_tokens": int(params.get("max_tokens") or 0),
                 "time": datetime.now(UTC).isoformat(timespec="seconds")}
         try:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from evalkit import media
 from evalkit.config import SimCorpus
 from evalkit.datasets import _matches
 from evalkit.modelinfo import default_effort
@@ -305,10 +306,21 @@ def message_content(user: str) -> str:
 
 
 def user_text(body: dict[str, Any]) -> str:
-    """The text of the last user turn."""
+    """The text of the last user turn, with the text of its PDF documents read as a model would (pypdf's
+    extraction, before the turn's own text); images contribute nothing (the simulator reads no pixels).
+    Blocks up to a cache breakpoint in that turn are the task's shared reference material (static
+    documents), not the case at hand, and are left out."""
     for message in reversed(body.get("messages") or []):
         if message.get("role") == "user":
-            return "\n".join(content_text(message.get("content")))
+            content = message.get("content")
+            if isinstance(content, list):
+                marks = [i for i, block in enumerate(content)
+                         if isinstance(block, dict) and "cache_control" in block]
+                content = content[marks[-1] + 1:] if marks else content
+            documents = [media.block_text(block) for block in content or []
+                         if isinstance(block, dict) and block.get("type") == "document"] \
+                if isinstance(content, list) else []
+            return "\n".join([*filter(None, documents), *content_text(content)])
     return ""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from evalkit import media
 from evalkit.tokens import count_tokens
 
 #: Fixed costs the real API adds around content (role markers, structured-output grammar prompt).
@@ -69,6 +70,8 @@ def prefix_blocks(body: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
             text = ("".join(content_text([block])) if block.get("type") != "text"
                     else str(block.get("text", "")))
             tokens = count_tokens(text) + (MESSAGE_OVERHEAD if index == 0 else 0)
+            if block.get("type") in ("image", "document"):  # pixels and pages: evalkit.media's rules
+                tokens += media.block_tokens(block, str(body.get("model") or ""))
             out.append(({**block, "_role": message.get("role")}, tokens))
     return out
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from evalkit import media
 from evalkit.modelinfo import (
     EFFORTS,
     EXTENDED_BATCH_OUTPUT_BETA,
@@ -103,6 +104,7 @@ def validate_message_body(body: Any, context: Context, tier_for: Callable[[str],
                 raise invalid(f"messages.{index}: user messages must have non-empty content")
         elif not isinstance(content, list):
             raise invalid(f"messages.{index}.content: Input should be a valid string or list")
+    media_blocks = _check_media_blocks(messages)
     _check_thinking(body.get("thinking"), max_tokens if not context.count_tokens else None)
     _check_cache_controls(body)
     schema_format = _check_output_config(body, context)
@@ -113,7 +115,101 @@ def validate_message_body(body: Any, context: Context, tier_for: Callable[[str],
     if tier_for(model) is None:
         raise invalid(f"model: {model} has no simulator tier; add it to [simulator.tiers] in evalkit.toml")
     _check_model_limits(body, resolved, context, json_outputs=schema_format)
+    _check_media_limits(media_blocks, resolved)
     return resolved
+
+
+_BLOCK_KEYS = {"image": {"type", "source", "cache_control"},
+               "document": {"type", "source", "cache_control", "title", "context", "citations"}}
+_SOURCE_TYPES = {"image": ("base64", "url", "file"), "document": ("base64", "url", "text", "content", "file")}
+
+
+class _Media:
+    """A checked image or document block: where it is, and what it holds."""
+
+    def __init__(self, path: str, kind: str, pages: int = 0, width: int = 0, height: int = 0) -> None:
+        self.path, self.kind, self.pages, self.width, self.height = path, kind, pages, width, height
+
+
+def _check_media_blocks(messages: list[Any]) -> list[_Media]:
+    """Shapes and contents of image and document blocks (vision.md, pdf-support.md): base64 that decodes,
+    a supported media type that matches the bytes, a readable unencrypted PDF, an image within 10 MB and
+    8000 px. URL and Files-API sources are refused: the simulator has neither the web nor a file store."""
+    found: list[_Media] = []
+    for m_index, message in enumerate(messages):
+        content = message.get("content")
+        for b_index, block in enumerate(content if isinstance(content, list) else []):
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind not in _BLOCK_KEYS:
+                continue
+            path = f"messages.{m_index}.content.{b_index}"
+            for key in block:
+                if key not in _BLOCK_KEYS[kind]:
+                    raise invalid(f"{path}.{kind}.{key}: Extra inputs are not permitted")
+            source = block.get("source")
+            if not isinstance(source, dict):
+                raise invalid(f"{path}.{kind}.source: Field required")
+            kinds = _SOURCE_TYPES[kind]
+            if source.get("type") not in kinds:
+                raise invalid(f"{path}.{kind}.source.type: Input should be {_quoted(kinds)}")
+            if source["type"] != "base64":
+                if source["type"] in ("text", "content"):
+                    found.append(_Media(path, kind))
+                    continue
+                raise invalid(f"{path}.{kind}.source.{source['type']}: the evalkit simulator cannot fetch "
+                              f"{source['type']} sources; send the file as base64")
+            found.append(_check_base64_source(source, kind, f"{path}.{kind}.source.base64"))
+            found[-1].path = path
+    return found
+
+
+def _check_base64_source(source: dict[str, Any], kind: str, path: str) -> _Media:
+    for key in source:
+        if key not in ("type", "media_type", "data"):
+            raise invalid(f"{path}.{key}: Extra inputs are not permitted")
+    allowed = (media.PDF,) if kind == "document" else media.IMAGE_TYPES
+    media_type = source.get("media_type")
+    if media_type not in allowed:
+        raise invalid(f"{path}.media_type: Input should be {_quoted(allowed)}")
+    data = source.get("data")
+    if not isinstance(data, str) or not data:
+        raise invalid(f"{path}.data: Field required")
+    if kind == "image" and len(data) > media.MAX_IMAGE_BASE64_BYTES:
+        raise invalid(f"{path}: image exceeds {media.MAX_IMAGE_BASE64_BYTES // 2**20} MB maximum: "
+                      f"{len(data)} bytes > {media.MAX_IMAGE_BASE64_BYTES} bytes")
+    try:
+        raw = media.decode_base64(data)
+    except media.MediaError:
+        raise invalid(f"{path}.data: Invalid base64 data") from None
+    try:
+        if kind == "document":
+            if media.sniff(raw) != media.PDF:
+                raise media.MediaError("not a PDF")
+            return _Media(path, kind, pages=media.pdf_info(raw).pages)
+        width, height = media.check_image(raw, str(media_type))
+    except media.MediaError as exc:
+        if kind == "document":
+            raise invalid(f"{path}: The PDF specified was not valid.") from None
+        raise invalid(f"{path}: {exc}") from None
+    return _Media(path, kind, width=width, height=height)
+
+
+def _check_media_limits(blocks: list[_Media], model: str) -> None:
+    """Per-request limits: PDF pages and images (600, or 100 under a 1M context window), and the lower
+    2000 px edge when a request holds more than 20 images (vision.md "Request limits")."""
+    limit = media.page_limit(model)
+    pages = sum(block.pages for block in blocks)
+    if pages > limit:
+        raise invalid(f"A maximum of {limit} PDF pages may be provided.")
+    images = [block for block in blocks if block.kind == "image"]
+    if len(images) > limit:
+        raise invalid(f"Too many images: {len(images)} provided, the maximum is {limit}.")
+    if len(images) > media.MANY_IMAGES:
+        for image in images:
+            if max(image.width, image.height) > media.MANY_IMAGES_EDGE:
+                raise invalid(f"{image.path}.image.source.base64.data: At least one of the image dimensions "
+                              f"exceed max allowed size for many-image requests: {media.MANY_IMAGES_EDGE} "
+                              "pixels")
 
 
 def _check_thinking(thinking: Any, max_tokens: int | None) -> None:

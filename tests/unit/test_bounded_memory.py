@@ -40,7 +40,8 @@ def _run(tmp_path: Path):  # type: ignore[no-untyped-def]
     rows = [{"id": f"t{i:03d}", "text": f"ticket {i}", "category": ["billing", "technical"][i % 2]}
             for i in range(40)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    (tmp_path / "evalkit.toml").write_text('[evalkit]\ncache_dir = ".evalkit/cache"\nreports_dir = "reports"\n')
+    settings = '[evalkit]\ncache_dir = ".evalkit/cache"\nreports_dir = "reports"\n'
+    (tmp_path / "evalkit.toml").write_text(settings)
     (tmp_path / "task.yaml").write_text(TASK)
     task = load_task(tmp_path / "task.yaml")
     # The candidate says "billing" to everything: half its answers disagree with the reference.
@@ -109,7 +110,7 @@ def test_the_blocked_exact_tail_equals_one_sum_over_all_outcomes(
 
 
 def test_the_exact_test_of_a_1000_sample_group_stays_small_in_memory() -> None:
-    exact.exact_paired_pvalues(120, 80, 1000, 0.05)  # the outcome table is cached (16 MB) and libraries loaded
+    exact.exact_paired_pvalues(120, 80, 1000, 0.05)  # caches the outcome table (16 MB), loads the libraries
     tracemalloc.start()
     try:
         exact.exact_paired_pvalues(121, 80, 1000, 0.05)

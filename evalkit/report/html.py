@@ -41,7 +41,7 @@ from evalkit.record.rows import CallRow, SampleRow
 from evalkit.report import plots
 from evalkit.scoring.answers import Answer
 from evalkit.scoring.metrics import ConfusionMatrix, Rate
-from evalkit.stats.decision import Decision
+from evalkit.stats.decision import Decision, wilson_interval
 from evalkit.stats.groups import GroupDecision
 
 #: At most this many samples are embedded for the sample browser (disagreements first).
@@ -105,10 +105,8 @@ def _wilson(entry: Rate | None, confidence: float = 0.95) -> dict[str, Any] | No
     """A rate with its Wilson interval."""
     if entry is None or not entry.n or entry.value is None:
         return None
-    from statsmodels.stats.proportion import proportion_confint  # noqa: PLC0415
-
-    low, high = proportion_confint(entry.successes, entry.n, alpha=1 - confidence, method="wilson")
-    return {"value": entry.successes / entry.n, "low": float(low), "high": float(high),
+    low, high = wilson_interval(entry.successes, entry.n, confidence=confidence)
+    return {"value": entry.successes / entry.n, "low": low, "high": high,
             "successes": entry.successes, "n": entry.n}
 
 
@@ -334,7 +332,7 @@ def _figure(drawn: str | None) -> Markup | None:
     """A plot's SVG for the page, or the escaped reason it is missing."""
     if isinstance(drawn, PlotFailure):
         return Markup('<p class="muted small plot-failed">This plot could not be drawn: %s</p>') % drawn
-    return Markup(drawn) if drawn else None  # noqa: S704 - matplotlib escapes the text it draws
+    return Markup(drawn) if drawn else None  # noqa: S704 - plots.py escapes every text it writes
 
 
 def build_context(record: RunRecord, rows: list[SampleRow]) -> dict[str, Any]:

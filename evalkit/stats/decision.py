@@ -31,14 +31,30 @@ optimize = lazy("scipy.optimize")
 stats = lazy("scipy.stats")
 _contingency = lazy("statsmodels.stats.contingency_tables")
 _proportion = lazy("statsmodels.stats.proportion")
+_special = lazy("scipy.special")
 
 Verdict = Literal["GO", "NO-GO", "INCONCLUSIVE", "INSUFFICIENT-DATA", "INVALID-RUN"]
 
 
 # -- intervals -----------------------------------------------------------------------------------
 def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
-    low, high = _proportion.proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
-    return float(low), float(high)
+    """statsmodels' ``proportion_confint(method="wilson")``, written out with ``scipy.special.ndtri``.
+
+    Why not statsmodels: it imports SciPy's ``stats`` and pandas (about a second), and the report needs
+    this interval for every rate it shows. The same numpy operations in the same order as statsmodels
+    0.15 (``norm.isf(α/2)`` is ``-ndtri(α/2)``), so the bits are the same; tests/test_stats.py checks it
+    against statsmodels over a grid of counts and levels.
+    """
+    count_a, nobs_a = np.asarray(successes), np.asarray(n)
+    q_ = count_a / nobs_a
+    alpha = (1 - confidence) / 2.0
+    crit = -_special.ndtri(alpha)
+    crit2 = crit**2
+    denom = 1 + crit2 / nobs_a
+    center = (q_ + crit2 / (2 * nobs_a)) / denom
+    dist = crit * np.sqrt(q_ * (1.0 - q_) / nobs_a + crit2 / (4.0 * nobs_a**2))
+    dist /= denom
+    return float(np.clip(center - dist, 0, 1)), float(np.clip(center + dist, 0, 1))
 
 
 def clopper_pearson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:

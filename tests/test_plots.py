@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 from evalkit.report import plots
@@ -79,3 +84,21 @@ def test_ids_are_prefixed_per_plot_and_unique() -> None:
              plots.configurations_svg(_points(2), reference_quality=None, reference_cost=None)]
     ids = [e.get("id") for svg in drawn for e in _parse(svg).iter() if e.get("id")]
     assert len(ids) == len(set(ids)) and all(i.startswith("plot-") for i in ids)
+
+
+def test_report_template_bytecode_is_cached_per_user(tmp_path: Path) -> None:
+    """Compiling the report template cost 0.15 s a run: its bytecode is kept in jinja's per-user cache
+    folder (mode 0700) and loaded from there by the next process."""
+    script = ("import time\nfrom evalkit.report.html import _environment\n"
+              "start = time.perf_counter()\n_environment().get_template('report.html.j2')\n"
+              "print(time.perf_counter() - start)\n")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    command = [sys.executable, "-c", script]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    (folder,) = tmp_path.glob("_jinja2-cache-*")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    (cached,) = folder.glob("*.cache")
+    written = cached.stat().st_mtime_ns
+    second = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    assert cached.stat().st_mtime_ns == written  # read, not compiled and written again
+    assert float(second.stdout) < float(first.stdout)

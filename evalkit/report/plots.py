@@ -473,6 +473,13 @@ class ConfigurationPoint:
     routed: bool = False  # a cheap-first variant (hollow marker)
 
 
+def _point_label(svg: _Svg, x: float, y: float, text: str, *, colour: str, bold: bool = False) -> None:
+    """A label right of its point, or left of it where it would run past the chart's right edge."""
+    right = x + 6 + _text_width(text, _SMALL) <= svg.width - 2
+    svg.text(x + 6 if right else x - 6, y, text, size=_SMALL, colour=colour,
+             anchor="start" if right else "end", weight="bold" if bold else None, cls="point-label")
+
+
 def configurations_svg(points: list[ConfigurationPoint], *, reference_quality: float | None,
                        reference_cost: float | None, quality_name: str = "accuracy") -> str | None:
     """Every configuration (and routed variant) on one plane: cost per 1,000 requests against quality."""
@@ -510,7 +517,7 @@ def configurations_svg(points: list[ConfigurationPoint], *, reference_quality: f
                        title=f"always the reference: {_usd_tick(reference_cost)}, "
                              f"{100 * reference_quality:.1f}%",
                        data={"x": reference_cost, "y": 100 * reference_quality})
-            svg.text(x + 6, y + 10, "always the reference", size=_SMALL, colour=MUTED)
+            _point_label(svg, x, y + 10, "always the reference", colour=MUTED)
     placed: list[tuple[float, float]] = []
     for point in points:
         colour = GREEN if point.go else VERDICT_COLOURS.get(point.verdict, GREY)
@@ -532,9 +539,8 @@ def configurations_svg(points: list[ConfigurationPoint], *, reference_quality: f
                    if abs(math.log(max(cost, 1e-9) / max(point.cost_per_1k, 1e-9))) < 0.15
                    and abs(quality - y) < 4)
         placed.append((point.cost_per_1k, y))
-        svg.text(x + 6, ax.y(y) - 4 + 10 * near, _plain(point.name, 28), size=_SMALL,
-                 colour=INK if point.recommended else MUTED, weight="bold" if point.recommended else None,
-                 cls="point-label")
+        _point_label(svg, x, ax.y(y) - 4 + 10 * near, _plain(point.name, 28),
+                     colour=INK if point.recommended else MUTED, bold=point.recommended)
     return svg.render()
 
 

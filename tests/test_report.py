@@ -289,7 +289,7 @@ def test_untrusted_text_is_escaped_and_inert(run: Run, browser: Page, tmp_path: 
     summary["group_decisions"]["channel"]["<img src=x onerror=alert(6)>"] = _group(summary["decision"])
     labels = summary["metrics"]["confusion_matrix"]["labels"]
     labels[0] = "<script>alert(7)</script>"
-    labels[1] = "costs $5 and $10"  # a '$' pair must not turn into matplotlib mathtext
+    labels[1] = "costs $5 and $10"  # a "$" pair is plain text in the plots (it was mathtext under matplotlib)
 
     html = render_html(summary, rows)
     path = tmp_path / "report.html"
@@ -565,3 +565,100 @@ def test_a_77_label_report_stays_small_and_unclipped(browser: Page, tmp_path: Pa
     assert first <= last and first != last
     shot = browser.screenshot(tmp_path / "many.png")
     assert shot.stat().st_size > 50_000
+
+
+# -- tests: the plots are plain SVG with the run's numbers in them -----------------------------------
+def _svg_of(html: str, plot: str) -> Any:
+    """The parsed <svg> element inside the report's figure ``plot``."""
+    import xml.etree.ElementTree as ET  # noqa: PLC0415
+
+    match = re.search(rf'<figure class="plot" id="{plot}"[^>]*>\s*(<svg\b.*?</svg>)', html, flags=re.S)
+    assert match, plot
+    return ET.fromstring(match.group(1))
+
+
+def _marks(svg: Any, cls: str) -> list[Any]:
+    return [e for e in svg.iter() if cls in (e.get("class") or "").split()]
+
+
+def _texts(svg: Any) -> list[str]:
+    return ["".join(e.itertext()) for e in svg.iter("{http://www.w3.org/2000/svg}text")]
+
+
+@pytest.mark.e2e
+def test_plots_are_svg_with_the_runs_numbers(run: Run) -> None:
+    html, summary = run.html, run.summary
+    data = _embedded_data(html)
+
+    # Cost against quality: one mark per swept threshold at the data's position under the page's map.
+    svg = _svg_of(html, "plot-cost-quality")
+    sweep = sorted(summary["routing"]["sweep"], key=lambda row: row["t"])
+    marks = _marks(svg, "sweep")
+    assert [float(m.get("data-t")) for m in marks] == [row["t"] for row in sweep]
+    plot_map = data["plot_map"]
+    for mark, row in zip(marks, sweep, strict=True):
+        assert float(mark.get("data-x")) == row["cost_per_1k"]
+        assert float(mark.get("data-y")) == 100 * row["routed_accuracy"]
+        x = plot_map["ax"] + plot_map["bx"] * row["cost_per_1k"]
+        y = plot_map["ay"] + plot_map["by"] * 100 * row["routed_accuracy"]
+        assert float(mark.get("cx")) == pytest.approx(x, abs=0.01)
+        assert float(mark.get("cy")) == pytest.approx(y, abs=0.01)
+    texts = _texts(svg)
+    assert "cost per 1,000 requests (USD, real-time rates)" in texts and "threshold sweep" in texts
+    chosen = summary["routing"]["chosen"]
+    if chosen:
+        (star,) = _marks(svg, "chosen")
+        assert float(star.get("data-x")) == chosen["cost_per_1k"]
+        assert f"chosen t = {chosen['t']:.2f}" in texts
+    assert any(t.startswith("$") for t in texts)  # the x axis is in dollars
+
+    # Confusion matrix: every cell's count, in its row and column.
+    confusion = summary["metrics"]["confusion_matrix"]
+    svg = _svg_of(html, "plot-confusion")
+    cells = {(int(c.get("data-row")), int(c.get("data-column"))): int(c.get("data-count"))
+             for c in _marks(svg, "cell")}
+    matrix = confusion["matrix"]
+    assert cells == {(i, j): count for i, row in enumerate(matrix) for j, count in enumerate(row)}
+    assert [t for t in _texts(svg) if t in confusion["labels"]] == list(confusion["labels"]) * 2  # both axes
+
+    # Loss intervals: the overall row first, in points, and the margin line labelled.
+    svg = _svg_of(html, "plot-intervals")
+    decision = summary["decision"]
+    first = _marks(svg, "row")[0]
+    assert first.get("data-name") == "all samples"
+    (point,) = _marks(first, "point")
+    assert float(point.get("data-loss")) == 100 * decision["loss"]
+    assert float(point.get("data-low")) == 100 * decision["loss_interval"][0]
+    assert f"margin {100 * decision['margin']:g}" in _texts(svg)
+
+    # Reliability: one bin mark and one bar per non-empty bin, with its count.
+    reliability = summary["routing"]["calibration"]["reliability"]
+    svg = _svg_of(html, "plot-reliability")
+    bins = _marks(svg, "bin")
+    assert [float(b.get("data-x")) for b in bins] == reliability["prob_pred"]
+    assert [float(b.get("data-y")) for b in bins] == reliability["prob_true"]
+    assert [int(b.get("data-count")) for b in _marks(svg, "bar")] == reliability["counts"]
+    assert "stated confidence (bin mean)" in _texts(svg)
+    for plot in ("plot-cost-quality", "plot-confusion", "plot-intervals", "plot-reliability"):
+        svg = _svg_of(html, plot)
+        assert svg.get("role") == "img" and svg.find("{http://www.w3.org/2000/svg}title").text
+
+
+@pytest.mark.e2e
+def test_rendering_a_report_imports_no_plotting_or_statistics_library(run: Run) -> None:
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    script = ("import sys, pathlib\n"
+              "from evalkit.record.model import RunRecord\n"
+              "from evalkit.record.rows import SampleRow\n"
+              "from evalkit.report.html import render_html\n"
+              f"folder = pathlib.Path({str(run.folder)!r})\n"
+              "record = RunRecord.model_validate_json((folder / 'summary.json').read_text())\n"
+              "rows = [SampleRow.model_validate_json(line)"
+              " for line in (folder / 'results.jsonl').read_text().splitlines()]\n"
+              "assert render_html(record, rows).count('<svg ') >= 4\n"
+              "heavy = ('matplotlib', 'statsmodels', 'scipy.stats', 'sklearn', 'pandas')\n"
+              "print(','.join(m for m in heavy if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""

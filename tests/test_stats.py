@@ -42,6 +42,38 @@ def test_wilson_one_sided_lower_bound_matches_spec() -> None:
     assert wilson_interval(282, 300, confidence=0.90)[0] == pytest.approx(0.9133, abs=5e-5)
 
 
+def test_wilson_is_bit_for_bit_statsmodels() -> None:
+    """wilson_interval is written out with scipy.special (statsmodels costs a second to import): it must
+    give statsmodels' exact floats, not close ones, for every count, size and level evalkit uses."""
+    levels = (0.5, 0.8, 0.9, 0.95, 0.975, 0.99, 0.9999)
+    sizes = [*range(1, 41), 60, 100, 250, 300, 468, 500, 1000, 3001, 10007]
+    checked = 0
+    for n in sizes:
+        for x in sorted({*range(min(n, 40) + 1), n // 3, n // 2, n - 1, n}):
+            for level in levels:
+                low, high = proportion_confint(x, n, alpha=1 - level, method="wilson")
+                assert wilson_interval(x, n, confidence=level) == (float(low), float(high)), (x, n, level)
+                checked += 1
+    assert checked > 8_000
+
+
+def test_clopper_pearson_and_mcnemar_are_bit_for_bit_statsmodels() -> None:
+    """Both are written out with the SciPy calls statsmodels makes (statsmodels is not imported on a run):
+    the floats must be statsmodels' own."""
+    from statsmodels.stats.contingency_tables import mcnemar  # noqa: PLC0415
+
+    for n in [*range(1, 31), 100, 300, 468, 1000, 3001]:
+        for x in sorted({*range(min(n, 30) + 1), n // 2, n - 1, n}):
+            for level in (0.8, 0.9, 0.95, 0.99):
+                low, high = proportion_confint(x, n, alpha=1 - level, method="beta")
+                expected = (float(0.0 if x == 0 else low), float(1.0 if x == n else high))
+                assert clopper_pearson_interval(x, n, confidence=level) == expected, (x, n, level)
+    for b in range(30):
+        for c in (0, 1, 2, 5, 13, 29, 60, 250):
+            expected_p = float(mcnemar([[40, b], [c, 7]], exact=True).pvalue)
+            assert mcnemar_diagnostic(40, b, c, 7)["exact_p"] == expected_p, (b, c)
+
+
 def test_newcombe_matches_published_example() -> None:
     # Newcombe (1998), Cavo data (a, b, c, d) = (59, 6, 16, 80): published 95% CI (-0.1186, -0.0046)
     # for p1 - p2 where p1 = (a+b)/n and p2 = (a+c)/n.

@@ -29,20 +29,42 @@ from evalkit.scoring.samples import ScoredSample, scoring_mode
 
 optimize = lazy("scipy.optimize")
 stats = lazy("scipy.stats")
-_contingency = lazy("statsmodels.stats.contingency_tables")
-_proportion = lazy("statsmodels.stats.proportion")
+_special = lazy("scipy.special")
 
 Verdict = Literal["GO", "NO-GO", "INCONCLUSIVE", "INSUFFICIENT-DATA", "INVALID-RUN"]
 
 
 # -- intervals -----------------------------------------------------------------------------------
 def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
-    low, high = _proportion.proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
-    return float(low), float(high)
+    """statsmodels' ``proportion_confint(method="wilson")``, written out with ``scipy.special.ndtri``.
+
+    Why not statsmodels: it imports SciPy's ``stats`` and pandas (about a second), and the report needs
+    this interval for every rate it shows. The same numpy operations in the same order as statsmodels
+    0.15 (``norm.isf(α/2)`` is ``-ndtri(α/2)``), so the bits are the same; tests/test_stats.py checks it
+    against statsmodels over a grid of counts and levels.
+    """
+    count_a, nobs_a = np.asarray(successes), np.asarray(n)
+    q_ = count_a / nobs_a
+    alpha = (1 - confidence) / 2.0
+    crit = -_special.ndtri(alpha)
+    crit2 = crit**2
+    denom = 1 + crit2 / nobs_a
+    center = (q_ + crit2 / (2 * nobs_a)) / denom
+    dist = crit * np.sqrt(q_ * (1.0 - q_) / nobs_a + crit2 / (4.0 * nobs_a**2))
+    dist /= denom
+    return float(np.clip(center - dist, 0, 1)), float(np.clip(center + dist, 0, 1))
 
 
 def clopper_pearson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
-    low, high = _proportion.proportion_confint(successes, n, alpha=1 - confidence, method="beta")
+    """statsmodels' ``proportion_confint(method="beta")``: the same two SciPy calls with the same arguments.
+
+    Why not statsmodels: importing it costs pandas and its own modules (0.4 s) for these two lines;
+    tests/test_stats.py checks the result bit for bit against statsmodels.
+    """
+    count_a, nobs_a = np.asarray(successes), np.asarray(n)
+    alpha = (1 - confidence) / 2.0
+    low = stats.beta.ppf(alpha, count_a, nobs_a - count_a + 1)
+    high = stats.beta.isf(alpha, count_a + 1, nobs_a - count_a)
     return float(0.0 if successes == 0 else low), float(1.0 if successes == n else high)
 
 
@@ -93,7 +115,10 @@ def tango_interval(b: int, c: int, n: int, *, confidence: float = 0.95) -> tuple
 
 def mcnemar_diagnostic(a: int, b: int, c: int, d: int) -> dict[str, float]:
     """McNemar's test of "any difference" (not non-inferiority): exact and mid-p."""
-    exact = float(_contingency.mcnemar([[a, b], [c, d]], exact=True).pvalue)
+    # statsmodels' mcnemar(exact=True) on the float table, written out (the same SciPy call; checked
+    # bit for bit in tests/test_stats.py): importing statsmodels costs 0.4 s.
+    statistic = np.minimum(np.float64(b), np.float64(c))
+    exact = float(np.minimum(stats.binom.cdf(statistic, int(b + c), 0.5) * 2, 1))
     m, k = b + c, min(b, c)
     mid = 1.0 if m == 0 else min(1.0, 2 * (stats.binom.cdf(k, m, 0.5) - 0.5 * stats.binom.pmf(k, m, 0.5)))
     return {"exact_p": exact, "mid_p": float(mid)}

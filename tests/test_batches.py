@@ -204,6 +204,18 @@ def test_chunking_respects_request_and_byte_limits() -> None:
     assert sum(len(chunk) for chunk in by_bytes) == 25 and len(by_bytes) > 5
 
 
+def test_by_default_a_large_run_is_submitted_in_bodies_small_enough_to_build_in_memory() -> None:
+    """20,000 triage-sized requests (~50 MB): one body would need ~500 MB to submit through the SDK."""
+    params = {"model": "claude-haiku-5-5", "max_tokens": 1024, "system": "s" * 1500,
+              "messages": [{"role": "user", "content": "t" * 1000}]}
+    items = [(f"c{i}", params) for i in range(20_000)]
+    chunks = chunk_items(items, BatchSettings())
+    # As the SDK encodes the body: compact separators, UTF-8.
+    sizes = [len(json.dumps({"requests": [{"custom_id": c, "params": p} for c, p in chunk]},
+                            separators=(",", ":"), ensure_ascii=False).encode()) for chunk in chunks]
+    assert len(chunks) >= 3 and max(sizes) <= 20_000_000 and sum(map(len, chunks)) == 20_000
+
+
 @pytest.mark.e2e
 def test_a_batch_created_just_before_a_crash_is_found_and_adopted(fast: Path) -> None:
     """Killed after the create call reached the API but before its id was recorded."""

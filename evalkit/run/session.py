@@ -48,15 +48,20 @@ class SequentialRun:
 
 @dataclass
 class Session:
-    """What the model calls of a run produced."""
+    """What the model calls of a run produced.
 
-    calls: list[CallResult] = field(default_factory=list)
+    The per-call fields are left out of the repr: ``asyncio.run`` formats the repr of its finished main
+    task — result included — when it restores the SIGINT handler (CPython 3.11's ``signal.getsignal``
+    builds a ValueError message from the handler, a partial holding that task). With every call's
+    message in it, that repr took 10 s and ~650 MB at 10,000 samples."""
+
+    calls: list[CallResult] = field(default_factory=list, repr=False)
     stats: ExecutionStats = field(default_factory=ExecutionStats)
-    batches: BatchReport | None = None
+    batches: BatchReport | None = field(default=None, repr=False)
     sequential: SequentialRun | None = None
-    decision: Decision | None = None  # set when a sequential look decided
-    judged: dict[str, bool | None] = field(default_factory=dict)
-    judge_calls: list[CallResult] = field(default_factory=list)
+    decision: Decision | None = field(default=None, repr=False)  # set when a sequential look decided
+    judged: dict[str, bool | None] = field(default_factory=dict, repr=False)
+    judge_calls: list[CallResult] = field(default_factory=list, repr=False)
     #: The most that attempts of earlier, killed runs may have cost without being reported (USD).
     orphaned_usd: float = 0.0
 

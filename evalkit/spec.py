@@ -593,8 +593,16 @@ class TaskSpec(_Strict):
 
     @property
     def spec_hash(self) -> str:
-        # A task without an input section hashes as it did before the section existed.
-        return digest(self.model_dump(mode="json", exclude=None if self.input.used else {"input"}))
+        # A task without an input section, on the Claude API, hashes as it did before the input section
+        # and the provider settings existed.
+        dumped = self.model_dump(mode="json", exclude=None if self.input.used else {"input"})
+        if self.models.platform == "anthropic":
+            models = dumped["models"]
+            models.pop("provider", None)
+            for entry in [models.get("candidate"), models.get("reference"), *(models.get("candidates") or [])]:
+                if isinstance(entry, dict) and entry.get("provider") is None:
+                    entry.pop("provider", None)
+        return digest(dumped)
 
     def error(self, path: str, message: str, *, hint: str | None = None) -> SpecError:
         """A located :class:`SpecError` for a problem found after loading (e.g. a dataset column)."""

@@ -101,3 +101,19 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as caught:
         load_task(tmp_path / "nope.yaml")
     assert "nope.yaml" in str(caught.value)
+
+
+def test_the_spec_hash_of_a_claude_api_task_is_what_it_was_before_platforms_existed(tmp_path: Path) -> None:
+    """Saying the default (provider: anthropic) changes nothing; another platform is another task. The
+    hash is the digest of the task without the provider keys, as evalkit computed it before them."""
+    from evalkit._hashing import digest
+
+    plain = load_task(_write(tmp_path, GOOD))
+    said = load_task(_write(tmp_path, GOOD + "  provider: anthropic\n"))
+    bedrock = load_task(_write(tmp_path, GOOD + "  provider: bedrock\n"))
+    before = plain.model_dump(mode="json", exclude={"input"})
+    before["models"].pop("provider")
+    for role in ("candidate", "reference"):
+        before["models"][role].pop("provider")
+    assert plain.spec_hash == said.spec_hash == digest(before)
+    assert bedrock.spec_hash != plain.spec_hash

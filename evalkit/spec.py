@@ -599,7 +599,8 @@ class TaskSpec(_Strict):
         if self.models.platform == "anthropic":
             models = dumped["models"]
             models.pop("provider", None)
-            for entry in [models.get("candidate"), models.get("reference"), *(models.get("candidates") or [])]:
+            entries = [models.get("candidate"), models.get("reference"), *(models.get("candidates") or [])]
+            for entry in entries:
                 if isinstance(entry, dict) and entry.get("provider") is None:
                     entry.pop("provider", None)
         return digest(dumped)

@@ -63,6 +63,16 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture
+def demo_project(tmp_path: Path) -> Path:
+    """A throwaway copy of every shipped task, dataset and the settings (own cache and reports)."""
+    root = tmp_path / "project"
+    shutil.copytree(REPO / "tasks", root / "tasks")
+    shutil.copytree(REPO / "datasets", root / "datasets")
+    shutil.copy(REPO / "evalkit.toml", root / "evalkit.toml")
+    return root
+
+
 def prepared_task(path: Path, *, sample_size: int, mode: str = "batch", settings: Any = None) -> Any:
     """A task loaded and prepared as a run would (no request sent)."""
     from evalkit.config import load_settings

@@ -21,11 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    shutil.copytree(REPO / "tasks", root / "tasks")
-    shutil.copytree(REPO / "datasets", root / "datasets")
-    shutil.copy(REPO / "evalkit.toml", root / "evalkit.toml")
+def workspace(demo_project: Path) -> Path:
+    """The shipped project plus the conversation example."""
+    root = demo_project
     for name in ("support_chat.yaml", "support_chats.jsonl"):
         shutil.copy(REPO / "tests" / "fixtures" / "inputs" / name, root / "tasks" / name)
     return root

@@ -1,6 +1,10 @@
-"""Synthetic requests for the fast tier (built directly, no task file needed)."""
+"""Synthetic requests for the fast tier (built directly, no task file needed), and a small ticket task."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.batching import BatchReport
@@ -44,3 +48,38 @@ def request(sample: int, model: str = CANDIDATE, *, replicate: int = 0) -> Model
 def requests(count: int, models: tuple[str, ...] = (CANDIDATE, REFERENCE)) -> list[ModelRequest]:
     """``count`` samples, one request per model each, interleaved as a run builds them."""
     return [request(i, model) for i in range(count) for model in models]
+
+
+LABELS = ["billing", "technical"]
+CLASSIFY = """\
+name: tickets
+dataset: {path: d.jsonl, label_column: category}
+sample: {size: 60, seed: 1}
+prompt:
+  system: Route the ticket to billing or technical.
+  user: "{{ text }}"
+output:
+  label_field: category
+  labels: [billing, technical]
+models: {candidate: claude-haiku-5-5, reference: claude-sonnet-5-5}
+decision: {margin: MARGIN, sequential_every: 20}
+"""
+
+
+def write_task(tmp_path: Path, task: str, rows: list[dict[str, Any]]) -> Path:
+    """A task, its rows and fast-polling settings in ``tmp_path``."""
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    # Batch polling at 10 ms: the fake's batches end after a poll or two, and no test should wait for them.
+    settings = '[evalkit]\ncache_dir = ".evalkit/cache"\nreports_dir = "reports"\n'
+    (tmp_path / "evalkit.toml").write_text(settings + "[batch]\npoll_initial_s = 0.01\npoll_max_s = 0.01\n")
+    path = tmp_path / "task.yaml"
+    path.write_text(task)
+    return path
+
+
+def tickets(tmp_path: Path, count: int = 60, margin: float = 0.05) -> tuple[Path, dict[str, str]]:
+    """The two-label ticket task over ``count`` rows, and each text's gold label."""
+    rows = [{"id": f"t{i:03d}", "text": f"ticket {i}: my {'invoice' if i % 2 else 'login page'} is wrong",
+             "category": LABELS[i % 2]} for i in range(count)]
+    gold = {row["text"]: row["category"] for row in rows}
+    return write_task(tmp_path, CLASSIFY.replace("MARGIN", str(margin)), rows), gold

@@ -26,30 +26,13 @@ from evalkit.run.session import Session
 from evalkit.spec import load_task
 from evalkit.stats import exact
 from tests.fakes import FakeProvider, fake_backend, json_message
-
-TASK = """\
-name: tickets
-dataset: {path: d.jsonl, label_column: category}
-sample: {size: 40, seed: 1}
-prompt:
-  system: Route the ticket to billing or technical.
-  user: "{{ text }}"
-output:
-  label_field: category
-  labels: [billing, technical]
-models: {candidate: claude-haiku-5-5, reference: claude-sonnet-5-5}
-"""
+from tests.unit.helpers import tickets
 
 
 def _run(tmp_path: Path):  # type: ignore[no-untyped-def]
-    rows = [{"id": f"t{i:03d}", "text": f"ticket {i}", "category": ["billing", "technical"][i % 2]}
-            for i in range(40)]
-    (tmp_path / "d.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    settings = '[evalkit]\ncache_dir = ".evalkit/cache"\nreports_dir = "reports"\n'
-    (tmp_path / "evalkit.toml").write_text(settings)
-    (tmp_path / "task.yaml").write_text(TASK)
-    task = load_task(tmp_path / "task.yaml")
-    # The candidate says "billing" to everything: half its answers disagree with the reference.
+    path, _ = tickets(tmp_path, count=40)
+    task = load_task(path)
+    # The candidate says "billing" to everything, the reference "technical" to tickets with a 1 in them.
     provider = FakeProvider(lambda r: json_message(r, category="billing" if r.model.startswith("claude-haiku")
                                                    else "technical" if "1" in r.user_text else "billing",
                                                    confidence=0.9))

@@ -22,21 +22,8 @@ from evalkit.run.session import Executor, Session, run_session
 from evalkit.scoring.judge import JUDGE_SYSTEM
 from evalkit.spec import load_task
 from tests.fakes import FakeProvider, Received, default_answer, fake_backend, json_message, message
+from tests.unit.helpers import LABELS, tickets, write_task
 
-LABELS = ["billing", "technical"]
-CLASSIFY = """\
-name: tickets
-dataset: {path: d.jsonl, label_column: category}
-sample: {size: 60, seed: 1}
-prompt:
-  system: Route the ticket to billing or technical.
-  user: "{{ text }}"
-output:
-  label_field: category
-  labels: [billing, technical]
-models: {candidate: claude-haiku-5-5, reference: claude-sonnet-5-5}
-decision: {margin: MARGIN, sequential_every: 20}
-"""
 TEXT = """\
 name: notes
 dataset: {path: d.jsonl, label_column: summary}
@@ -65,23 +52,6 @@ output:
 models: {candidate: claude-haiku-5-5, reference: claude-sonnet-5-5}
 decision: {metric: judge}
 """
-
-
-def _write(tmp_path: Path, task: str, rows: list[dict[str, Any]]) -> Path:
-    (tmp_path / "d.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    # Batch polling at 10 ms: the fake's batches end after a poll or two, and no test should wait for them.
-    settings = '[evalkit]\ncache_dir = ".evalkit/cache"\nreports_dir = "reports"\n'
-    (tmp_path / "evalkit.toml").write_text(settings + "[batch]\npoll_initial_s = 0.01\npoll_max_s = 0.01\n")
-    path = tmp_path / "task.yaml"
-    path.write_text(task)
-    return path
-
-
-def _tickets(tmp_path: Path, count: int = 60, margin: float = 0.05) -> tuple[Path, dict[str, str]]:
-    rows = [{"id": f"t{i:03d}", "text": f"ticket {i}: my {'invoice' if i % 2 else 'login page'} is wrong",
-             "category": LABELS[i % 2]} for i in range(count)]
-    gold = {row["text"]: row["category"] for row in rows}
-    return _write(tmp_path, CLASSIFY.replace("MARGIN", str(margin)), rows), gold
 
 
 def _prepare(path: Path, mode: str = "realtime") -> Prepared:
@@ -115,7 +85,7 @@ def _answers(gold: dict[str, str], wrong: Callable[[Received], bool] = lambda r:
     ("realtime", True, 0.05, "NO-GO")])
 def test_a_sequential_run_stops_at_the_first_deciding_look_and_sends_only_its_samples(
         tmp_path: Path, mode: str, candidate_wrong: bool, margin: float, verdict: str) -> None:
-    path, gold = _tickets(tmp_path, margin=margin)
+    path, gold = tickets(tmp_path, margin=margin)
     prepared = _prepare(path, mode)
     provider = FakeProvider(_answers(gold, wrong=lambda r: candidate_wrong), batch_polls=1)
     session = _session(prepared, provider, RunOptions(mode=mode, sequential=True))  # type: ignore[arg-type]
@@ -133,7 +103,7 @@ def test_a_sequential_run_stops_at_the_first_deciding_look_and_sends_only_its_sa
 
 
 def test_each_undecided_look_sends_the_next_samples_once(tmp_path: Path) -> None:
-    path, gold = _tickets(tmp_path)
+    path, gold = tickets(tmp_path)
     prepared = _prepare(path)
     # The candidate misses one ticket in ten: far from clear after 20 samples.
     provider = FakeProvider(_answers(gold, wrong=lambda r: r.user_text.split(":")[0].endswith("3")))
@@ -149,7 +119,7 @@ def test_each_undecided_look_sends_the_next_samples_once(tmp_path: Path) -> None
 
 
 def test_a_classification_task_asks_no_judge(tmp_path: Path) -> None:
-    path, gold = _tickets(tmp_path, count=30)
+    path, gold = tickets(tmp_path, count=30)
     prepared = _prepare(path)
     provider = FakeProvider(_answers(gold))
     session = _session(prepared, provider, RunOptions(mode="realtime"))
@@ -172,12 +142,12 @@ def test_extraction_and_text_tasks_ask_the_reference_to_judge_each_answered_pair
     if kind == "text":
         rows = [{"id": f"d{i}", "text": f"document {i} says the release moved to May", "summary": "moved"}
                 for i in range(12)]
-        path = _write(tmp_path, TEXT, rows)
+        path = write_task(tmp_path, TEXT, rows)
     else:
         gold = {"vendor": "Acme", "total": 12}
         rows = [{"id": f"d{i}", "text": f"document {i} invoice from Acme total 12", "gold": gold}
                 for i in range(12)]
-        path = _write(tmp_path, EXTRACTION, rows)
+        path = write_task(tmp_path, EXTRACTION, rows)
     prepared = _prepare(path)
     # One candidate answer fails outright: its sample has no pair to judge.
     provider = FakeProvider(_judge_by_parity)
@@ -194,7 +164,7 @@ def test_extraction_and_text_tasks_ask_the_reference_to_judge_each_answered_pair
 
 
 def test_run_evaluation_on_a_fake_backend_builds_the_record_and_a_rerun_costs_nothing(tmp_path: Path) -> None:
-    path, gold = _tickets(tmp_path, count=40, margin=0.4)
+    path, gold = tickets(tmp_path, count=40, margin=0.4)
     task = load_task(path)
     settings = load_settings(task.base_dir)
     provider = FakeProvider(_answers(gold), batch_polls=2)
@@ -216,7 +186,7 @@ def test_run_evaluation_on_a_fake_backend_builds_the_record_and_a_rerun_costs_no
 
 
 def test_run_evaluation_refuses_to_start_over_budget(tmp_path: Path) -> None:
-    path, gold = _tickets(tmp_path, count=40)
+    path, gold = tickets(tmp_path, count=40)
     task = load_task(path)
     provider = FakeProvider(_answers(gold))
     with pytest.raises(BudgetError, match="refusing to start"):
@@ -226,7 +196,7 @@ def test_run_evaluation_refuses_to_start_over_budget(tmp_path: Path) -> None:
 
 
 def test_run_evaluation_stops_sending_once_the_answers_cost_more_than_the_budget(tmp_path: Path) -> None:
-    path, gold = _tickets(tmp_path, count=40)
+    path, gold = tickets(tmp_path, count=40)
     task = load_task(path)
     settings = load_settings(task.base_dir)
     # Each answer is far longer than estimated: the first one alone passes the budget.

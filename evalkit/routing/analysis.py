@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -195,8 +196,12 @@ def _point(row: dict[str, Any]) -> SweepPoint:
 
 
 def analyse_routing(results: Sequence[SampleResult], costs: tuple[float, float],
-                    options: RoutingOptions | None = None) -> RoutingAnalysis:
-    """The routing analysis at the mean per-request ``costs`` (candidate, reference) of production."""
+                    options: RoutingOptions | None = None, *,
+                    memo_dir: Path | None = None) -> RoutingAnalysis:
+    """The routing analysis at the mean per-request ``costs`` (candidate, reference) of production.
+
+    ``memo_dir``: where the calibration report is remembered (beside the response cache), so a re-run
+    on the same answers does not refit it (:mod:`evalkit.routing.memo`)."""
     options = options or RoutingOptions()
     signals = _signals(results, options.honour_escalate_flag)
     conf, cand, ref, mode = signals.conf, signals.cand, signals.ref, signals.mode
@@ -233,7 +238,7 @@ def analyse_routing(results: Sequence[SampleResult], costs: tuple[float, float],
     stated = np.isfinite(signals.stated)
     calib = None
     if stated.sum() >= 20 and 0 < cand[stated].mean() < 1:
-        report = calibration.calibration_report(cand.astype(int), signals.stated)
+        report = calibration.calibration_report(cand.astype(int), signals.stated, memo_dir=memo_dir)
         calib = CalibrationReport.model_validate(
             {**report, "n_escalate_flagged": int((signals.flagged & stated).sum())})
     chosen = _point(by_t[chosen_t]) if chosen_t is not None else None

@@ -13,12 +13,14 @@ achievable: use it for display, not for choosing the routing threshold.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from evalkit._lazy import lazy
+from evalkit.routing.memo import remembered
 
 _special = lazy("scipy.special")
 _sk_calibration = lazy("sklearn.calibration")
@@ -162,8 +164,13 @@ def _summary(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
     }
 
 
-def calibration_report(y: ArrayLike, p: ArrayLike, *, folds: int = 5, seed: int = 0) -> dict[str, Any]:
+def calibration_report(y: ArrayLike, p: ArrayLike, *, folds: int = 5, seed: int = 0,
+                       memo_dir: Path | None = None) -> dict[str, Any]:
     """Everything §5 asks to report, as plain JSON-ready values.
+
+    With ``memo_dir`` the report is remembered there (:mod:`evalkit.routing.memo`), keyed by y, p, the
+    folds, the seed and the library versions: the same inputs again give the same report without
+    importing scikit-learn.
 
     Samples whose confidence is missing (NaN, e.g. an invalid candidate answer) are left out of every
     calibration number and counted in ``n_missing_confidence``. Cross-validated recalibration results are
@@ -174,6 +181,12 @@ def calibration_report(y: ArrayLike, p: ArrayLike, *, folds: int = 5, seed: int 
     p_all = np.asarray(p, dtype=float).ravel()
     if y_all.size != p_all.size:
         raise ValueError(f"y and p must have equal length ({y_all.size} vs {p_all.size})")
+    return remembered(memo_dir, "calibration-report", __name__,
+                      {"y": y_all, "p": p_all, "folds": folds, "seed": seed},
+                      lambda: _report(y_all, p_all, folds=folds, seed=seed))
+
+
+def _report(y_all: np.ndarray, p_all: np.ndarray, *, folds: int, seed: int) -> dict[str, Any]:
     keep = ~np.isnan(p_all)
     y_arr, p_arr = _check(y_all[keep], p_all[keep])
     n_levels = int(np.unique(np.round(p_arr, 2)).size)

@@ -19,20 +19,18 @@ Inputs (all per sample, equal length):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from evalkit._lazy import lazy
-
-_scipy_stats = lazy("scipy.stats")
-_model_selection = lazy("sklearn.model_selection")
+from evalkit.stats.dist import binom_cdf
 
 __all__ = [
     "GRID",
     "cross_fit",
+    "kfold_split",
     "pareto_front",
     "pick_budget",
     "pick_crc",
@@ -108,7 +106,7 @@ def sweep(
     harm = ~esc & (ref & ~cand)[None, :]
     esc_rate = esc.mean(axis=1)
     k = harm.sum(axis=1)
-    p = _scipy_stats.binom.cdf(k, n, alpha)
+    p = binom_cdf(k, n, alpha)
     return [
         {
             "t": float(ts[j]),
@@ -157,7 +155,7 @@ def pick_ltt(rows: Sequence[Row], alpha: float, delta: float) -> float | None:
     """
     t_hat: float | None = None
     for row in reversed(_ascending(rows)):
-        if float(_scipy_stats.binom.cdf(row["harm_count"], row["n"], alpha)) > delta:
+        if float(binom_cdf(row["harm_count"], row["n"], alpha)) > delta:
             break
         t_hat = row["t"]
     return t_hat
@@ -209,7 +207,7 @@ def cross_fit(
     c, cand, ref = _inputs(conf, cand_correct, ref_correct)
     esc = np.zeros(c.size, dtype=bool)
     thresholds: list[float | None] = []
-    for train, test in _model_selection.KFold(folds, shuffle=True, random_state=seed).split(c):
+    for train, test in kfold_split(c.size, folds, seed):
         t = select(train)
         thresholds.append(None if t is None else float(t))
         esc[test] = True if t is None else c[test] < t
@@ -227,6 +225,30 @@ def cross_fit(
         "harm_rate": float(harm.mean()),
         "cost": float(cost_candidate + esc.mean() * cost_reference),
     }
+
+
+def kfold_split(n: int, folds: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``sklearn.model_selection.KFold(folds, shuffle=True, random_state=seed).split`` on ``n`` samples.
+
+    The same folds, index for index (``tests/test_routing_memo.py`` compares them with sklearn's):
+    ``RandomState(seed)`` shuffles ``arange(n)``, the first ``n % folds`` folds get one extra sample,
+    and both index arrays come back sorted. Written out so routing needs no scikit-learn import.
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    if folds > n:
+        raise ValueError(f"cannot split {n} samples into {folds} folds")
+    indices = np.arange(n)
+    np.random.RandomState(seed).shuffle(indices)
+    sizes = np.full(folds, n // folds, dtype=int)
+    sizes[: n % folds] += 1
+    every = np.arange(n)
+    start = 0
+    for size in sizes:
+        mask = np.zeros(n, dtype=bool)
+        mask[indices[start:start + size]] = True
+        yield every[~mask], every[mask]
+        start += size
 
 
 def pareto_front(rows: Sequence[Row]) -> list[Row]:

@@ -231,7 +231,8 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
     simulated = any(c.response.simulated for c in called if c.response is not None) or (
         backend.simulated and bool(prepared.requests))
     valid = validity(prepared, session, results, simulated=simulated)
-    routing = analyse_routing(results, role_costs(results, settings.pricing), options.routing)
+    routing = analyse_routing(results, role_costs(results, settings.pricing), options.routing,
+                              memo_dir=settings.cache_dir / "derived")  # no refit of cached answers
     if not valid.valid:
         decision = invalid_run(decision.mode, decision.margin, decision.alpha, decision.n,
                                f"the evidence cannot support a verdict: {valid.summary}")

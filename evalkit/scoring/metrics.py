@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from evalkit import _labelstats as _skm  # sklearn.metrics' numbers without its import
 from evalkit._lazy import lazy
 from evalkit._typed import Typed
 from evalkit.datasets import Sample
@@ -30,7 +31,6 @@ from evalkit.scoring.textmetrics import micro_field_prf, per_field_accuracy
 from evalkit.spec import TaskSpec
 
 stats = lazy("scipy.stats")
-_skm = lazy("sklearn.metrics")
 
 INVALID = "__invalid__"
 

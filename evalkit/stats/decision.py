@@ -26,9 +26,18 @@ from numpy.typing import ArrayLike
 from evalkit._lazy import lazy
 from evalkit._typed import Typed
 from evalkit.scoring.samples import ScoredSample, scoring_mode
+from evalkit.stats.dist import (
+    beta_isf,
+    beta_ppf,
+    binom_cdf,
+    binom_pmf,
+    binom_sf,
+    binomtest_pvalue,
+    norm_ppf,
+    norm_sf,
+)
 
 optimize = lazy("scipy.optimize")
-stats = lazy("scipy.stats")
 _special = lazy("scipy.special")
 
 Verdict = Literal["GO", "NO-GO", "INCONCLUSIVE", "INSUFFICIENT-DATA", "INVALID-RUN"]
@@ -63,8 +72,8 @@ def clopper_pearson_interval(successes: int, n: int, *, confidence: float = 0.95
     """
     count_a, nobs_a = np.asarray(successes), np.asarray(n)
     alpha = (1 - confidence) / 2.0
-    low = stats.beta.ppf(alpha, count_a, nobs_a - count_a + 1)
-    high = stats.beta.isf(alpha, count_a + 1, nobs_a - count_a)
+    low = beta_ppf(alpha, count_a, nobs_a - count_a + 1)
+    high = beta_isf(alpha, count_a + 1, nobs_a - count_a)
     return float(0.0 if successes == 0 else low), float(1.0 if successes == n else high)
 
 
@@ -103,7 +112,7 @@ def tango_statistic(b: ArrayLike, c: ArrayLike, n: float, delta0: float) -> Any:
 
 def tango_interval(b: int, c: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
     """{Δ0 : |T(Δ0)| ≤ z}, ends found with brentq."""
-    z = stats.norm.ppf(1 - (1 - confidence) / 2)
+    z = norm_ppf(1 - (1 - confidence) / 2)
     estimate = (b - c) / n
     eps = 1e-10
     low = -1.0 if estimate <= -1 else optimize.brentq(
@@ -118,9 +127,9 @@ def mcnemar_diagnostic(a: int, b: int, c: int, d: int) -> dict[str, float]:
     # statsmodels' mcnemar(exact=True) on the float table, written out (the same SciPy call; checked
     # bit for bit in tests/test_stats.py): importing statsmodels costs 0.4 s.
     statistic = np.minimum(np.float64(b), np.float64(c))
-    exact = float(np.minimum(stats.binom.cdf(statistic, int(b + c), 0.5) * 2, 1))
+    exact = float(np.minimum(binom_cdf(statistic, int(b + c), 0.5) * 2, 1))
     m, k = b + c, min(b, c)
-    mid = 1.0 if m == 0 else min(1.0, 2 * (stats.binom.cdf(k, m, 0.5) - 0.5 * stats.binom.pmf(k, m, 0.5)))
+    mid = 1.0 if m == 0 else min(1.0, 2 * (binom_cdf(k, m, 0.5) - 0.5 * binom_pmf(k, m, 0.5)))
     return {"exact_p": exact, "mid_p": float(mid)}
 
 
@@ -128,14 +137,14 @@ def mcnemar_diagnostic(a: int, b: int, c: int, d: int) -> dict[str, float]:
 def decide_paired(b: int, c: int, n: int, *, margin: float, alpha: float = 0.05) -> tuple[Verdict, float]:
     """Gold mode: (verdict, T(δ)). GO iff T ≤ −z, NO-GO iff T ≥ z."""
     t = tango_statistic(b, c, n, margin)
-    z = stats.norm.ppf(1 - alpha)
+    z = norm_ppf(1 - alpha)
     return ("GO" if t <= -z else "NO-GO" if t >= z else "INCONCLUSIVE"), t
 
 
 def decide_single(x: int, n: int, *, margin: float, alpha: float = 0.05) -> tuple[Verdict, float, float]:
     """Reference mode: (verdict, p_GO, p_NO-GO) from exact binomial tests of agreement against 1 − δ."""
-    p_go = stats.binomtest(x, n, 1 - margin, alternative="greater").pvalue
-    p_nogo = stats.binomtest(x, n, 1 - margin, alternative="less").pvalue
+    p_go = binomtest_pvalue(x, n, 1 - margin, "greater")
+    p_nogo = binomtest_pvalue(x, n, 1 - margin, "less")
     verdict: Verdict = "GO" if p_go <= alpha else "NO-GO" if p_nogo <= alpha else "INCONCLUSIVE"
     return verdict, float(p_go), float(p_nogo)
 
@@ -156,7 +165,7 @@ def _bisect_n(decided: Callable[[int], bool], start: int, limit: int = 10**6) ->
 def n_to_decide_paired(b: int, c: int, n: int, *, margin: float, alpha: float = 0.05) -> int | None:
     """Total N at which the Tango test would decide if b/n and c/n stayed as observed (a plug-in:
     about a 50% chance of deciding at that N)."""
-    z = stats.norm.ppf(1 - alpha)
+    z = norm_ppf(1 - alpha)
     pb, pc = b / n, c / n
     if math.isclose(pb - pc, margin):
         return None
@@ -170,8 +179,8 @@ def n_to_decide_single(x: int, n: int, *, margin: float, alpha: float = 0.05) ->
 
     def decided(big_n: int) -> bool:
         k = p * big_n
-        low = stats.beta.ppf(alpha, k, big_n - k + 1) if k > 0 else 0.0
-        high = stats.beta.ppf(1 - alpha, k + 1, big_n - k) if k < big_n else 1.0
+        low = beta_ppf(alpha, k, big_n - k + 1) if k > 0 else 0.0
+        high = beta_ppf(1 - alpha, k + 1, big_n - k) if k < big_n else 1.0
         return bool(low >= p0 or high < p0)
 
     return _bisect_n(decided, n)
@@ -181,21 +190,21 @@ def power_single(big_n: int, p: float, *, margin: float, alpha: float = 0.05) ->
     """Exact power of the reference-mode test at true agreement p (GO side if 1 − p < δ)."""
     x = np.arange(big_n + 1)
     if 1 - p < margin:
-        reject = stats.binom.sf(x - 1, big_n, 1 - margin) <= alpha
+        reject = binom_sf(x - 1, big_n, 1 - margin) <= alpha
     else:
-        reject = stats.binom.cdf(x, big_n, 1 - margin) <= alpha
-    return float(stats.binom.pmf(x[reject], big_n, p).sum())
+        reject = binom_cdf(x, big_n, 1 - margin) <= alpha
+    return float(binom_pmf(x[reject], big_n, p).sum())
 
 
 def power_paired(big_n: int, pb: float, pc: float, *, margin: float, alpha: float = 0.05) -> float:
     """Exact power of the Tango test, by enumerating the trinomial (b, c) around its mass."""
-    z = stats.norm.ppf(1 - alpha)
+    z = norm_ppf(1 - alpha)
     go_side = (pb - pc) < margin
     sd_b = math.sqrt(big_n * pb * (1 - pb))
     bs = np.arange(max(0, int(big_n * pb - 9 * sd_b) - 2), min(big_n, int(big_n * pb + 9 * sd_b) + 3) + 1)
     q = pc / (1 - pb) if pb < 1 else 0.0
     total = 0.0
-    for b, weight in zip(bs, stats.binom.pmf(bs, big_n, pb), strict=True):
+    for b, weight in zip(bs, binom_pmf(bs, big_n, pb), strict=True):
         if weight < 1e-14:
             continue
         m = big_n - int(b)
@@ -203,7 +212,7 @@ def power_paired(big_n: int, pb: float, pc: float, *, margin: float, alpha: floa
         cs = np.arange(max(0, int(m * q - 9 * sd_c) - 2), min(m, int(m * q + 9 * sd_c) + 3) + 1)
         t = tango_statistic(b, cs, big_n, margin)
         reject = (t <= -z) if go_side else (t >= z)
-        total += weight * stats.binom.pmf(cs[reject], m, q).sum()
+        total += weight * binom_pmf(cs[reject], m, q).sum()
     return float(total)
 
 
@@ -430,7 +439,7 @@ def decide_sequential_look(rows: list[ScoredSample], *, margin: float, alpha: fl
     last look). The interval is the repeated CI at level 1 − 2·α_k, valid at the look where it stopped.
     """
     mode = scoring_mode(rows)
-    nominal = float(stats.norm.sf(boundary))  # α_k
+    nominal = float(norm_sf(boundary))  # α_k
     level = 1 - 2 * nominal
     rule = (f"group-sequential test, look {look} of {looks} (n={len(rows)} of {n_max}), "
             f"O'Brien–Fleming boundary ±{boundary:.3f}")

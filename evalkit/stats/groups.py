@@ -15,13 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from evalkit._lazy import lazy
 from evalkit._typed import Typed
 from evalkit.scoring.samples import ScoredSample, scoring_mode
 from evalkit.stats.decision import Decision, Verdict, decide
+from evalkit.stats.dist import norm_cdf, norm_sf
 from evalkit.stats.exact import MAX_EXACT_N, exact_paired_pvalues
-
-stats = lazy("scipy.stats")
 
 #: Below this many samples a group is shown without a verdict (``decision.min_group_size``).
 MIN_GROUP_SIZE = 30
@@ -63,7 +61,7 @@ def _p_values(decision: Decision) -> tuple[float, float] | None:
     if details.b is not None and details.c is not None and details.n and details.n <= MAX_EXACT_N:
         return exact_paired_pvalues(details.b, details.c, details.n, decision.margin)
     if details.tango_t is not None:
-        return float(stats.norm.cdf(details.tango_t)), float(stats.norm.sf(details.tango_t))
+        return float(norm_cdf(details.tango_t)), float(norm_sf(details.tango_t))
     return None
 
 

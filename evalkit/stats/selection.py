@@ -23,11 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from evalkit._lazy import lazy
 from evalkit.stats.decision import Decision
+from evalkit.stats.dist import norm_cdf
 from evalkit.stats.groups import holm
-
-stats = lazy("scipy.stats")
 
 Method = Literal["holm", "fixed-sequence"]
 
@@ -40,7 +38,7 @@ def p_go(decision: Decision) -> float:
     if decision.mode == "reference" and details.p_go is not None:
         return float(details.p_go)
     if details.tango_t is not None:
-        return float(stats.norm.cdf(details.tango_t))  # GO iff T ≤ −z  ⇔  Φ(T) ≤ α
+        return float(norm_cdf(details.tango_t))  # GO iff T ≤ −z  ⇔  Φ(T) ≤ α
     return 1.0
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalkit._io import private_dir
 from evalkit._urls import redact_url
@@ -46,6 +47,9 @@ _CREDENTIAL_FILES = {"bedrock": ("~/.aws/credentials", "~/.aws/config"),
                      "vertex": ("~/.config/gcloud/application_default_credentials.json",)}
 log = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from evalkit.sim import Simulator
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -67,6 +71,13 @@ class Backend:
     def priced(self, settings: Settings) -> Settings:
         """``settings`` with this platform's price table: every cost of the run comes from it."""
         return settings if self.pricing is None else settings.model_copy(update={"pricing": self.pricing})
+
+
+def _on_simulator(simulator: Simulator, factory: Callable[..., Any], **options: Any) -> Callable[[], Any]:
+    """The client factory for the in-process simulator: its app (web framework, batch store, which reads
+    every stored batch) is built when the first request must be sent, never for a run answered from the
+    cache. The run is SIMULATED either way: that follows the backend's kind, not what was sent."""
+    return lambda: factory(asgi_app=simulator.app, **options)
 
 
 def run_mode(backend: Backend, mode: str, *, detach: bool = False) -> tuple[str, str | None]:
@@ -105,9 +116,9 @@ def connect(settings: Settings, *, offline: bool | None, platform: Platform = "a
 
         private_dir(simulator_state_dir(settings))  # its billing ledger is evalkit's state: owner-only
         simulator = Simulator(settings)
-        client = partial(make_client, api_key=SIMULATOR_KEY, base_url="http://simulator.evalkit.invalid",
-                         max_retries=settings.max_retries, timeout_s=settings.request_timeout_s,
-                         asgi_app=simulator.app)
+        client = _on_simulator(simulator, make_client, api_key=SIMULATOR_KEY,
+                               base_url="http://simulator.evalkit.invalid", max_retries=settings.max_retries,
+                               timeout_s=settings.request_timeout_s)
         provider = AnthropicProvider(connect=client, endpoint=simulator.endpoint, simulated=True,
                                      timeout_s=settings.request_timeout_s,
                                      timeout_per_output_token_s=settings.timeout_per_output_token_s)
@@ -225,8 +236,8 @@ def connect_platform(settings: Settings, *, offline: bool | None, platform: Plat
                             if os.environ.get("AWS_BEARER_TOKEN_BEDROCK", "").strip()
                             else {"aws_keys": SIMULATOR_AWS_KEYS, "aws_profile": None})
         base = "http://simulator.evalkit.invalid" + ("/v1" if platform == "vertex" else "")
-        client = partial(make_platform_client, platform, base_url=base, asgi_app=simulator.app,
-                         **{**options, **placeholders, **common})
+        client = _on_simulator(simulator, partial(make_platform_client, platform), base_url=base,
+                               **{**options, **placeholders, **common})
         provider = AnthropicProvider(connect=client, endpoint=f"{simulator.endpoint}/{platform}",
                                      simulated=True, platform=platform, model_ids=model_ids,
                                      timeout_s=settings.request_timeout_s,

@@ -132,3 +132,42 @@ def test_the_readme_python_example_runs(project: Path) -> None:
         os.chdir(cwd)
     record = json.loads((project / "reports" / "triage" / "from-python" / "summary.json").read_text())
     assert record["schema_version"] == 2 and record["decision"]["verdict"] in {"GO", "NO-GO", "INCONCLUSIVE"}
+
+
+#: A run answered from the cache and ``tune`` on it, in one fresh process: what each imports.
+CACHED_RERUN = """
+import json, sys
+from evalkit import api
+options = api.RunOptions(offline=True, mode="realtime", sample_size=int(sys.argv[1]), run_id=sys.argv[2])
+result = api.run_task("tasks/triage.yaml", options)
+tuned = api.tune_task("tasks/triage.yaml", api.RoutingOptions(target_loss=0.2), offline=True, mode="realtime",
+                      sample_size=int(sys.argv[1]))
+print(json.dumps({"modules": [m for m in sys.argv[3].split(",") if m in sys.modules],
+                  "sent": result.record.execution.requests_sent, "simulated": result.record.simulated,
+                  "backend": result.record.provenance.backend.kind,
+                  "calibration": tuned.analysis.calibration is not None}))
+"""
+#: What a cached re-run and tune must not pay for (issue 22): the fits are remembered, the statistics
+#: come from scipy.special, the simulator's app is built only to send.
+NOT_ON_A_CACHED_RERUN = ("sklearn", "scipy.stats", "scipy.optimize", "pandas", "statsmodels", "anthropic",
+                         "starlette", "evalkit.sim.app")
+
+
+def test_a_cached_rerun_and_tune_import_no_scikit_learn_scipy_stats_nor_the_simulators_app(
+        demo_project: Path) -> None:
+    def run(run_id: str) -> dict[str, object]:
+        argv = [sys.executable, "-c", CACHED_RERUN, "60", run_id, ",".join(NOT_ON_A_CACHED_RERUN)]
+        out = subprocess.run(argv, cwd=demo_project, capture_output=True, text=True, check=True).stdout
+        return json.loads(out.splitlines()[-1])  # type: ignore[no-any-return]
+
+    first = run("first")
+    assert first["sent"]
+    assert {"sklearn", "starlette", "evalkit.sim.app"} <= set(first["modules"])  # type: ignore[arg-type]
+    again = run("again")
+    assert again["sent"] == 0 and again["modules"] == []
+    # Still SIMULATED: the label follows the backend, not whether anything was sent to it.
+    assert again["simulated"] is True and again["backend"] == "simulator" and again["calibration"] is True
+    first_summary = json.loads((demo_project / "reports" / "triage" / "first" / "summary.json").read_text())
+    again_summary = json.loads((demo_project / "reports" / "triage" / "again" / "summary.json").read_text())
+    assert first_summary["routing"] == again_summary["routing"]
+    assert first_summary["decision"] == again_summary["decision"]

@@ -81,7 +81,8 @@ def test_other_library_versions_are_another_key(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(memo, "_versions", lambda: {**versions, "scikit-learn": "0.0.1"})
     assert memo.digest("calibration-report", calibration.__name__, inputs) != before
     monkeypatch.undo()
-    assert memo.digest("calibration-report", calibration.__name__, {**inputs, "y": np.arange(3.0) + 1}) != before
+    changed = {**inputs, "y": np.arange(3.0) + 1}
+    assert memo.digest("calibration-report", calibration.__name__, changed) != before
     assert memo.digest("calibration-report", calibration.__name__, {**inputs, "folds": 4}) != before
 
 

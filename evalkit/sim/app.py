@@ -34,9 +34,8 @@ from starlette.routing import Route
 
 from evalkit._hashing import digest
 from evalkit.config import SimulatorSettings
-from evalkit.errors import ConfigError
 from evalkit.modelinfo import TYPICAL_THINKING_TOKENS, default_effort, thinks_by_default
-from evalkit.sim import catalog
+from evalkit.sim import SIMULATOR_VERSION, catalog, check_corpora, simulator_fingerprint
 from evalkit.sim.brain import Brain, compose_answer, system_text, user_text
 from evalkit.sim.clock import SimClock
 from evalkit.sim.conform import conform
@@ -48,7 +47,6 @@ from evalkit.sim.validate import Context, parse_betas, validate_message_body
 from evalkit.sim.wire import ApiError, api_id, invalid
 from evalkit.wire import SIMULATOR_HEADER
 
-SIMULATOR_VERSION = "3"  # bump when answers or usage change: it partitions the response cache
 API_VERSIONS = ("2023-06-01", "2026-10-21")
 #: What a simulated refusal says (stop_reason "refusal": HTTP 200, billed, not the requested JSON).
 REFUSAL_TEXT = "I can't help with this request."
@@ -95,11 +93,7 @@ class SimulatorState:
     def __init__(self, settings: SimulatorSettings, *, root: Path, state_dir: Path | None) -> None:
         self.settings = settings
         self.root = root
-        for corpus in settings.corpora:
-            path = Path(corpus.path) if Path(corpus.path).is_absolute() else root / corpus.path
-            if not path.is_file():
-                raise ConfigError(f"simulator corpus not found: {path}",
-                                  hint="fix or remove this [[simulator.corpora]] entry in evalkit.toml")
+        check_corpora(settings, root)
         self.state_dir = state_dir
         self.ledger = Ledger(state_dir / "billing.jsonl" if state_dir else None)
         from evalkit.sim.batches import BatchStore  # noqa: PLC0415 - circular: the store answers through us
@@ -180,14 +174,7 @@ class SimulatorState:
 
     def fingerprint(self) -> str:
         """Identity of this simulator's behaviour: same fingerprint, same answers (for cache keys)."""
-        corpora = []
-        for corpus in self.settings.corpora:
-            path = Path(corpus.path)
-            path = path if path.is_absolute() else self.root / path
-            data = path.read_bytes() if path.exists() else b""
-            corpora.append(hashlib.sha256(data).hexdigest())
-        settings = self.settings.model_dump(exclude={"latency_ms", "rate_limits", "api_key"})
-        return digest({"version": SIMULATOR_VERSION, "settings": settings, "corpora": corpora})[:16]
+        return simulator_fingerprint(self.settings, self.root)
 
     # -- messages ---------------------------------------------------------------------------------
     def validate_message_body(self, body: Any, context: Context | None = None) -> str:

@@ -36,8 +36,8 @@ from evalkit.stats.dist import (
     norm_ppf,
     norm_sf,
 )
+from evalkit.stats.roots import brentq
 
-optimize = lazy("scipy.optimize")
 _special = lazy("scipy.special")
 
 Verdict = Literal["GO", "NO-GO", "INCONCLUSIVE", "INSUFFICIENT-DATA", "INVALID-RUN"]
@@ -115,9 +115,9 @@ def tango_interval(b: int, c: int, n: int, *, confidence: float = 0.95) -> tuple
     z = norm_ppf(1 - (1 - confidence) / 2)
     estimate = (b - c) / n
     eps = 1e-10
-    low = -1.0 if estimate <= -1 else optimize.brentq(
+    low = -1.0 if estimate <= -1 else brentq(
         lambda t: tango_statistic(b, c, n, t) - z, -1 + eps, estimate, xtol=1e-12)
-    high = 1.0 if estimate >= 1 else optimize.brentq(
+    high = 1.0 if estimate >= 1 else brentq(
         lambda t: tango_statistic(b, c, n, t) + z, estimate, 1 - eps, xtol=1e-12)
     return float(low), float(high)
 

@@ -23,8 +23,8 @@ from typing import overload
 import numpy as np
 
 from evalkit._lazy import lazy
+from evalkit.stats.roots import brentq
 
-optimize = lazy("scipy.optimize")
 _special = lazy("scipy.special")
 
 __all__ = [
@@ -77,7 +77,7 @@ def _solve_boundary(grid: np.ndarray, mass: np.ndarray, tk: float, sd: float, ta
     def excess(c: float) -> float:
         return float(mass @ _special.ndtr((grid - c * math.sqrt(tk)) / sd)) - target
 
-    return float(optimize.brentq(excess, 0.0, 12.0, xtol=1e-10))
+    return float(brentq(excess, 0.0, 12.0, xtol=1e-10))
 
 
 @lru_cache(maxsize=128)
@@ -189,5 +189,5 @@ def sequential_inflation(fractions: Sequence[float] | np.ndarray, alpha: float, 
         return float((z >= bounds).any(axis=1).mean())
 
     fixed = float(_special.ndtri(1 - alpha) + _special.ndtri(power))
-    theta = optimize.brentq(lambda th: achieved(th) - power, 0.5 * fixed, 2.0 * fixed, xtol=1e-6)
+    theta = brentq(lambda th: achieved(th) - power, 0.5 * fixed, 2.0 * fixed, xtol=1e-6)
     return float((theta / fixed) ** 2)

@@ -8,4 +8,4 @@ from pydantic import BaseModel, ConfigDict
 class Typed(BaseModel):
     """Strict and immutable: an unknown key is an error, never silently kept or dropped."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)

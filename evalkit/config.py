@@ -24,7 +24,7 @@ _DATED_SUFFIX = re.compile(r"-\d{8}$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class TokenPrices(_Strict):

@@ -171,3 +171,23 @@ def test_a_cached_rerun_and_tune_import_no_scikit_learn_scipy_stats_nor_the_simu
     again_summary = json.loads((demo_project / "reports" / "triage" / "again" / "summary.json").read_text())
     assert first_summary["routing"] == again_summary["routing"]
     assert first_summary["decision"] == again_summary["decision"]
+
+
+def test_typed_models_are_built_on_first_use_not_on_import() -> None:
+    """pydantic builds a model's validator when it is first used (``defer_build``): importing the API
+    builds none, so a command pays only for the models it touches; strictness is unchanged."""
+    code = ("import sys, evalkit.api; from evalkit.routing.router import RoutingFile; "
+            "from evalkit.record.model import RunRecord; from evalkit.config import Settings; "
+            "from evalkit.spec import TaskSpec; "
+            "models = (RoutingFile, RunRecord, Settings, TaskSpec); "
+            "print([m.__name__ for m in models if m.__pydantic_complete__])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from evalkit.routing.analysis import SweepPoint  # noqa: PLC0415
+
+    point = SweepPoint(t=0.5, escalation_rate=0.1, routed_accuracy=0.9, quality_loss=0.0, cost_per_1k=1.0)
+    assert SweepPoint.__pydantic_complete__ and point.t == 0.5
+    with pytest.raises(ValidationError):
+        SweepPoint.model_validate({**point.model_dump(), "unknown": 1})

@@ -63,7 +63,7 @@ class Attachment:
                                               "data": base64.b64encode(self.data).decode("ascii")}}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one per sample or call, all kept (issue 20)
 class Sample:
     """One row to evaluate. ``fields`` holds every column, for the prompt template."""
 

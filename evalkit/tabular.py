@@ -17,7 +17,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,10 @@ from evalkit.errors import DatasetError, StateError
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
            ".tab": "tsv", ".txt": "csv", ".parquet": "parquet", ".arrow": "arrow", ".feather": "arrow"}
 _DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+
+
+#: A row filter applied while a table is read.
+Keep = Callable[[dict[str, Any]], bool]
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ def _text(path: Path) -> str:
                            hint="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
 
 
-def _jsonl(path: Path) -> Table:
+def _jsonl(path: Path, keep: Keep | None = None) -> Table:
     rows, places = [], []
     for number, line in enumerate(_text(path).splitlines(), start=1):
         if not line.strip():
@@ -99,7 +103,10 @@ def _jsonl(path: Path) -> Table:
         if not isinstance(value, dict):
             raise DatasetError(f"{path}:{number}: expected a JSON object, got {type(value).__name__}",
                                hint="each line of a .jsonl file must be one JSON object")
-        rows.append(json_safe(value))
+        row = json_safe(value)
+        if keep is not None and not keep(row):
+            continue
+        rows.append(row)
         places.append(f"{path}:{number}")
     return Table(rows, places, str(path))
 
@@ -216,8 +223,10 @@ def _raise_if_disk_full(exc: BaseException) -> None:
 
 
 def read_table(path: Path, *, fmt: str | None = None, delimiter: str | None = None,
-               split: str = "train") -> Table:
-    """Every row of a local table. Errors say the file, the line and what to do."""
+               split: str = "train", keep: Keep | None = None) -> Table:
+    """Every row of a local table (with ``keep``: the rows it accepts). Errors say the file, the line and
+    what to do. A JSON Lines file is filtered while it is read, so a filter that keeps a few rows of a
+    large file never holds the rest (the simulator's training rows of a 100k-row dataset)."""
     if not path.exists():
         raise DatasetError(f"dataset file not found: {path}",
                            hint="paths in a task file are relative to the task file; check the name")
@@ -225,17 +234,22 @@ def read_table(path: Path, *, fmt: str | None = None, delimiter: str | None = No
     if kind != "disk" and path.is_file() and path.stat().st_size == 0:
         raise DatasetError(f"dataset file is empty: {path}", hint="add rows")
     if kind == "jsonl":
-        return _jsonl(path)
+        return _jsonl(path, keep)
     if kind == "json":
-        return _json(path)
-    if kind in ("csv", "tsv"):
-        return _delimited(path, delimiter, kind)
-    if kind in ("parquet", "arrow"):
-        return _arrow(path, kind)
-    if kind == "disk":
-        return _disk(path, split)
-    raise DatasetError(f"unknown dataset.format '{kind}'",
+        table = _json(path)
+    elif kind in ("csv", "tsv"):
+        table = _delimited(path, delimiter, kind)
+    elif kind in ("parquet", "arrow"):
+        table = _arrow(path, kind)
+    elif kind == "disk":
+        table = _disk(path, split)
+    else:
+        raise DatasetError(f"unknown dataset.format '{kind}'",
                        hint="use jsonl, json, csv, tsv, parquet, arrow or disk")
+    if keep is None:
+        return table
+    kept = [index for index, row in enumerate(table.rows) if keep(row)]
+    return Table([table.rows[i] for i in kept], [table.places[i] for i in kept], table.source)
 
 
 def read_hub(name: str, *, config: str | None, split: str) -> tuple[Table, str]:

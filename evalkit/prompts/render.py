@@ -7,7 +7,7 @@ is rendered once from static variables only, because it is the cacheable prefix 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ class RenderedPrompt:
     user: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one per sample or call, all kept (issue 20)
 class ModelRequest:
     """One Messages API call, as the exact JSON body sent (no stream flag, no secrets)."""
 
@@ -37,6 +37,8 @@ class ModelRequest:
     #: Repeat index: 0 for the normal call; 1, 2, … to deliberately ask the same request again
     #: (e.g. to measure the reference's self-agreement). Part of the cache key.
     replicate: int = 0
+    #: The response-cache key of this request and its endpoint, once computed (see ``request_key``).
+    key_memo: tuple[str, str] | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def model(self) -> str:

@@ -45,7 +45,7 @@ Sleep = Callable[[float], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one per sample or call, all kept (issue 20)
 class CallResult:
     request: ModelRequest
     response: ModelResponse | None

@@ -65,12 +65,14 @@ _DAMAGE = (sqlite3.DatabaseError, zlib.error, ValueError, UnicodeDecodeError, Ke
 
 def request_key(endpoint: str, request: ModelRequest) -> str:
     # Memoised on the request: hashing the canonical JSON of a full request body is the main cost of a
-    # fully cached tuning session, and every stage asks for the same keys.
-    memo: dict[str, str] = request.__dict__.setdefault("_keys", {})
-    if endpoint not in memo:
-        memo[endpoint] = digest({"schema": CACHE_SCHEMA, "endpoint": endpoint, "params": request.params,
-                                 "replicate": request.replicate})
-    return memo[endpoint]
+    # fully cached tuning session, and every stage asks for the same keys. One (endpoint, key) pair is
+    # kept (a run has one endpoint); another endpoint's key is computed and replaces it.
+    memo = request.key_memo
+    if memo is None or memo[0] != endpoint:
+        memo = (endpoint, digest({"schema": CACHE_SCHEMA, "endpoint": endpoint, "params": request.params,
+                                  "replicate": request.replicate}))
+        object.__setattr__(request, "key_memo", memo)
+    return memo[1]
 
 
 def wrap(response: ModelResponse) -> dict[str, Any]:

@@ -41,7 +41,7 @@ DEFAULT_THRESHOLD = {"exact_match": 1.0, "token_f1": 0.5, "rouge_l": 0.4, "field
 Scorer = Callable[[Any, Any, Sample, Against], float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one per sample or call, all kept (issue 20)
 class ScoredSample:
     """One sample's two answers, compared.
 
@@ -182,7 +182,7 @@ def score_sample(sample: Sample, candidate: Answer, reference: Answer, task: Tas
                         threshold=threshold, judge=judge, metric=metric)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one per sample or call, all kept (issue 20)
 class SampleResult:
     """The join of the pipeline's stages for one sample: its input, each role's call (from the API or
     the cache), the parsed answers and the comparison."""

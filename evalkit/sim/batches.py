@@ -27,7 +27,7 @@ from typing import Any
 from filelock import FileLock
 
 from evalkit._io import atomic_write_json, atomic_write_text
-from evalkit.sim.validate import Context
+from evalkit.sim.validate import CURRENT_VERSION, Context
 from evalkit.sim.wire import ApiError, api_id, invalid
 
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -139,8 +139,8 @@ class BatchStore:
         atomic_write_json(self._meta_path(meta["id"]), meta)
 
     # -- API operations ----------------------------------------------------------------------------
-    def create(self, body: Any, raw_size: int, new_id: str, *, betas: list[str] | None = None
-               ) -> dict[str, Any]:
+    def create(self, body: Any, raw_size: int, new_id: str, *, betas: list[str] | None = None,
+               api_version: str = CURRENT_VERSION) -> dict[str, Any]:
         if raw_size > MAX_BYTES:
             raise ApiError(413, "request_too_large", "Request exceeds the maximum allowed number of bytes.")
         if not isinstance(body, dict) or set(body) - {"requests"}:
@@ -182,6 +182,7 @@ class BatchStore:
             "archived_at": None,
             "results_url": None,
             "betas": betas or [],  # the create call's anthropic-beta header: it applies to every item
+            "api_version": api_version,  # and its anthropic-version: which params exist (sampling, §0.3)
         }
         atomic_write_json(self.directory / f"{new_id}.requests.json", requests)
         self._save(meta)
@@ -237,7 +238,8 @@ class BatchStore:
 
     @staticmethod
     def public(meta: dict[str, Any], base_url: str) -> dict[str, Any]:
-        data = {k: v for k, v in meta.items() if k not in ("ends_at", "cancel_ends_at", "betas")}
+        private = ("ends_at", "cancel_ends_at", "betas", "api_version")
+        data = {k: v for k, v in meta.items() if k not in private}
         if meta["processing_status"] == "ended":
             data["results_url"] = f"{base_url.rstrip('/')}/v1/messages/batches/{meta['id']}/results"
         return data
@@ -267,7 +269,8 @@ class BatchStore:
                 share = 1.0 if span <= 0 else min(1.0, (canceled_at - created).total_seconds() / span)
                 done = int(len(requests) * share) if canceled_at < ends else len(requests)
             lines, billable, counts = self._process(batch_id, requests, done=done,
-                                                    betas=frozenset(meta.get("betas") or ()))
+                                                    betas=frozenset(meta.get("betas") or ()),
+                                                    api_version=meta.get("api_version") or CURRENT_VERSION)
             # Results first, then the bill: a crash in between bills nothing, never twice.
             order = list(range(len(lines)))
             random.Random(batch_id).shuffle(order)  # results are not in request order
@@ -300,13 +303,13 @@ class BatchStore:
         draw = int.from_bytes(hashlib.sha256(material).digest()[:8], "big") / 2**64
         return draw < self.state.settings.batch_cache_hit_rate
 
-    def _process(self, batch_id: str, requests: _Records, *, done: int, betas: frozenset[str]
-                 ) -> tuple[_Records, _Billable, dict[str, int]]:
+    def _process(self, batch_id: str, requests: _Records, *, done: int, betas: frozenset[str],
+                 api_version: str = CURRENT_VERSION) -> tuple[_Records, _Billable, dict[str, int]]:
         lines: list[dict[str, Any]] = []
         billable = []
         counts = {"succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
         start = self.state.clock.time()
-        context = Context(betas=betas, batch=True)
+        context = Context(betas=betas, batch=True, api_version=api_version)
         for position, item in enumerate(requests):
             custom_id, params = item["custom_id"], item["params"]
             # Items run in parallel waves: a cache entry written in one wave is readable from the next.

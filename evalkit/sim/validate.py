@@ -13,6 +13,7 @@ counts tokens "without compilation", so a bad schema, a prefill or a too-large `
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,19 @@ THINKING_TYPES = ("enabled", "disabled", "adaptive", "between_tools")
 CACHE_TTLS = ("5m", "1h")
 MIN_THINKING_BUDGET = 1024
 MAX_BREAKPOINTS = 4
+#: The API version the SDK 2.x sends; sampling parameters are gone in it (facts §0.3).
+CURRENT_VERSION = "2026-10-21"
+#: The older API version, still accepted (facts §5), under which sampling parameters still exist.
+LEGACY_VERSION = "2023-06-01"
+SAMPLING_KEYS = ("temperature", "top_p", "top_k")
+#: Claude 4.7+ models (Opus 4.7+, Sonnet 5/5.5, Haiku 5.5, the 5.x families): under 2023-06-01 they reject
+#: non-default sampling values, "independently of the API version" (facts §0.3, §4). The only documented
+#: default is temperature 1.0; top_p and top_k have none (unset means off), so any value is non-default.
+SAMPLING_DEPRECATED_MODELS = ("claude-opus-4-7*", "claude-opus-4-8*", "claude-opus-5*", "claude-sonnet-5*",
+                              "claude-haiku-5*", "claude-fable-5*", "claude-mythos-5*")
+#: Haiku 4.5 takes temperature or top_p, "never both" (facts §4).
+ONE_SAMPLING_PARAM_MODELS = ("claude-haiku-4-5*",)
+DEFAULT_TEMPERATURE = 1.0
 
 
 def _quoted(values: tuple[str, ...]) -> str:
@@ -62,18 +76,19 @@ class Context:
     """Where a body comes from: which endpoint, and under which beta headers."""
 
     def __init__(self, *, betas: frozenset[str] = frozenset(), count_tokens: bool = False,
-                 batch: bool = False) -> None:
+                 batch: bool = False, api_version: str = CURRENT_VERSION) -> None:
         self.betas, self.count_tokens, self.batch = betas, count_tokens, batch
+        self.api_version = api_version
 
 
 def validate_message_body(body: Any, context: Context, tier_for: Callable[[str], object | None]) -> str:
     """Checks a Messages (or count_tokens) body; returns the resolved model id or raises :class:`ApiError`."""
     if not isinstance(body, dict):
         raise invalid("body: Input should be a valid dictionary")
-    for key in ("temperature", "top_p", "top_k"):
-        if key in body:
-            raise invalid(f"{key}: Extra inputs are not permitted")
+    sampling = _check_sampling(body, context)
     keys = COUNT_TOKENS_KEYS if context.count_tokens else MESSAGE_KEYS
+    if sampling:
+        keys = keys | frozenset(sampling)
     # The deprecated top-level output_format is accepted with its beta header, as the API does during the
     # transition. Without the header it is what any other unknown key is: "Extra inputs are not permitted"
     # (the field belongs to the beta; only count_tokens lists it in its own signature).
@@ -117,6 +132,43 @@ def validate_message_body(body: Any, context: Context, tier_for: Callable[[str],
     _check_model_limits(body, resolved, context, json_outputs=schema_format)
     _check_media_limits(media_blocks, resolved)
     return resolved
+
+
+def _check_sampling(body: dict[str, Any], context: Context) -> list[str]:
+    """temperature / top_p / top_k (facts §0.3, §4): removed under API 2026-10-21 (400 "Extra inputs are
+    not permitted", even at default values) and on count_tokens; under 2023-06-01 accepted in range, except
+    non-default values on Claude 4.7+ models and temperature with top_p on Haiku 4.5. Returns the keys
+    present (accepted)."""
+    present = [key for key in SAMPLING_KEYS if key in body]
+    if not present:
+        return present
+    if context.count_tokens or context.api_version != LEGACY_VERSION:
+        raise invalid(f"{present[0]}: Extra inputs are not permitted")
+    for key in ("temperature", "top_p"):
+        value = body.get(key, 0.0)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise invalid(f"{key}: Input should be a valid number")
+        if not 0.0 <= value <= 1.0:
+            raise invalid(f"{key}: Input should be {'less' if value > 1 else 'greater'} than or equal to "
+                          f"{1 if value > 1 else 0}")
+    top_k = body.get("top_k", 0)
+    if not isinstance(top_k, int) or isinstance(top_k, bool):
+        raise invalid("top_k: Input should be a valid integer")
+    if top_k < 0:
+        raise invalid("top_k: Input should be greater than or equal to 0")
+    model = body.get("model")
+    resolved = catalog.resolve(model) if isinstance(model, str) else None
+    if resolved is None:
+        return present  # an unknown model is the 404 below
+    if any(fnmatch.fnmatchcase(resolved, pattern) for pattern in SAMPLING_DEPRECATED_MODELS):
+        for key in present:
+            if key != "temperature" or body[key] != DEFAULT_TEMPERATURE:
+                raise invalid(f"`{key}` is deprecated for this model.")
+    if (any(fnmatch.fnmatchcase(resolved, pattern) for pattern in ONE_SAMPLING_PARAM_MODELS)
+            and "temperature" in body and "top_p" in body):
+        raise invalid("`temperature` and `top_p` cannot both be specified for this model. "
+                      "Please use only one.")
+    return present
 
 
 _BLOCK_KEYS = {"image": {"type", "source", "cache_control"},

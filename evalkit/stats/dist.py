@@ -107,29 +107,28 @@ def _binom_args(k: ArrayLike, n: ArrayLike, p: ArrayLike) -> tuple[np.ndarray, n
     return k_arr, n_arr, p_arr, valid
 
 
-def binom_cdf(k: ArrayLike, n: ArrayLike, p: ArrayLike) -> Any:
-    """``scipy.stats.binom.cdf``: ``_binom_cdf(floor(k))`` for 0 ≤ k < n, 1 for k ≥ n, 0 below 0."""
+def _binom_tail(tail: Any, k: ArrayLike, n: ArrayLike, p: ArrayLike, *, below: float, above: float) -> Any:
+    """SciPy's discrete tail: ``tail(floor(k))`` for 0 ≤ k < n, ``below`` for k < 0, ``above`` for k ≥ n,
+    NaN for invalid arguments or a NaN k."""
     k_arr, n_arr, p_arr, valid = _binom_args(k, n, p)
     output = np.zeros(k_arr.shape, "d")
-    output[k_arr >= n_arr] = 1.0
-    output[np.isneginf(k_arr)] = 0.0
+    output[k_arr >= n_arr] = above
+    output[k_arr < 0] = below
     output[~valid | np.isnan(k_arr)] = np.nan
     inside = valid & (k_arr >= 0) & (k_arr < n_arr) & np.isfinite(k_arr)
     if np.any(inside):
-        output[inside] = np.clip(_scu._binom_cdf(np.floor(k_arr[inside]), n_arr[inside], p_arr[inside]), 0, 1)
+        output[inside] = np.clip(tail(np.floor(k_arr[inside]), n_arr[inside], p_arr[inside]), 0, 1)
     return _done(output)
+
+
+def binom_cdf(k: ArrayLike, n: ArrayLike, p: ArrayLike) -> Any:
+    """``scipy.stats.binom.cdf``: ``_binom_cdf(floor(k))`` for 0 ≤ k < n, 1 for k ≥ n, 0 below 0."""
+    return _binom_tail(_scu._binom_cdf, k, n, p, below=0.0, above=1.0)
 
 
 def binom_sf(k: ArrayLike, n: ArrayLike, p: ArrayLike) -> Any:
     """``scipy.stats.binom.sf``: ``_binom_sf(floor(k))`` for 0 ≤ k < n, 1 below 0, 0 for k ≥ n."""
-    k_arr, n_arr, p_arr, valid = _binom_args(k, n, p)
-    output = np.zeros(k_arr.shape, "d")
-    output[~valid | np.isnan(k_arr)] = np.nan
-    output[((k_arr < 0) | np.isneginf(k_arr)) & valid] = 1.0
-    inside = valid & (k_arr >= 0) & (k_arr < n_arr) & np.isfinite(k_arr)
-    if np.any(inside):
-        output[inside] = np.clip(_scu._binom_sf(np.floor(k_arr[inside]), n_arr[inside], p_arr[inside]), 0, 1)
-    return _done(output)
+    return _binom_tail(_scu._binom_sf, k, n, p, below=1.0, above=0.0)
 
 
 def binom_pmf(k: ArrayLike, n: ArrayLike, p: ArrayLike) -> Any:

@@ -17,7 +17,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,9 +90,21 @@ def _text(path: Path) -> str:
                            hint="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
 
 
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line, read one at a time so a large file is never held whole. Lines end
+    at "\n" only: JSON text may hold a raw U+2028, which ``str.splitlines`` would split."""
+    with path.open("rb") as handle:
+        for number, data in enumerate(handle, start=1):
+            try:
+                yield number, data.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DatasetError(f"{path}:{number}: byte {data[exc.start]:#04x} is not UTF-8 text",
+                                   hint="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
+
+
 def _jsonl(path: Path, keep: Keep | None = None) -> Table:
     rows, places = [], []
-    for number, line in enumerate(_text(path).splitlines(), start=1):
+    for number, line in _lines(path):
         if not line.strip():
             continue
         try:

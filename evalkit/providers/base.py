@@ -7,9 +7,11 @@ Scoring never knows how a response was obtained (real time, batch, or cache); it
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from evalkit.prompts.render import ModelRequest
@@ -72,40 +74,75 @@ class Usage:
         }
 
 
-@dataclass(frozen=True, slots=True)  # slots: one per answer, all kept until the record (issue 20)
-class ModelResponse:
-    """A successful API response (HTTP 200), whatever its content."""
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
 
-    message: dict[str, Any]
-    request_id: str | None = None
-    simulated: bool = False
-    mode: str = "realtime"  # "realtime" | "batch" | "log"
-    batch_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+class ModelResponse:
+    """A successful API response (HTTP 200), whatever its content.
+
+    What scoring, costs and rows read (stop reason, usage…) is taken out once; the Message JSON is kept
+    exactly, but as one compact JSON string, decoded again when asked for (``message``, ``text``): a
+    decoded Message is ~2.5 KB of dicts and key strings, its JSON ~0.4 KB, and a run holds every answer
+    until its record is built (issue 20: 100k samples in bounded memory). Immutable, like the dataclass it
+    was."""
+
+    __slots__ = ("_wire", "stop_reason", "thought", "usage", "model", "request_id", "simulated",
+                 "mode", "batch_id", "extra")
+    _wire: str
+    stop_reason: str | None
+    #: Whether the reply has a thinking block (its tokens count toward max_tokens).
+    thought: bool
+    usage: Usage
+    model: str | None
+    request_id: str | None
+    simulated: bool
+    mode: str  # "realtime" | "batch" | "log"
+    batch_id: str | None
+    #: What the provider knows about how it got the answer (e.g. the SDK's ``retries``); not cached.
+    extra: Mapping[str, Any]
+
+    def __init__(self, message: dict[str, Any], request_id: str | None = None, simulated: bool = False,
+                 mode: str = "realtime", batch_id: str | None = None,
+                 extra: Mapping[str, Any] | None = None) -> None:
+        blocks = message.get("content") or []
+        fields = {
+            "_wire": json.dumps(message, ensure_ascii=False, separators=(",", ":")),
+            "stop_reason": message.get("stop_reason"),
+            "thought": any(block.get("type") in ("thinking", "redacted_thinking") for block in blocks),
+            "usage": Usage.from_wire(message.get("usage")),
+            "model": message.get("model"),
+            "request_id": request_id, "simulated": simulated, "mode": mode, "batch_id": batch_id,
+            "extra": extra or _NOTHING,
+        }
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"ModelResponse is immutable (cannot set {name!r})")
 
     @property
     def text(self) -> str:
-        """The concatenated text blocks; thinking and other block types are skipped."""
+        """The concatenated text blocks; thinking and other block types are skipped. (Decoded on each
+        use rather than kept: a long answer would otherwise be held twice.)"""
         blocks = self.message.get("content") or []
         return "".join(block.get("text", "") for block in blocks if block.get("type") == "text")
 
     @property
-    def stop_reason(self) -> str | None:
-        return self.message.get("stop_reason")
+    def message(self) -> dict[str, Any]:
+        """The Message JSON as the API returned it (a fresh copy on every access)."""
+        decoded: dict[str, Any] = json.loads(self._wire)
+        return decoded
 
-    @property
-    def thought(self) -> bool:
-        """Whether the reply has a thinking block (its tokens count toward max_tokens)."""
-        return any(block.get("type") in ("thinking", "redacted_thinking")
-                   for block in self.message.get("content") or [])
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ModelResponse):
+            return NotImplemented
+        return self.to_cache() == other.to_cache()
 
-    @property
-    def usage(self) -> Usage:
-        return Usage.from_wire(self.message.get("usage"))
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking value semantics, as the dataclass had
 
-    @property
-    def model(self) -> str | None:
-        return self.message.get("model")
+    def __repr__(self) -> str:
+        return (f"ModelResponse(mode={self.mode!r}, model={self.model!r}, stop_reason={self.stop_reason!r}, "
+                f"text={self.text[:40]!r})")
 
     def to_cache(self) -> dict[str, Any]:
         return {"message": self.message, "request_id": self.request_id, "simulated": self.simulated,

@@ -1,4 +1,4 @@
-"""The calibration report is remembered beside the response cache, so re-runs need no scikit-learn;
+"""The calibration report is remembered beside the response cache, so re-runs do not compute it again;
 routing's folds are scikit-learn's KFold folds without scikit-learn."""
 
 from __future__ import annotations
@@ -15,19 +15,23 @@ from sklearn.model_selection import KFold
 from evalkit.routing import calibration, memo
 from evalkit.routing.thresholds import kfold_split
 
-# A child process: compute the report for fixed inputs with a memo folder, print whether scikit-learn
-# was imported and the report.
+# A child process: compute the report for fixed inputs with a memo folder, print whether it was computed
+# (not read), whether scikit-learn was imported and the report.
 CHILD = """
 import json, sys
 import numpy as np
+from evalkit.routing import calibration
 from evalkit.routing.calibration import calibration_report
+computed = []
+real = calibration._report
+calibration._report = lambda *a, **k: computed.append(1) or real(*a, **k)
 rng = np.random.default_rng(int(sys.argv[2]))
 y = (rng.random(300) < 0.8).astype(int)
 p = np.round(np.clip(0.6 + 0.35 * y + rng.normal(0, 0.1, 300), 0, 1), 2)
 p[:7] = np.nan
 report = calibration_report(y, p, seed=int(sys.argv[3]), memo_dir=__import__("pathlib").Path(sys.argv[1]))
-print(json.dumps({"sklearn": "sklearn" in sys.modules, "scipy.stats": "scipy.stats" in sys.modules,
-                  "report": report}))
+print(json.dumps({"computed": bool(computed), "sklearn": "sklearn" in sys.modules,
+                  "scipy.stats": "scipy.stats" in sys.modules, "report": report}))
 """
 
 
@@ -45,12 +49,12 @@ def _direct(data_seed: int = 1, seed: int = 0) -> dict[str, object]:
     return calibration.calibration_report(y, p, seed=seed)
 
 
-def test_a_second_computation_needs_no_sklearn_and_gives_the_same_report(tmp_path: Path) -> None:
+def test_a_second_computation_is_read_and_gives_the_same_report(tmp_path: Path) -> None:
     first = _child(tmp_path)
-    assert first["sklearn"] is True  # the first computation fits with scikit-learn
+    assert first["computed"] is True and first["sklearn"] is False  # fitted without scikit-learn (fits.py)
     assert len(list(tmp_path.glob("calibration-report-*.json"))) == 1
     second = _child(tmp_path)
-    assert second["sklearn"] is False and second["scipy.stats"] is False
+    assert second["computed"] is False and second["scipy.stats"] is False
     assert second["report"] == first["report"] == json.loads(json.dumps(_direct()))
     # In process too: the remembered object equals the computed one, float for float.
     remembered = calibration.calibration_report(*_inputs(), memo_dir=tmp_path)
@@ -68,9 +72,9 @@ def _inputs() -> tuple[np.ndarray, np.ndarray]:
 def test_changed_inputs_or_seed_are_recomputed(tmp_path: Path) -> None:
     _child(tmp_path)
     other_data = _child(tmp_path, data_seed=2)
-    assert other_data["sklearn"] is True and other_data["report"] == json.loads(json.dumps(_direct(2)))
+    assert other_data["computed"] is True and other_data["report"] == json.loads(json.dumps(_direct(2)))
     other_seed = _child(tmp_path, seed=3)
-    assert other_seed["sklearn"] is True and other_seed["report"] == json.loads(json.dumps(_direct(1, 3)))
+    assert other_seed["computed"] is True and other_seed["report"] == json.loads(json.dumps(_direct(1, 3)))
     assert len(list(tmp_path.glob("calibration-report-*.json"))) == 3
 
 
@@ -78,7 +82,7 @@ def test_other_library_versions_are_another_key(monkeypatch: pytest.MonkeyPatch)
     inputs = {"y": np.arange(3.0), "folds": 5}
     before = memo.digest("calibration-report", calibration.__name__, inputs)
     versions = dict(memo._versions())
-    monkeypatch.setattr(memo, "_versions", lambda: {**versions, "scikit-learn": "0.0.1"})
+    monkeypatch.setattr(memo, "_versions", lambda: {**versions, "numpy": "0.0.1"})
     assert memo.digest("calibration-report", calibration.__name__, inputs) != before
     monkeypatch.undo()
     changed = {**inputs, "y": np.arange(3.0) + 1}

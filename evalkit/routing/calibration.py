@@ -20,14 +20,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from evalkit._lazy import lazy
+from evalkit.routing import fits
 from evalkit.routing.memo import remembered
 
 _special = lazy("scipy.special")
-_sk_calibration = lazy("sklearn.calibration")
-_isotonic = lazy("sklearn.isotonic")
-_linear_model = lazy("sklearn.linear_model")
-_skm = lazy("sklearn.metrics")
-_model_selection = lazy("sklearn.model_selection")
 
 __all__ = [
     "auroc",
@@ -98,9 +94,9 @@ def ece_by_level(y: ArrayLike, p: ArrayLike) -> float:
 
 
 def brier(y: ArrayLike, p: ArrayLike) -> float:
-    """Brier score ``mean((p − y)²)`` (positional call: the keyword name changed in sklearn 1.9)."""
+    """Brier score ``mean((p − y)²)``."""
     y_arr, p_arr = _check(y, p)
-    return float(_skm.brier_score_loss(y_arr, p_arr))
+    return float(np.mean((y_arr - p_arr) ** 2))
 
 
 def auroc(y: ArrayLike, p: ArrayLike) -> float | None:
@@ -111,14 +107,15 @@ def auroc(y: ArrayLike, p: ArrayLike) -> float | None:
     y_arr, p_arr = _check(y, p)
     if np.unique(y_arr).size < 2:
         return None
-    return float(_skm.roc_auc_score(y_arr, p_arr))
+    return fits.roc_auc(y_arr, p_arr)
 
 
 def reliability_diagram(y: ArrayLike, p: ArrayLike, n_bins: int = 10) -> dict[str, list[float] | list[int]]:
     """Equal-width reliability diagram: per non-empty bin, mean confidence, accuracy and count."""
     y_arr, p_arr = _check(y, p)
-    prob_true, prob_pred = _sk_calibration.calibration_curve(y_arr, p_arr, n_bins=n_bins, strategy="uniform")
-    counts = np.bincount(_bin_ids(p_arr, n_bins, "uniform"), minlength=n_bins)
+    ids = _bin_ids(p_arr, n_bins, "uniform")
+    prob_true, prob_pred = fits.reliability_curve(y_arr, p_arr, ids, n_bins)
+    counts = np.bincount(ids, minlength=n_bins)
     counts = counts[counts > 0]
     return {
         "prob_pred": [float(v) for v in prob_pred],
@@ -141,18 +138,16 @@ def recalibrate_cv(
     _, counts = np.unique(y_arr, return_counts=True)
     if counts.size < 2 or counts.min() < folds:
         raise ValueError(f"recalibration needs at least {folds} correct and {folds} incorrect samples")
-    cv = _model_selection.StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    y_int = y_arr.astype(int)
-    if method == "isotonic":
-        iso = _isotonic.IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")
-        predicted = _model_selection.cross_val_predict(iso, p_arr.reshape(-1, 1), y_int, cv=cv)
-        return np.asarray(predicted, dtype=float)
-    if method == "platt":
-        x = _special.logit(np.clip(p_arr, _PLATT_CLIP, 1 - _PLATT_CLIP)).reshape(-1, 1)
-        proba = _model_selection.cross_val_predict(_linear_model.LogisticRegression(C=1e6), x, y_int, cv=cv,
-                                                   method="predict_proba")
-        return np.asarray(proba[:, 1], dtype=float)
-    raise ValueError(f"method must be 'isotonic' or 'platt', got {method!r}")
+    if method not in ("isotonic", "platt"):
+        raise ValueError(f"method must be 'isotonic' or 'platt', got {method!r}")
+    x = p_arr if method == "isotonic" else _special.logit(np.clip(p_arr, _PLATT_CLIP, 1 - _PLATT_CLIP))
+    fit = fits.isotonic_predict if method == "isotonic" else fits.logistic_predict
+    test_folds = fits.stratified_folds(y_arr.astype(int), folds, seed)
+    predicted = np.empty(y_arr.size)
+    for fold in range(folds):  # cross_val_predict: each fold predicted by a fit on the others
+        test = test_folds == fold
+        predicted[test] = fit(x[~test], y_arr[~test], x[test])
+    return predicted
 
 
 def _summary(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
@@ -170,7 +165,7 @@ def calibration_report(y: ArrayLike, p: ArrayLike, *, folds: int = 5, seed: int 
 
     With ``memo_dir`` the report is remembered there (:mod:`evalkit.routing.memo`), keyed by y, p, the
     folds, the seed and the library versions: the same inputs again give the same report without
-    importing scikit-learn.
+    computing them again.
 
     Samples whose confidence is missing (NaN, e.g. an invalid candidate answer) are left out of every
     calibration number and counted in ``n_missing_confidence``. Cross-validated recalibration results are
@@ -181,7 +176,7 @@ def calibration_report(y: ArrayLike, p: ArrayLike, *, folds: int = 5, seed: int 
     p_all = np.asarray(p, dtype=float).ravel()
     if y_all.size != p_all.size:
         raise ValueError(f"y and p must have equal length ({y_all.size} vs {p_all.size})")
-    return remembered(memo_dir, "calibration-report", __name__,
+    return remembered(memo_dir, "calibration-report", (__name__, fits.__name__),
                       {"y": y_all, "p": p_all, "folds": folds, "seed": seed},
                       lambda: _report(y_all, p_all, folds=folds, seed=seed))
 

@@ -1,12 +1,11 @@
-"""Remembered results of deterministic computations, so a cached re-run or ``tune`` needs no scikit-learn.
+"""Remembered results of deterministic computations, so a cached re-run or ``tune`` does not redo them.
 
-The routing analysis' calibration report fits scikit-learn's isotonic and Platt recalibrators under
-``StratifiedKFold``; importing scikit-learn (with the ``scipy.stats`` and pandas it pulls in) costs more
-than a second, and on a re-run from cached answers the inputs — and so the report — are the same as the
-last time. Each result is stored as one JSON file named by the SHA-256 of everything it depends on:
-the inputs' exact bytes, the options, the versions of scikit-learn, SciPy and numpy, and the source of
-the module that computes it (a code change recomputes). JSON keeps floats exactly (``repr`` round
-trips), so a remembered report is the same object as a computed one.
+The routing analysis' calibration report fits isotonic and Platt recalibrators under stratified folds
+(:mod:`evalkit.routing.fits`); on a re-run from cached answers the inputs — and so the report — are the
+same as the last time. Each result is stored as one JSON file named by the SHA-256 of everything it
+depends on: the inputs' exact bytes, the options, the versions of SciPy and numpy, and the source of the
+modules that compute it (a code change recomputes). JSON keeps floats exactly (``repr`` round trips), so
+a remembered report is the same object as a computed one.
 
 Stored beside the response cache (``<cache_dir>/derived/``), never in it: nothing here is a paid
 answer. A missing, unreadable or corrupt entry is recomputed and rewritten; a folder that cannot be
@@ -35,7 +34,7 @@ __all__ = ["MEMO_SCHEMA", "digest", "remembered"]
 
 MEMO_SCHEMA = 1
 #: The libraries whose numbers a remembered result depends on.
-LIBRARIES = ("scikit-learn", "scipy", "numpy")
+LIBRARIES = ("scipy", "numpy")
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -74,14 +73,18 @@ def _canonical(value: Any) -> Any:
     raise TypeError(f"cannot key a remembered result by a {type(value).__name__}")
 
 
-def digest(kind: str, module: str, inputs: dict[str, Any]) -> str:
-    """The key of a result of ``kind`` computed by ``module`` from ``inputs`` with today's libraries."""
-    key = {"schema": MEMO_SCHEMA, "kind": kind, "code": _source_digest(module), "libraries": _versions(),
+def digest(kind: str, module: str | tuple[str, ...], inputs: dict[str, Any]) -> str:
+    """The key of a result of ``kind`` computed by ``module`` (or modules) from ``inputs`` with today's
+    libraries."""
+    modules = (module,) if isinstance(module, str) else module
+    code = [_source_digest(name) for name in modules]
+    key = {"schema": MEMO_SCHEMA, "kind": kind, "code": code[0] if len(code) == 1 else code,
+           "libraries": _versions(),
            "inputs": _canonical(inputs)}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def remembered(folder: Path | None, kind: str, module: str, inputs: dict[str, Any],
+def remembered(folder: Path | None, kind: str, module: str | tuple[str, ...], inputs: dict[str, Any],
                compute: Callable[[], T]) -> T:
     """``compute()``, or the result stored for the same ``inputs`` (``folder`` None: always computed).
 

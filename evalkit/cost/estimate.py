@@ -88,7 +88,7 @@ def estimate_cost(requests: list[ModelRequest], cache: ResponseCache, endpoint: 
     pending: list[ModelRequest] = []
     cached = 0
     for request in requests:
-        hit = cache.get(endpoint, request) if cache.readable else None
+        hit = cache.get(endpoint, request, keep=True) if cache.readable else None  # the run reads it next
         if hit is not None:
             cached += 1
             measured.setdefault(request.model, []).append(hit.usage.output_tokens)

@@ -185,7 +185,7 @@ class Claim:
                 "max_tokens": int(params.get("max_tokens") or 0),
                 "time": datetime.now(UTC).isoformat(timespec="seconds")}
         try:
-            atomic_write_text(path, json.dumps(data) + "\n")
+            atomic_write_text(path, json.dumps(data) + "\n", durable=False)  # a kill, not a power cut
         except OSError as exc:
             raise _write_error(path, exc) from None
 
@@ -297,6 +297,9 @@ class ResponseCache:
         self.shared = store
         self.database: Path | str = directory / "responses" / "cache.db"
         self.claims_dir = directory / "claims"
+        #: Answers read ahead (``get_key(keep=True)``: the cost estimate), handed once to the next reader
+        #: of the same key (the executor), so a cached re-run reads and checks each value once, not twice.
+        self._read_ahead: dict[str, ModelResponse] = {}
         self._store: Any
         if store is not None:
             self.database = store.redacted
@@ -341,9 +344,13 @@ class ResponseCache:
         return StateError(f"{self.database}: damaged response cache entry {key[:16]}… ({why})",
                           path=self.database, hint=REPAIR_HINT)
 
-    def get_key(self, key: str) -> ModelResponse | None:
+    def get_key(self, key: str, *, keep: bool = False) -> ModelResponse | None:
+        """The stored answer (None: not stored). ``keep``: also hold it for the next read of ``key``."""
         if not self.readable:
             return None
+        ahead = self._read_ahead.pop(key, None)
+        if ahead is not None:
+            return ahead
         try:
             value = self._store.get(key)
         except _DAMAGE as exc:
@@ -351,12 +358,15 @@ class ResponseCache:
         if value is None:
             return None
         try:
-            return unwrap(value)
+            response = unwrap(value)
         except ValueError as exc:
             raise self._damaged(key, exc) from None
+        if keep:
+            self._read_ahead[key] = response
+        return response
 
-    def get(self, endpoint: str, request: ModelRequest) -> ModelResponse | None:
-        return self.get_key(request_key(endpoint, request))
+    def get(self, endpoint: str, request: ModelRequest, *, keep: bool = False) -> ModelResponse | None:
+        return self.get_key(request_key(endpoint, request), keep=keep)
 
     def put(self, endpoint: str, request: ModelRequest, response: ModelResponse) -> None:
         self.put_key(request_key(endpoint, request), response)
@@ -448,6 +458,7 @@ class ResponseCache:
         return len(self._store)
 
     def close(self) -> None:
+        self._read_ahead.clear()
         self._store.close()
 
     def __enter__(self) -> ResponseCache:

@@ -229,3 +229,24 @@ def test_a_json_lines_row_holding_a_line_separator_character_is_one_row(tmp_path
     path.write_bytes(b"\xef\xbb\xbf" + text.encode())
     table = read_table(path)
     assert table.rows == rows and table.places == [f"{path}:1", f"{path}:2"]
+
+
+def test_a_cached_re_run_reads_each_answer_from_the_cache_once(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 22 (cached re-run <= 1.5 s): the cost estimate read every cached answer (decompress, checksum,
+    # decode) and the run read it again. The estimate's read is now handed to the run.
+    import diskcache
+
+    first = _run(tmp_path)
+    reads: list[str] = []
+    real_get = diskcache.Cache.get
+
+    def counted(self: diskcache.Cache, key: str, *args: object, **kwargs: object) -> object:
+        reads.append(key)
+        return real_get(self, key, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(diskcache.Cache, "get", counted)
+    second = _run(tmp_path)
+    assert second.record.execution.cache_hits == 80 and second.record.execution.requests_sent == 0
+    assert len(reads) == len(set(reads)) == 80
+    assert [row.candidate.output for row in second.rows] == [row.candidate.output for row in first.rows]

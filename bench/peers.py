@@ -57,6 +57,20 @@ SCHEMA = {"type": "object", "additionalProperties": False,
 #: — its default of 0 failed every Haiku request.
 PROMPTFOO_REQUEST = {"max_tokens": 1024, "effort": "low", "temperature": 1,
                      "output_format": {"type": "json_schema", "schema": SCHEMA}}
+#: inspect_ai's generate options: max_tokens 1024, as evalkit sends. ``--reasoning-effort none``: for the
+#: 5.5 models inspect_ai 0.3.285 adds ``thinking.block_binding`` (beta
+#: ``thinking-binding-controls-2026-08-01``) to every adaptive-thinking request; anthropic-facts.md does
+#: not document it, so the simulator refuses it (400 on every request, and inspect still exits 0). With
+#: thinking disabled inspect sends no binding config. The simulator's latency does not depend on it.
+INSPECT_REQUEST = ["--max-tokens", "1024", "--reasoning-effort", "none"]
+#: Run with inspect_ai's own Python: the newest log's status and how many samples errored.
+INSPECT_LOG_CHECK = """
+import glob, os, sys
+from inspect_ai.log import read_eval_log
+log = read_eval_log(max(glob.glob(os.path.join(sys.argv[1], "*.eval")), key=os.path.getmtime))
+errors = [s.error for s in log.samples or [] if s.error]
+print(log.status, len(log.samples or []), len(errors), str(errors[0])[:300] if errors else "")
+"""
 DOCS_BEGIN, DOCS_END = "<!-- peers:begin -->", "<!-- peers:end -->"
 
 
@@ -143,10 +157,21 @@ def inspect_runner(tmp: Path, project: Path, args: argparse.Namespace) -> Runner
         started = time.perf_counter()
         for model in MODELS:  # two evals, one per model: the same 2 × samples requests
             _run([args.inspect, "eval", task_file.name, "--model", f"anthropic/{model}", "--max-connections",
-                  str(args.concurrency), "--log-dir", str(tmp / "logs"), "--no-fail-on-error"],
+                  str(args.concurrency), "--log-dir", str(tmp / "logs"), *INSPECT_REQUEST],
                  env=env, cwd=tmp)
+            _check_inspect_log(Path(args.inspect).with_name("python"), tmp / "logs", args.samples)
         return time.perf_counter() - started
     return run
+
+
+def _check_inspect_log(python: Path, logs: Path, samples: int) -> None:
+    """inspect exits 0 when its samples fail: an eval that did not answer every sample is not timed."""
+    out = subprocess.run([str(python), "-c", INSPECT_LOG_CHECK, str(logs)], capture_output=True, text=True,
+                         timeout=600)
+    status, count, errors, first = (out.stdout.strip().split(" ", 3) + ["", "", "", ""])[:4]
+    if out.returncode != 0 or status != "success" or int(count or 0) != samples or int(errors or 1):
+        raise SystemExit(f"inspect did not answer every sample (status {status}, {count} samples, {errors} "
+                         f"errors): {first or out.stderr[-1500:]}")
 
 
 def _version(argv: list[str]) -> str:
@@ -173,6 +198,11 @@ def main() -> None:
         tmp = Path(tmp_name)
         project = make_project(tmp / "p", settings={"latency_ms": str(args.latency_ms)},
                                rows=max(args.samples, 468))
+        # The runners share one simulated organisation, whose default 4,000 requests per minute one runner's
+        # 1,000 requests in ~15 s nearly use up: the next runner would meet 429s (100+ retries measured
+        # after inspect's two evals) and be timed on the refill. This compares clients, not quotas.
+        with (project / "evalkit.toml").open("a") as handle:
+            handle.write("\n[simulator.rate_limits]\nenforce = false\n")
         runners: dict[str, Callable[[dict[str, str], int], float]] = {
             f"evalkit {__version__}": evalkit_runner(project, args)}
         probe = (subprocess.run([args.promptfoo, "--version"], capture_output=True, text=True, timeout=120,

@@ -10,7 +10,8 @@ Each function follows the scikit-learn algorithm it replaces (named in its docst
 ``tests/test_calibration_fits.py`` checks them against the installed scikit-learn: folds identical,
 isotonic predictions and AUROC to 1e-12, the reliability curve exactly. The logistic fit is solved by
 Newton's method to convergence (the exact optimum of the same objective); scikit-learn's lbfgs stops at
-its tolerance (1e-4), so the two agree to about 1e-5 in the predicted probabilities.
+its tolerance (1e-4), so the two differ by 1e-5 to 3e-4 in the predicted probabilities, and ours is
+never worse on the objective (checked).
 """
 
 from __future__ import annotations

@@ -115,3 +115,4 @@ def test_a_calibration_report_imports_no_scikit_learn(tmp_path: object) -> None:
             " 'platt': report['platt_cv'] is not None}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == {"sklearn": False, "iso": True, "platt": True}
+

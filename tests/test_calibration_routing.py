@@ -341,3 +341,24 @@ def test_ltt_validity_small_simulation() -> None:
             exceed[name] += true_route(t)[0] > ALPHA + 1e-12
     assert exceed["ltt"] / reps <= DELTA + 0.02  # spec: 0.011 over 2000 sets
     assert exceed["naive"] / reps > DELTA  # spec: 0.169 over 2000 sets
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_threshold_sweep_counts_equal_the_matrix_computation_it_replaced(seed: int) -> None:
+    # Issue 20: the sweep built thresholds x samples matrices (five of 10 MB each at 100k samples); it now
+    # counts from sorted confidences. Every figure must be the same float, missing confidences included.
+    from evalkit.routing.thresholds import GRID, prepare_confidence, sweep
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3_000))
+    conf = rng.choice([0.5, 0.7, 0.8, 0.9, 0.95, 1.0, np.nan], size=n).tolist()
+    cand, ref = rng.uniform(size=n) < 0.8, rng.uniform(size=n) < 0.9
+    rows = sweep(conf, cand, ref, cost_candidate=0.2, cost_reference=1.0)
+    c, ts = prepare_confidence(conf), np.round(np.sort(GRID), 2)
+    esc = c[None, :] < ts[:, None]
+    routed = np.where(esc, ref[None, :], cand[None, :])
+    harm = (~esc & (ref & ~cand)[None, :]).sum(axis=1)
+    assert [row["escalation_rate"] for row in rows] == [float(v) for v in esc.mean(axis=1)]
+    assert [row["routed_accuracy"] for row in rows] == [float(routed[j].mean()) for j in range(ts.size)]
+    assert [row["harm_count"] for row in rows] == [int(v) for v in harm]
+    assert [row["cost"] for row in rows] == [float(0.2 + e * 1.0) for e in esc.mean(axis=1)]

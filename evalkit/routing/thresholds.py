@@ -101,18 +101,25 @@ def sweep(
     c, cand, ref = _inputs(conf, cand_correct, ref_correct)
     ts = np.round(np.sort(np.asarray(grid, dtype=float).ravel()), 2)
     n = c.size
-    esc = c[None, :] < ts[:, None]
-    routed = np.where(esc, ref[None, :], cand[None, :])
-    harm = ~esc & (ref & ~cand)[None, :]
-    esc_rate = esc.mean(axis=1)
-    k = harm.sum(axis=1)
+    # Counts per threshold from sorted confidences: sample i is escalated at t when c_i < t, so each count
+    # is a search in the sorted confidences of the samples it counts — the same integers as the
+    # thresholds × samples matrices this replaced (five 10 MB matrices at 100k samples).
+    def below(mask: np.ndarray) -> np.ndarray:
+        return np.searchsorted(np.sort(c[mask]), ts, side="left")
+
+    everyone = np.ones(n, dtype=bool)
+    escalated = below(everyone)
+    harmful = ref & ~cand
+    k = int(harmful.sum()) - below(harmful)  # kept on the candidate (c_i >= t) and only it was wrong
+    routed_right = below(ref) + (int(cand.sum()) - below(cand))
+    esc_rate = escalated / n
     p = binom_cdf(k, n, alpha)
     return [
         {
             "t": float(ts[j]),
             "n": int(n),
             "escalation_rate": float(esc_rate[j]),
-            "routed_accuracy": float(routed[j].mean()),
+            "routed_accuracy": float(routed_right[j] / n),
             "harm_count": int(k[j]),
             "harm_rate": float(k[j] / n),
             "cost": float(cost_candidate + esc_rate[j] * cost_reference),

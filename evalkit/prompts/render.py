@@ -288,18 +288,23 @@ def build_messages(task: TaskSpec, sample: Sample, user: str, *,
 
 
 def build_request(task: TaskSpec, role: str, sample: Sample, prompt: RenderedPrompt,
-                  *, cache_ttl: str | None = None) -> ModelRequest:
+                  *, cache_ttl: str | None = None, messages: list[dict[str, Any]] | None = None
+                  ) -> ModelRequest:
     """The Messages API body for one model and one sample. ``cache_ttl`` puts a prompt-cache breakpoint
-    on the static system block (``"5m"`` or ``"1h"``). Static parts are shared objects: never mutate them."""
+    on the static system block (``"5m"`` or ``"1h"``). ``messages``: another role's, built from the same
+    prompt and cache TTL (shared, not copied: ~0.3 KB per sample, all kept until the record is built).
+    Static and shared parts are shared objects: never mutate them."""
     settings = task.models.role(role)
     system_blocks, output_config = _static_parts(task, prompt.system, cache_ttl, settings.effort)
+    if messages is None:
+        messages = ([{"role": "user", "content": [{"type": "text", "text": prompt.user}]}]
+                    if not task.input.used
+                    else build_messages(task, sample, prompt.user, cache_ttl=cache_ttl))
     params: dict[str, Any] = {
         "model": settings.model,
         "max_tokens": settings.max_tokens,
         "system": system_blocks,
-        "messages": ([{"role": "user", "content": [{"type": "text", "text": prompt.user}]}]
-                     if not task.input.used
-                     else build_messages(task, sample, prompt.user, cache_ttl=cache_ttl)),
+        "messages": messages,
     }
     if output_config is not None:
         params["output_config"] = output_config

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from evalkit.config import PricingTable, Settings, SimCorpus
 from evalkit.cost.pricelist import is_priced, price_age, sdk_model_ids, suggest_model
@@ -96,9 +97,15 @@ def prepare(task: TaskSpec, settings: Settings, *, sample_size: int | None = Non
     shared = renderers["candidate"] is reference
     for sample in samples.samples:
         prompt = reference.render(sample)
+        built: dict[str | None, list[dict[str, Any]]] = {}  # messages of the shared prompt, by cache TTL
         for role in called:
             own = prompt if role == "reference" or shared else renderers[role].render(sample)
-            requests.append(build_request(task, role, sample, own, cache_ttl=plans[role].ttl))
+            ttl = plans[role].ttl
+            request = build_request(task, role, sample, own, cache_ttl=ttl,
+                                    messages=built.get(ttl) if own is prompt else None)
+            if own is prompt:
+                built.setdefault(ttl, request.params["messages"])
+            requests.append(request)
     return Prepared(task=task, settings=settings, samples=samples, renderers=renderers, requests=requests,
                     cache_plans=plans, findings=findings, logs=logs)
 

@@ -250,3 +250,29 @@ def test_a_cached_re_run_reads_each_answer_from_the_cache_once(tmp_path: Path,
     assert second.record.execution.cache_hits == 80 and second.record.execution.requests_sent == 0
     assert len(reads) == len(set(reads)) == 80
     assert [row.candidate.output for row in second.rows] == [row.candidate.output for row in first.rows]
+
+
+def test_both_models_requests_share_one_messages_list_when_their_prompt_is_the_same(tmp_path: Path) -> None:
+    # Issue 20: every request is kept until the record is built; the candidate and the reference render the
+    # same prompt unless the candidate has its own, so their messages are built once (~0.3 KB a sample).
+    from evalkit.run.prepare import prepare
+
+    path, _ = tickets(tmp_path, count=6)
+    task = load_task(path)
+    prepared = prepare(task, load_settings(tmp_path), mode="realtime")
+    by_sample: dict[str, dict[str, ModelRequest]] = {}
+    for request in prepared.requests:
+        by_sample.setdefault(request.sample_id, {})[request.role] = request
+    for pair in by_sample.values():
+        candidate, reference = pair["candidate"], pair["reference"]
+        assert candidate.params["messages"] is reference.params["messages"]
+        assert candidate.params["model"] != reference.params["model"]
+    from evalkit.spec import PromptVariant
+
+    variant = PromptVariant(user="Ticket: {{ text }}")
+    own = task.model_copy(update={"models": task.models.model_copy(update={
+        "candidate": task.models.candidate.model_copy(update={"prompt": variant})})})
+    apart = prepare(own, load_settings(tmp_path), mode="realtime")
+    first = {r.role: r for r in apart.requests if r.sample_id == apart.requests[0].sample_id}
+    assert first["candidate"].params["messages"] is not first["reference"].params["messages"]
+    assert first["candidate"].params["messages"][0]["content"][0]["text"].startswith("Ticket: ")

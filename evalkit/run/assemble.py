@@ -241,7 +241,7 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
     stats = session.stats
     provenance = Provenance(
         evalkit_version=__version__, run_id=run_id, created_at=started.isoformat(timespec="seconds"),
-        finished_at=datetime.now(UTC).isoformat(timespec="seconds"), simulated=simulated,
+        finished_at=datetime.now(UTC).isoformat(timespec="milliseconds"), simulated=simulated,
         backend=BackendInfo(kind=backend.kind, endpoint=backend.provider.endpoint,
                             description=backend.description, platform=backend.platform),
         mode=options.mode,

@@ -256,6 +256,7 @@ def test_both_models_requests_share_one_messages_list_when_their_prompt_is_the_s
     # Issue 20: every request is kept until the record is built; the candidate and the reference render the
     # same prompt unless the candidate has its own, so their messages are built once (~0.3 KB a sample).
     from evalkit.run.prepare import prepare
+    from evalkit.spec import PromptVariant
 
     path, _ = tickets(tmp_path, count=6)
     task = load_task(path)
@@ -267,8 +268,6 @@ def test_both_models_requests_share_one_messages_list_when_their_prompt_is_the_s
         candidate, reference = pair["candidate"], pair["reference"]
         assert candidate.params["messages"] is reference.params["messages"]
         assert candidate.params["model"] != reference.params["model"]
-    from evalkit.spec import PromptVariant
-
     variant = PromptVariant(user="Ticket: {{ text }}")
     own = task.model_copy(update={"models": task.models.model_copy(update={
         "candidate": task.models.candidate.model_copy(update={"prompt": variant})})})

@@ -63,13 +63,13 @@ PROMPTFOO_REQUEST = {"max_tokens": 1024, "effort": "low", "temperature": 1,
 #: not document it, so the simulator refuses it (400 on every request, and inspect still exits 0). With
 #: thinking disabled inspect sends no binding config. The simulator's latency does not depend on it.
 INSPECT_REQUEST = ["--max-tokens", "1024", "--reasoning-effort", "none"]
-#: Run with inspect_ai's own Python: the newest log's status and how many samples errored.
+#: Run with inspect_ai's own Python: the newest log's status, samples and errors, as JSON.
 INSPECT_LOG_CHECK = """
-import glob, os, sys
+import glob, json, os, sys
 from inspect_ai.log import read_eval_log
 log = read_eval_log(max(glob.glob(os.path.join(sys.argv[1], "*.eval")), key=os.path.getmtime))
-errors = [s.error for s in log.samples or [] if s.error]
-print(log.status, len(log.samples or []), len(errors), str(errors[0])[:300] if errors else "")
+errors = [str(s.error)[:300] for s in log.samples or [] if s.error]
+print(json.dumps({"status": log.status, "samples": len(log.samples or []), "errors": errors}))
 """
 DOCS_BEGIN, DOCS_END = "<!-- peers:begin -->", "<!-- peers:end -->"
 
@@ -168,10 +168,9 @@ def _check_inspect_log(python: Path, logs: Path, samples: int) -> None:
     """inspect exits 0 when its samples fail: an eval that did not answer every sample is not timed."""
     out = subprocess.run([str(python), "-c", INSPECT_LOG_CHECK, str(logs)], capture_output=True, text=True,
                          timeout=600)
-    status, count, errors, first = (out.stdout.strip().split(" ", 3) + ["", "", "", ""])[:4]
-    if out.returncode != 0 or status != "success" or int(count or 0) != samples or int(errors or 1):
-        raise SystemExit(f"inspect did not answer every sample (status {status}, {count} samples, {errors} "
-                         f"errors): {first or out.stderr[-1500:]}")
+    found = json.loads(out.stdout) if out.returncode == 0 else {}
+    if found.get("status") != "success" or found.get("samples") != samples or found.get("errors"):
+        raise SystemExit(f"inspect did not answer every sample: {found or out.stderr[-1500:]}")
 
 
 def _version(argv: list[str]) -> str:

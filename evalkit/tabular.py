@@ -80,14 +80,17 @@ def format_of(path: Path, declared: str | None = None) -> str:
     return found
 
 
+def _not_utf8(path: Path, line: int, byte: int) -> DatasetError:
+    return DatasetError(f"{path}:{line}: byte {byte:#04x} is not UTF-8 text",
+                        hint="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")
+
+
 def _text(path: Path) -> str:
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise DatasetError(f"{path}:{line}: byte {data[exc.start]:#04x} is not UTF-8 text",
-                           hint="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
+        raise _not_utf8(path, data[:exc.start].count(b"\n") + 1, data[exc.start]) from None
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -98,8 +101,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             try:
                 yield number, data.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
-                raise DatasetError(f"{path}:{number}: byte {data[exc.start]:#04x} is not UTF-8 text",
-                                   hint="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
+                raise _not_utf8(path, number, data[exc.start]) from None
 
 
 def _jsonl(path: Path, keep: Keep | None = None) -> Table:

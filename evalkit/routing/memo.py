@@ -77,10 +77,8 @@ def digest(kind: str, module: str | tuple[str, ...], inputs: dict[str, Any]) -> 
     """The key of a result of ``kind`` computed by ``module`` (or modules) from ``inputs`` with today's
     libraries."""
     modules = (module,) if isinstance(module, str) else module
-    code = [_source_digest(name) for name in modules]
-    key = {"schema": MEMO_SCHEMA, "kind": kind, "code": code[0] if len(code) == 1 else code,
-           "libraries": _versions(),
-           "inputs": _canonical(inputs)}
+    key = {"schema": MEMO_SCHEMA, "kind": kind, "code": [_source_digest(name) for name in modules],
+           "libraries": _versions(), "inputs": _canonical(inputs)}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 

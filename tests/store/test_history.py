@@ -85,3 +85,33 @@ def test_runs_and_compare_show_the_known_changed_sample(project: Path, monkeypat
     assert "per sample: 1 changed" in out
     for text in (listing, shown, out, html):
         assert PASSWORD not in text
+
+
+@pytest.mark.parametrize("backend", ["embedded", "postgres"])
+def test_two_runs_finishing_in_the_same_second_are_listed_in_the_order_they_finished(
+        project: Path, monkeypatch: pytest.MonkeyPatch, backend: str, request: pytest.FixtureRequest) -> None:
+    # finished_at had whole seconds: two runs in one second were listed by run id ("after" before "before").
+    # Every run here finishes in the same second, a millisecond after the one before it.
+    from datetime import UTC, datetime, timedelta
+
+    from evalkit.run import assemble
+
+    if backend == "postgres":
+        monkeypatch.setenv("EVALKIT_STORE", request.getfixturevalue("store_url"))
+    monkeypatch.chdir(project)
+    _small_dataset(project)
+    ticks = iter(range(1, 100))
+    second = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
+
+    class SameSecond(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> SameSecond:  # type: ignore[override]
+            moment = second + timedelta(milliseconds=next(ticks))
+            return cls.fromtimestamp(moment.timestamp(), UTC)
+
+    monkeypatch.setattr(assemble, "datetime", SameSecond)
+    for run_id in ("zulu", "alpha"):
+        _cli("run", "tasks/triage.yaml", "-q", "-n", "40", "--mode", "realtime", "--offline",
+             "--run-id", run_id)
+    listing = _cli("runs", "triage")
+    assert listing.index("triage/zulu") < listing.index("triage/alpha"), listing

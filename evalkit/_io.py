@@ -43,6 +43,10 @@ def private_file(path: Path) -> None:
         path.chmod(PRIVATE_FILE)
 
 
+#: The most text encoded at once by :func:`atomic_write_lines`.
+_SLICE = 1 << 16
+
+
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
     """Write ``path`` (owner-only, 0600: ``mkstemp``'s mode) so that it is either old or new, never torn.
 
@@ -60,7 +64,10 @@ def atomic_write_lines(path: Path, chunks: Iterable[str], *, durable: bool = Tru
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             for chunk in chunks:
-                handle.write(chunk)
+                # In slices: the text layer encodes what it is given at once, and a multi-megabyte piece
+                # (the report's embedded data) would be a second copy of itself in memory.
+                for start in range(0, len(chunk), _SLICE):
+                    handle.write(chunk[start:start + _SLICE])
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())

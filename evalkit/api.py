@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from evalkit import history as history  # `evalkit runs` / `evalkit compare`
-from evalkit._io import atomic_write_json, atomic_write_text
+from evalkit._io import atomic_write_json
 from evalkit.backends import connect, run_mode
 from evalkit.config import Settings, load_settings
 from evalkit.cost.estimate import Estimate
@@ -37,7 +37,7 @@ from evalkit.providers.response_cache import forget_tallies
 from evalkit.record.export import export_run as export_results  # noqa: F401 - public: `evalkit export`
 from evalkit.record.files import read_record, read_rows, run_folder
 from evalkit.record.model import RunRecord
-from evalkit.report.html import render_html, write_run_folder
+from evalkit.report.html import write_html, write_run_folder
 from evalkit.routing.analysis import RoutingAnalysis, RoutingOptions
 from evalkit.routing.router import RoutingEvidence, RoutingFile, load_routing_file, routing_file
 from evalkit.run import state as state  # `evalkit cache verify|repair`, `evalkit store migrate|verify`
@@ -210,7 +210,7 @@ def render_report(run_dir: str | Path) -> Path:
     """Re-render ``report.html`` of a run folder from its ``summary.json`` and ``results.jsonl`` alone."""
     folder = Path(run_dir)
     page = folder / "report.html"
-    atomic_write_text(page, render_html(read_record(folder), read_rows(folder)))
+    write_html(page, read_record(folder), read_rows(folder))
     return page
 
 

@@ -25,10 +25,11 @@ import json
 import math
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,14 +130,54 @@ def _finite(value: Any) -> Any:
     return value
 
 
+#: What ``script_json`` escapes: characters that could end the script block or a line in it.
+_SCRIPT_ESCAPES = str.maketrans({"&": "\\u0026", "<": "\\u003c", ">": "\\u003e", "\u2028": "\\u2028",
+                                 "\u2029": "\\u2029"})
+#: Pieces of embedded JSON are gathered to about this many characters before they are escaped and written.
+_SCRIPT_PIECE = 1 << 13
+
+
+def script_json_chunks(value: Any) -> Iterator[str]:
+    """:func:`script_json` in pieces, encoded as they are written: the whole text is never one string. At
+    10k samples it was ~3M characters, 4 bytes each when a text holds an emoji, and copied 3-4 times (the
+    escapes, the template's join, the encoding) at the run's memory high."""
+    pending: list[str] = []
+    size = 0
+    for piece in _json_pieces(_finite(value), depth=2):
+        pending.append(piece)
+        size += len(piece)
+        if size >= _SCRIPT_PIECE:
+            yield "".join(pending).translate(_SCRIPT_ESCAPES)
+            pending, size = [], 0
+    if pending:
+        yield "".join(pending).translate(_SCRIPT_ESCAPES)
+
+
+def _json_pieces(value: Any, depth: int) -> Iterator[str]:
+    """Compact, key-sorted JSON of ``value`` in pieces: its lists and objects ``depth`` levels down are
+    written item by item, what lies below in one ``json.dumps`` each (e.g. one browser sample). Not
+    ``JSONEncoder.iterencode``: its C encoder returns every piece of the document at once."""
+    if depth == 0 or not isinstance(value, dict | list):
+        yield json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True)
+        return
+    if isinstance(value, list):
+        yield "["
+        for index, item in enumerate(value):
+            if index:
+                yield ","
+            yield from _json_pieces(item, depth - 1)
+        yield "]"
+        return
+    yield "{"
+    for index, key in enumerate(sorted(value)):
+        yield ("," if index else "") + json.dumps(key, ensure_ascii=False) + ":"
+        yield from _json_pieces(value[key], depth - 1)
+    yield "}"
+
+
 def script_json(value: Any) -> Markup:
     """JSON safe inside ``<script type="application/json">``: nothing in it can end the block or a line."""
-    text = json.dumps(_finite(value), ensure_ascii=False, allow_nan=False, separators=(",", ":"),
-                      sort_keys=True)
-    for char, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"),
-                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-        text = text.replace(char, escaped)
-    return Markup(text)  # noqa: S704 - escaped above for the script-data context
+    return Markup("".join(script_json_chunks(value)))  # noqa: S704 - escaped for the script-data context
 
 
 def _sentence(text: Any) -> Any:
@@ -179,8 +220,9 @@ def _side(call: CallRow) -> dict[str, Any]:
 
 
 def _browser_samples(rows: Iterable[SampleRow], scoring_mode: str) -> list[dict[str, Any]]:
-    # Disagreements and errors first, so the cap never drops what a reader most needs; at most the cap of
-    # each kind is kept while reading, so a 100k-sample run never holds 100k browser entries.
+    # Disagreements and errors first, so the cap never drops what a reader most needs. At most the cap is
+    # held while reading: an unflagged entry that the flagged ones already push past the cap can never be
+    # shown, so it goes at once (a 10k-sample run held 2 × the cap, ~8 MB at its memory high).
     flagged: list[dict[str, Any]] = []
     rest: list[dict[str, Any]] = []
     for row in rows:
@@ -197,7 +239,7 @@ def _browser_samples(rows: Iterable[SampleRow], scoring_mode: str) -> list[dict[
         gold = row.gold
         truth = gold if scoring_mode == "gold" and isinstance(gold, str) else row.reference.answer.label
         kept = flagged if flags else rest
-        if len(kept) >= MAX_BROWSER_SAMPLES:
+        if len(kept) >= MAX_BROWSER_SAMPLES - (len(flagged) if kept is rest else 0):
             continue
         kept.append({
             "id": row.id,
@@ -210,7 +252,9 @@ def _browser_samples(rows: Iterable[SampleRow], scoring_mode: str) -> list[dict[
             "candidate": _side(row.candidate),
             "reference": _side(row.reference),
         })
-    return (flagged + rest)[:MAX_BROWSER_SAMPLES]
+        if flags and len(flagged) + len(rest) > MAX_BROWSER_SAMPLES:
+            rest.pop()  # the last unflagged entry is now past the cap, for good
+    return flagged + rest
 
 
 # -- sections -----------------------------------------------------------------------------------------
@@ -400,7 +444,7 @@ def build_context(record: RunRecord, rows: Sequence[SampleRow]) -> dict[str, Any
         "plot_intervals": _figure(_plot(plots.loss_intervals_svg, _interval_entries(record, groups),
                                         decision.margin)),
         "flagged_count": sum(1 for s in samples if {"disagree", "candidate_wrong"} & set(s["flags"])),
-        "data_json": script_json(data),
+        "data": data,  # embedded by _render_chunks as it is written
     }
 
 
@@ -438,8 +482,37 @@ def render_html(record: RunRecord, rows: Sequence[SampleRow], *,
                 history_href: str = "../history.html") -> str:
     """The self-contained report page for one run; ``history_href`` links the task's history page
     (reports/<task>/history.html) from where the page is written."""
-    return _environment().get_template("report.html.j2").render(**build_context(record, rows),
-                                                                history_href=history_href)
+    return "".join(_render_chunks(record, rows, history_href=history_href))
+
+
+def write_html(path: Path, record: RunRecord, rows: Sequence[SampleRow], *,
+               history_href: str = "../history.html") -> None:
+    """:func:`render_html` written to ``path`` (atomically) piece by piece as the template yields it: the
+    page is never one string in memory (at 10k samples the whole string, its join and its encoding were
+    ~3 copies of a 3.5 MB page at the run's memory high)."""
+    atomic_write_lines(path, _render_chunks(record, rows, history_href=history_href))
+
+
+def _render_chunks(record: RunRecord, rows: Sequence[SampleRow], *, history_href: str) -> Iterator[str]:
+    """The page as the template yields it, with the embedded data streamed in where the template puts it
+    (its place is held by a marker no page text can contain: made afresh, with NUL characters)."""
+    context = build_context(record, rows)
+    data = context.pop("data")
+    marker = f"\x00evalkit-data-{secrets.token_hex(8)}\x00"
+    chunks = _environment().get_template("report.html.j2").generate(
+        **context, data_json=Markup(marker), history_href=history_href)  # noqa: S704 - no user text
+    placed = False
+    for chunk in chunks:
+        if marker not in chunk:
+            yield chunk
+            continue
+        before, after = chunk.split(marker)
+        yield before
+        yield from script_json_chunks(data)
+        yield after
+        placed = True
+    if not placed:
+        raise AssertionError("the report template did not place the embedded data")
 
 
 #: A staging folder is ``.<run-id>.<pid>.<random>`` (owner-only, as mkdtemp makes it). One left by a process
@@ -480,8 +553,8 @@ def write_run_folder(folder: Path, record: RunRecord, rows: Sequence[SampleRow])
         atomic_write_text(staging / "summary.json", record.model_dump_json(indent=2) + "\n")
         # A configuration's folder is reports/<task>/<run>/configs/<name>/: three levels below the history.
         nested = folder.parent.name == "configs"
-        atomic_write_text(staging / "report.html", render_html(
-            record, rows, history_href="../../../history.html" if nested else "../history.html"))
+        write_html(staging / "report.html", record, rows,
+                   history_href="../../../history.html" if nested else "../history.html")
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)

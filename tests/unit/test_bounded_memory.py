@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tracemalloc
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -275,3 +276,61 @@ def test_both_models_requests_share_one_messages_list_when_their_prompt_is_the_s
     first = {r.role: r for r in apart.requests if r.sample_id == apart.requests[0].sample_id}
     assert first["candidate"].params["messages"] is not first["reference"].params["messages"]
     assert first["candidate"].params["messages"][0]["content"][0]["text"].startswith("Ticket: ")
+
+
+def test_the_sample_browser_never_holds_more_than_its_cap_while_reading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 22: unflagged samples read first filled their own cap, and the flagged ones read later filled
+    # theirs: 2 × the cap held at the report's memory high (~8 MB at 10k samples).
+    result = _run(tmp_path)
+    rows = list(result.rows)
+    flagged = [row for row in rows
+               if False in (row.scores.agree, row.scores.candidate_correct, row.scores.reference_correct)]
+    unflagged = [row for row in rows if row not in flagged]
+    assert len(flagged) >= 5 and len(unflagged) >= 5
+    monkeypatch.setattr(html, "MAX_BROWSER_SAMPLES", 5)
+
+    class Side:  # what _side builds for each entry, traced while it lives
+        pass
+
+    live: weakref.WeakSet[Side] = weakref.WeakSet()
+    most = 0
+
+    def side(call: object) -> Side:
+        made = Side()
+        live.add(made)
+        return made
+
+    def reading() -> Iterator[SampleRow]:
+        nonlocal most
+        for row in unflagged + flagged:  # every unflagged entry before any flagged one
+            yield row
+            most = max(most, len(live))
+
+    monkeypatch.setattr(html, "_side", side)
+    browsed = html._browser_samples(reading(), result.record.scoring_mode)
+    assert [s["id"] for s in browsed] == [row.id for row in flagged[:5]]
+    assert most <= 2 * (5 + 1), f"{most // 2} entries held at once with a cap of 5"  # two sides an entry
+
+
+def test_the_report_page_is_written_without_ever_holding_its_embedded_data_whole(tmp_path: Path) -> None:
+    # Issue 22: the page's embedded JSON (~3M characters at 10k samples, 4 bytes each once a text holds an
+    # emoji) was one string, copied by its escapes, the template's join and the encoding: +24 MB at the end
+    # of a 10k-sample run, its memory high.
+    result = _run(tmp_path)
+    text = ("Caf\u00e9 <b>bill</b> & \U0001f600 refund " * 300)[:html.MAX_TEXT_CHARS]
+    rows = [row.model_copy(update={"text": f"{i:03d} {text}"[:html.MAX_TEXT_CHARS]})
+            for i, row in enumerate(result.rows)]
+    page = html.render_html(result.record, rows)
+    embedded = sum(len(row.text) for row in rows) * 4  # bytes of one copy of the texts as one string
+    assert embedded > 900_000
+    html.write_html(tmp_path / "warm.html", result.record, rows)  # the template compiled, plots imported
+    tracemalloc.start()
+    try:
+        html.write_html(tmp_path / "report.html", result.record, rows)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / "report.html").read_text(encoding="utf-8") == page  # the same page, byte for byte
+    assert peak < 0.6 * embedded, f"{peak:,} bytes traced at the peak, {embedded:,} in one copy of the data"
+

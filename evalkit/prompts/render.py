@@ -39,10 +39,25 @@ class ModelRequest:
     replicate: int = 0
     #: The response-cache key of this request and its endpoint, once computed (see ``request_key``).
     key_memo: tuple[str, str] | None = field(default=None, init=False, compare=False, repr=False)
+    #: Cut down by :meth:`released`: ``params`` holds only the model and max_tokens.
+    is_released: bool = field(default=False, init=False, compare=False, repr=False)
 
     @property
     def model(self) -> str:
         return str(self.params["model"])
+
+    def released(self) -> ModelRequest:
+        """This request once answered: the model and max_tokens (what a run reads after its calls) and its
+        key memo, without the rendered messages — the largest per-sample state a run kept to its end
+        (~1.3 KB a sample; issue 22). Its key can then only be read from the memo, never recomputed."""
+        if self.key_memo is None:
+            raise ValueError("a request is released only after its response-cache key is computed")
+        params: dict[str, Any] = {name: self.params[name] for name in ("model", "max_tokens")
+                                  if name in self.params}
+        slim = ModelRequest(sample_id=self.sample_id, role=self.role, params=params, replicate=self.replicate)
+        object.__setattr__(slim, "key_memo", self.key_memo)
+        object.__setattr__(slim, "is_released", True)
+        return slim
 
 
 def output_schema(output: OutputSpec) -> dict[str, Any]:

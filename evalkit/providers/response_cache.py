@@ -69,6 +69,8 @@ def request_key(endpoint: str, request: ModelRequest) -> str:
     # kept (a run has one endpoint); another endpoint's key is computed and replaces it.
     memo = request.key_memo
     if memo is None or memo[0] != endpoint:
+        if request.is_released:
+            raise ValueError(f"the key of a released request for another endpoint ({endpoint}) is unknown")
         memo = (endpoint, digest({"schema": CACHE_SCHEMA, "endpoint": endpoint, "params": request.params,
                                   "replicate": request.replicate}))
         object.__setattr__(request, "key_memo", memo)

@@ -3,7 +3,7 @@ reference's repeats, and the judge's requests — each through the response cach
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from evalkit.backends import Backend
@@ -13,7 +13,7 @@ from evalkit.progress import Progress
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.batching import BatchLedger, BatchReport, execute_batch
 from evalkit.providers.execute import CallResult, ExecutionStats, execute_realtime
-from evalkit.providers.response_cache import ResponseCache
+from evalkit.providers.response_cache import ResponseCache, request_key
 from evalkit.run.options import RunOptions
 from evalkit.run.prepare import Prepared, wants_judge
 from evalkit.scoring.judge import judge_params, parse_judge
@@ -85,6 +85,11 @@ class Executor:
 
     async def __call__(self, requests: list[ModelRequest]
                        ) -> tuple[list[CallResult], ExecutionStats, BatchReport | None]:
+        calls, stats, report = await self._execute(requests)
+        return released(calls, self.backend.provider.endpoint), stats, report
+
+    async def _execute(self, requests: list[ModelRequest]
+                       ) -> tuple[list[CallResult], ExecutionStats, BatchReport | None]:
         # Caching pays only if one request writes the prefix before the others read it.
         warmup = any(plan.enabled for plan in self.prepared.cache_plans.values())
         provider = self.backend.provider
@@ -102,6 +107,20 @@ class Executor:
                                    progress=self.progress, warmup=warmup and settings.batch.warmup,
                                    max_retries=settings.max_retries, label=self.prepared.task.name,
                                    detach=self.options.detach)
+
+
+def released(calls: list[CallResult], endpoint: str) -> list[CallResult]:
+    """Each answered call with its request released (:meth:`ModelRequest.released`): once the run's
+    requests are gone, its answers no longer hold every rendered prompt. A call without an answer keeps
+    its whole request: the upper bound of what it may have cost is priced from its prompt."""
+    out = []
+    for call in calls:
+        if call.response is None or call.request.is_released:
+            out.append(call)
+            continue
+        request_key(endpoint, call.request)  # memoised: the key stays readable
+        out.append(replace(call, request=call.request.released()))
+    return out
 
 
 def _wants_judge(prepared: Prepared) -> bool:

@@ -15,10 +15,12 @@ import pytest
 
 from evalkit._io import atomic_write_lines
 from evalkit.config import load_settings
+from evalkit.errors import ProviderError
 from evalkit.progress import NullProgress
 from evalkit.prompts.render import ModelRequest
 from evalkit.providers.base import ModelResponse
 from evalkit.providers.execute import CallResult
+from evalkit.providers.response_cache import request_key
 from evalkit.record.rows import LazyRows, SampleRow, sample_row
 from evalkit.report import html
 from evalkit.run.options import RunOptions
@@ -334,3 +336,29 @@ def test_the_report_page_is_written_without_ever_holding_its_embedded_data_whole
     assert (tmp_path / "report.html").read_text(encoding="utf-8") == page  # the same page, byte for byte
     assert peak < 0.6 * embedded, f"{peak:,} bytes traced at the peak, {embedded:,} in one copy of the data"
 
+
+def test_answered_calls_keep_their_key_but_not_their_prompt_and_failed_calls_keep_it_all(
+        tmp_path: Path) -> None:
+    # Issue 22: every request's rendered messages stayed in memory to the end of a run through its calls
+    # (~1.3 KB a sample), though after the calls only the model, max_tokens and the key are read.
+    path, _ = tickets(tmp_path, count=20)
+    task = load_task(path)
+
+    provider = FakeProvider(lambda r: json_message(r, category="billing", confidence=0.9))
+    provider.fail(ProviderError("overloaded", status=529), times=None,
+                  when=lambda r: "ticket 7:" in r.user_text and r.model.startswith("claude-haiku"))
+    result = run_evaluation(task, load_settings(tmp_path), RunOptions(mode="realtime", run_id="r"),
+                            progress=NullProgress(), backend=fake_backend(provider))
+    calls = [call for r in result.results for call in r.calls.values()]
+    answered = [call for call in calls if call.response is not None]
+    failed = [call for call in calls if call.response is None]
+    assert len(answered) == 39 and len(failed) == 1
+    sent = {request_key(provider.endpoint, r.request): r.request for r in provider.sent() if r.request}
+    for call in answered:
+        assert call.request.is_released and set(call.request.params) == {"model", "max_tokens"}
+        assert sent[request_key(provider.endpoint, call.request)].sample_id == call.request.sample_id
+    assert "messages" in failed[0].request.params and not failed[0].request.is_released
+    with pytest.raises(ValueError, match="released request"):
+        request_key("https://elsewhere.example", answered[0].request)
+    html.write_run_folder(result.folder, result.record, result.rows)  # the record still reads them all
+    assert result.record.execution.errors == 1

@@ -27,6 +27,10 @@ class RenderedPrompt:
     user: str
 
 
+#: The params of released requests, one shared dict per (model, max_tokens).
+_RELEASED_PARAMS: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+
+
 @dataclass(frozen=True, slots=True)  # slots: one per sample or call, all kept (issue 20)
 class ModelRequest:
     """One Messages API call, as the exact JSON body sent (no stream flag, no secrets)."""
@@ -52,8 +56,8 @@ class ModelRequest:
         (~1.3 KB a sample; issue 22). Its key can then only be read from the memo, never recomputed."""
         if self.key_memo is None:
             raise ValueError("a request is released only after its response-cache key is computed")
-        params: dict[str, Any] = {name: self.params[name] for name in ("model", "max_tokens")
-                                  if name in self.params}
+        kept = tuple((name, self.params[name]) for name in ("model", "max_tokens") if name in self.params)
+        params = _RELEASED_PARAMS.setdefault(kept, dict(kept))  # one dict for all alike: never changed
         slim = ModelRequest(sample_id=self.sample_id, role=self.role, params=params, replicate=self.replicate)
         object.__setattr__(slim, "key_memo", self.key_memo)
         object.__setattr__(slim, "is_released", True)

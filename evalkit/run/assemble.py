@@ -229,7 +229,7 @@ def assemble(prepared: Prepared, session: Session, *, backend: Backend, options:
     # SIMULATED means some answer came from the simulator: recorded answers never are, whatever the backend.
     called = [c for c in session.calls if c.response is not None and c.response.mode != "log"]
     simulated = any(c.response.simulated for c in called if c.response is not None) or (
-        backend.simulated and bool(prepared.requests))
+        backend.simulated and prepared.calls_models)
     valid = validity(prepared, session, results, simulated=simulated)
     routing = analyse_routing(results, role_costs(results, settings.pricing), options.routing,
                               memo_dir=settings.cache_dir / "derived")  # no refit of cached answers

@@ -185,6 +185,7 @@ def run_evaluation(task: TaskSpec, settings: Settings, options: RunOptions, *, p
         execute_started = time.perf_counter()
         session = asyncio.run(run_session(prepared, execute, options))
         execute_seconds = time.perf_counter() - execute_started
+        prepared.release_requests()
         if cache.mode != "off":
             _adopt_orphans(session, cache, settings, progress)
     log.info("model calls done in %.1f s: %d sent, %d from the cache, %d failed", execute_seconds,

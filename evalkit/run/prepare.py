@@ -38,6 +38,17 @@ class Prepared:
     findings: list[Finding]
     #: Recorded answers standing in for a role's calls (``models.<role>_log``).
     logs: dict[str, LoggedAnswers] = field(default_factory=dict)
+    #: The run calls a model (it has requests), still known after :meth:`release_requests`.
+    calls_models: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.calls_models = bool(self.requests)
+
+    def release_requests(self) -> None:
+        """Let the rendered requests go once every call is made: the calls keep what the record reads
+        (:meth:`ModelRequest.released`), and the requests, ~1.3 KB a sample, were otherwise held through
+        scoring to the run's memory high (issue 22)."""
+        self.requests = []
 
     @property
     def renderer(self) -> PromptRenderer:

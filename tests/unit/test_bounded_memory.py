@@ -362,3 +362,15 @@ def test_answered_calls_keep_their_key_but_not_their_prompt_and_failed_calls_kee
         request_key("https://elsewhere.example", answered[0].request)
     html.write_run_folder(result.folder, result.record, result.rows)  # the record still reads them all
     assert result.record.execution.errors == 1
+
+
+def test_a_simulated_run_whose_every_request_failed_is_still_simulated_after_its_requests_are_released(
+        tmp_path: Path) -> None:
+    # The run lets its rendered requests go before scoring (issue 22); that it called a model is kept.
+    path, _ = tickets(tmp_path, count=10)
+    provider = FakeProvider(lambda r: json_message(r, category="billing", confidence=0.9), simulated=True)
+    provider.fail(ProviderError("overloaded", status=529), times=None, when=lambda r: True)
+    result = run_evaluation(load_task(path), load_settings(tmp_path), RunOptions(mode="realtime", run_id="r"),
+                            progress=NullProgress(), backend=fake_backend(provider, kind="simulator"))
+    assert result.record.execution.errors == 20 and result.record.simulated
+    assert result.failure is not None

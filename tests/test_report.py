@@ -112,9 +112,13 @@ class Page:
         self.driver = driver
 
     def open(self, path: Path) -> None:
+        from selenium.webdriver.support.ui import WebDriverWait
+
         self.driver.get(path.resolve().as_uri())
-        state = self.driver.execute_script("return document.readyState")
-        assert state == "complete"
+        # get() can return while the page still reads "loading" on a busy machine (seen once in a CI run
+        # at 2 cores, full suite in parallel): wait for the load, and fail if it never completes.
+        WebDriverWait(self.driver, 30).until(
+            lambda driver: driver.execute_script("return document.readyState") == "complete")
 
     def js(self, script: str, *args: Any) -> Any:
         return self.driver.execute_script(script, *args)

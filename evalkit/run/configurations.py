@@ -29,7 +29,7 @@ from evalkit.record.model import (
 )
 from evalkit.run.assemble import Assembled
 from evalkit.run.prepare import Prepared, prepare, wants_judge
-from evalkit.run.session import Executor, Session, judge_requests
+from evalkit.run.session import Executor, Session, judge_requests, released
 from evalkit.scoring.compare import label_changes
 from evalkit.scoring.judge import parse_judge
 from evalkit.scoring.samples import ScoredSample, score_calls, scoring_mode
@@ -71,7 +71,10 @@ async def run_configuration_sessions(prepared: list[Prepared], execute: Executor
         sessions = []
         for p in prepared:
             session = Session(stats=stats, batches=report)
-            session.calls = _answers_for(p.requests + p.noise_requests, by_key, endpoint) + p.logged
+            # Each configuration's own requests put back (a shared key may stand for another role), released
+            # like every executed call: the answers must not hold the rendered prompts again.
+            session.calls = released(_answers_for(p.requests + p.noise_requests, by_key, endpoint),
+                                     endpoint) + p.logged
             sessions.append(session)
         judging = {index: judge_requests(p, score_calls(p.task, p.samples.samples, sessions[index].calls,
                                                         outputs=p.outputs))

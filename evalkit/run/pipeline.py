@@ -240,6 +240,8 @@ def _run_configurations(task: TaskSpec, settings: Settings, options: RunOptions,
         execute_started = time.perf_counter()
         sessions = asyncio.run(run_configuration_sessions(prepared, execute))
         execute_seconds = time.perf_counter() - execute_started
+        for done in (union, *prepared):
+            done.release_requests()
     if spend is not None:
         spend.check()
     runs = []

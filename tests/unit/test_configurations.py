@@ -90,6 +90,10 @@ def test_the_reference_is_asked_once_per_sample_for_every_configuration(tmp_path
     references_seen = {json.dumps([row.reference.answer.label for row in c.rows])
                        for c in result.configurations}
     assert len(references_seen) == 1
+    # issue 22: each configuration's answered calls hold its own role, not the rendered prompts
+    calls = [call for r in result.results for call in r.calls.values()]
+    assert {call.request.role for call in calls} == {"candidate", "reference"}
+    assert all(call.request.is_released and "messages" not in call.request.params for call in calls)
 
 
 def test_the_cheapest_go_is_recommended_and_the_prompt_that_closed_the_gap_is_named(tmp_path: Path) -> None:
